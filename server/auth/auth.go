@@ -1,0 +1,260 @@
+// Package auth knows who is asking. Today: users with argon2id password hashes and HTTP Basic
+// on DICOMweb. The accounts issue extends Authenticate (sessions, Bearer tokens) and Authorize
+// (roles, institutions, consultation membership); every handler goes through Middleware.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Role names.
+const (
+	RoleAdmin  = "admin"
+	RoleDoctor = "doctor"
+	RoleClinic = "clinic"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	UserID   int64
+	Username string
+	Roles    []string
+	Method   string // "basic", later "session", "token"
+}
+
+// HasRole reports whether the principal holds role.
+func (p *Principal) HasRole(role string) bool {
+	for _, r := range p.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+type ctxKey struct{}
+
+// FromContext returns the principal of an authenticated request.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(*Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p (tests, internal calls).
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// Errors with one HTTP meaning each.
+var (
+	ErrUnauthenticated = errors.New("authentication required")
+	ErrForbidden       = errors.New("not allowed")
+)
+
+// Service authenticates users kept in the shared SQLite database.
+type Service struct {
+	db  *sql.DB
+	log *slog.Logger
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedCredential // verified Basic credentials: argon2id costs ~50 ms a check
+}
+
+type cachedCredential struct {
+	p       *Principal
+	expires time.Time
+}
+
+const credentialCacheTTL = 2 * time.Minute
+
+const schema = `
+CREATE TABLE IF NOT EXISTS users (
+	pk            INTEGER PRIMARY KEY,
+	username      TEXT NOT NULL UNIQUE,
+	password_hash TEXT NOT NULL,
+	roles         TEXT NOT NULL DEFAULT '',
+	created_at    INTEGER NOT NULL
+);`
+
+// New prepares the users table in db.
+func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return nil, fmt.Errorf("creating users table: %w", err)
+	}
+	return &Service{db: db, log: log, cache: map[[32]byte]cachedCredential{}}, nil
+}
+
+// Bootstrap creates user admin on an empty database. The password is the given one, or a
+// generated one that is returned so the caller can print it once.
+func (s *Service) Bootstrap(ctx context.Context, password string) (generated string, err error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return "", fmt.Errorf("counting users: %w", err)
+	}
+	if n > 0 {
+		return "", nil
+	}
+	if password == "" {
+		b := make([]byte, 15)
+		rand.Read(b)
+		password = base64.RawURLEncoding.EncodeToString(b)
+		generated = password
+	}
+	if err := s.AddUser(ctx, "admin", password, []string{RoleAdmin}); err != nil {
+		return "", err
+	}
+	return generated, nil
+}
+
+// AddUser creates a user.
+func (s *Service) AddUser(ctx context.Context, username, password string, roles []string) error {
+	if username == "" || password == "" {
+		return fmt.Errorf("username and password are required")
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (username, password_hash, roles, created_at) VALUES (?, ?, ?, ?)`,
+		username, HashPassword(password), strings.Join(roles, ","), time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("adding user %s: %w", username, err)
+	}
+	return nil
+}
+
+// argon2id parameters: RFC 9106 section 4's second recommended option scaled to a 2-core
+// server (64 MiB would let a burst of logins exhaust memory).
+const (
+	argonTime    = 3
+	argonMemory  = 32 * 1024
+	argonThreads = 2
+	argonKeyLen  = 32
+)
+
+// HashPassword returns an encoded argon2id hash (PHC string format).
+func HashPassword(password string) string {
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// CheckPassword verifies password against an encoded argon2id hash.
+func CheckPassword(encoded, password string) bool {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
+	if err != nil {
+		return false
+	}
+	want, err := base64.RawStdEncoding.DecodeString(parts[5])
+	if err != nil {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// Login checks a username and password.
+func (s *Service) Login(ctx context.Context, username, password string) (*Principal, error) {
+	var pk int64
+	var hash, roles string
+	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, roles FROM users WHERE username = ?`, username).Scan(&pk, &hash, &roles)
+	if errors.Is(err, sql.ErrNoRows) {
+		CheckPassword(HashPassword("timing"), password) // same work whether or not the user exists
+		return nil, ErrUnauthenticated
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up user: %w", err)
+	}
+	if !CheckPassword(hash, password) {
+		return nil, ErrUnauthenticated
+	}
+	return &Principal{UserID: pk, Username: username, Roles: strings.Split(roles, ","), Method: "basic"}, nil
+}
+
+// Authenticate finds the principal of a request (HTTP Basic for now).
+func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	key := sha256.Sum256([]byte(user + "\x00" + pass))
+	now := time.Now()
+	s.mu.Lock()
+	c, hit := s.cache[key]
+	s.mu.Unlock()
+	if hit && now.Before(c.expires) {
+		return c.p, nil
+	}
+	p, err := s.Login(r.Context(), user, pass)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.cache) > 10000 {
+		clear(s.cache)
+	}
+	s.cache[key] = cachedCredential{p: p, expires: now.Add(credentialCacheTTL)}
+	s.mu.Unlock()
+	return p, nil
+}
+
+// Authorize is the one authorization check. Until roles and institutions land, only admins
+// reach patient data.
+func (s *Service) Authorize(p *Principal, r *http.Request) error {
+	if p.HasRole(RoleAdmin) {
+		return nil
+	}
+	return ErrForbidden
+}
+
+// Middleware authenticates and authorizes every request before next sees it.
+func (s *Service) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.Authenticate(r)
+		if err != nil {
+			if !errors.Is(err, ErrUnauthenticated) {
+				s.log.Error("authentication failed", "err", err)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="Sanping", charset="UTF-8"`)
+			writeProblem(w, http.StatusUnauthorized, "authentication required")
+			return
+		}
+		if err := s.Authorize(p, r); err != nil {
+			writeProblem(w, http.StatusForbidden, "not allowed")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"type":"about:blank","title":%q,"status":%d,"detail":%q}`, http.StatusText(status), status, detail)
+}

@@ -1,0 +1,427 @@
+package dcm
+
+import (
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// implicitVR is the VR an implicit-VR data set gives a tag: the dictionary's first, UN when unknown.
+func implicitVR(t tag.Tag) string {
+	if t == tag.PixelData || t == tag.OverlayData {
+		return "OW"
+	}
+	if t.Element == 0x0000 {
+		return "UL" // group length
+	}
+	info, err := tag.Find(t)
+	if err != nil || len(info.VRs) == 0 {
+		return "UN"
+	}
+	return info.VRs[0]
+}
+
+// The layout walker is hand-written because github.com/suyashkumar/dicom does not report
+// where in the file an element's value lies, and serving frames and bulk data by byte range
+// (without re-parsing a 300 MB file per request) needs exactly that. It only walks element
+// headers and skips values; value decoding is left to the library.
+
+// Span is a byte range of a stored file.
+type Span struct {
+	Offset int64 `json:"o"`
+	Length int64 `json:"n"`
+}
+
+// Layout is where things are in a Part 10 file.
+type Layout struct {
+	// DatasetOffset is where the data set starts (after the File Meta Information).
+	DatasetOffset int64
+	// Deflated means offsets past DatasetOffset are in the inflated stream (PS3.5 A.5).
+	Deflated bool
+	// Charset is the value of the top-level Specific Character Set, if present.
+	Charset *Span
+	// Bulk holds the value spans of binary elements (OB, OW, OF, OD, OL, OV, SV, UV, UN) at
+	// any depth, keyed by BulkPath.
+	Bulk map[string]Span
+	// Pixel is the top-level Pixel Data, if present.
+	Pixel *PixelLayout
+	// ExtendedOffsets and ExtendedLengths are the top-level Extended Offset Table and its lengths
+	// (7FE0,0001)/(7FE0,0002), PS3.5 A.4.
+	ExtendedOffsets *Span
+	ExtendedLengths *Span
+}
+
+// PixelLayout is where the top-level Pixel Data value and its fragments are.
+type PixelLayout struct {
+	Encapsulated bool
+	// Element spans the whole element, header included.
+	Element Span
+	// Value is the whole value (native) or everything after the header (encapsulated).
+	Value Span
+	// BasicOffsetTable is the value of the first item of encapsulated pixel data.
+	BasicOffsetTable Span
+	// Fragments are the values of the fragment items; Items are where each item starts.
+	Fragments []Span
+	ItemStarts []int64
+}
+
+// ErrMalformed is wrapped by every structural error in a file.
+var ErrMalformed = errors.New("malformed DICOM")
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+}
+
+// BulkPath names an element by its position: "7FE00010" at top level,
+// "00880200.0.7FE00010" for an element in item 0 of a sequence.
+func BulkPath(parent string, group, element uint16) string {
+	t := fmt.Sprintf("%04X%04X", group, element)
+	if parent == "" {
+		return t
+	}
+	return parent + "." + t
+}
+
+func itemPath(seqPath string, item int) string { return seqPath + "." + strconv.Itoa(item) }
+
+// maxDepth bounds sequence nesting so hostile files cannot exhaust the stack.
+const maxDepth = 32
+
+// reader is a position-tracking reader over a file with a read-ahead window.
+type reader struct {
+	src    io.ReaderAt
+	size   int64
+	base   int64 // offset of buf[0]
+	buf    []byte
+	pos    int64
+	stream io.Reader // deflated: sequential source (src is nil)
+}
+
+func (r *reader) fill(n int) ([]byte, error) {
+	if r.stream != nil {
+		// Deflated data sets are walked sequentially; keep at most what is asked for.
+		if r.pos < r.base || r.pos > r.base+int64(len(r.buf)) {
+			return nil, malformed("deflated stream read out of order")
+		}
+		r.buf = r.buf[r.pos-r.base:]
+		r.base = r.pos
+		for len(r.buf) < n {
+			chunk := make([]byte, max(n-len(r.buf), 4096))
+			m, err := r.stream.Read(chunk)
+			r.buf = append(r.buf, chunk[:m]...)
+			if err != nil {
+				if len(r.buf) >= n {
+					break
+				}
+				return nil, malformed("truncated at offset %d", r.pos)
+			}
+		}
+		return r.buf[:n], nil
+	}
+	if r.pos < r.base || r.pos+int64(n) > r.base+int64(len(r.buf)) {
+		if r.pos+int64(n) > r.size {
+			return nil, malformed("truncated at offset %d (need %d bytes, file is %d)", r.pos, n, r.size)
+		}
+		want := max(n, 64<<10)
+		if int64(want) > r.size-r.pos {
+			want = int(r.size - r.pos)
+		}
+		if cap(r.buf) < want {
+			r.buf = make([]byte, want)
+		}
+		r.buf = r.buf[:want]
+		if _, err := r.src.ReadAt(r.buf, r.pos); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("reading at %d: %w", r.pos, err)
+		}
+		r.base = r.pos
+	}
+	off := r.pos - r.base
+	return r.buf[off : off+int64(n)], nil
+}
+
+func (r *reader) read(n int) ([]byte, error) {
+	b, err := r.fill(n)
+	if err == nil {
+		r.pos += int64(n)
+	}
+	return b, err
+}
+
+func (r *reader) skip(n int64) error {
+	if r.stream != nil {
+		for n > 0 {
+			step := min(n, 1<<20)
+			if _, err := r.read(int(step)); err != nil {
+				return err
+			}
+			n -= step
+		}
+		return nil
+	}
+	if n < 0 || r.pos+n > r.size {
+		return malformed("value of %d bytes at offset %d runs past the end of the file (%d bytes)", n, r.pos, r.size)
+	}
+	r.pos += n
+	return nil
+}
+
+func (r *reader) atEnd() bool {
+	if r.stream != nil {
+		_, err := r.fill(1)
+		return err != nil
+	}
+	return r.pos >= r.size
+}
+
+type walker struct {
+	r        *reader
+	bo       binary.ByteOrder
+	implicit bool
+	layout   *Layout
+}
+
+const undefinedLength = 0xFFFFFFFF
+
+type header struct {
+	group, element uint16
+	vr             string
+	length         uint32
+}
+
+// Tags the walker needs by number; elsewhere tags are named through the library.
+const (
+	groupItem          = 0xFFFE
+	elemItem           = 0xE000
+	elemItemDelim      = 0xE00D
+	elemSequenceDelim  = 0xE0DD
+	groupPixel         = 0x7FE0
+	elemPixelData      = 0x0010
+	elemExtendedOffset = 0x0001
+	elemExtendedLength = 0x0002
+)
+
+func (w *walker) header() (header, error) {
+	b, err := w.r.read(8)
+	if err != nil {
+		return header{}, err
+	}
+	h := header{group: w.bo.Uint16(b[0:]), element: w.bo.Uint16(b[2:])}
+	if h.group == groupItem || w.implicit {
+		// Items and delimiters are always implicit (PS3.5 7.5).
+		h.length = w.bo.Uint32(b[4:])
+		if h.group != groupItem {
+			h.vr = implicitVR(tag.Tag{Group: h.group, Element: h.element})
+		}
+		return h, nil
+	}
+	h.vr = string(b[4:6])
+	if longVR(h.vr) {
+		l, err := w.r.read(4)
+		if err != nil {
+			return header{}, err
+		}
+		h.length = w.bo.Uint32(l)
+		return h, nil
+	}
+	if !validVR(h.vr) {
+		return header{}, malformed("invalid VR %q for (%04X,%04X) at offset %d", h.vr, h.group, h.element, w.r.pos-8)
+	}
+	h.length = uint32(w.bo.Uint16(b[6:]))
+	return h, nil
+}
+
+// walk reads elements until end of input (limit < 0), until limit bytes are consumed, or until
+// an Item Delimitation Item (delimited=true).
+func (w *walker) walk(path string, depth int, limit int64, delimited bool) error {
+	if depth > maxDepth {
+		return malformed("sequences nested deeper than %d", maxDepth)
+	}
+	end := int64(-1)
+	if limit >= 0 {
+		end = w.r.pos + limit
+	}
+	for {
+		if end >= 0 && w.r.pos >= end {
+			if w.r.pos > end {
+				return malformed("element overruns its item at offset %d", w.r.pos)
+			}
+			return nil
+		}
+		if end < 0 && !delimited && w.r.atEnd() {
+			return nil
+		}
+		start := w.r.pos
+		h, err := w.header()
+		if err != nil {
+			return err
+		}
+		if h.group == groupItem {
+			if h.element == elemItemDelim && delimited {
+				return nil
+			}
+			return malformed("unexpected item tag (FFFE,%04X) at offset %d", h.element, start)
+		}
+		if err := w.element(path, depth, h, start); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *walker) element(path string, depth int, h header, start int64) error {
+	p := BulkPath(path, h.group, h.element)
+	top := path == ""
+	switch {
+	case top && h.group == groupPixel && h.element == elemPixelData:
+		return w.pixelData(h, start)
+	case h.vr == "SQ" || (h.length == undefinedLength && (h.vr == "UN" || h.vr == "")):
+		return w.sequence(p, depth, h)
+	case h.length == undefinedLength:
+		return malformed("undefined length on (%04X,%04X) with VR %s", h.group, h.element, h.vr)
+	}
+	span := Span{w.r.pos, int64(h.length)}
+	if top && h.group == 0x0008 && h.element == 0x0005 {
+		w.layout.Charset = &span
+	}
+	if top && h.group == groupPixel && h.element == elemExtendedOffset {
+		w.layout.ExtendedOffsets = &span
+	}
+	if top && h.group == groupPixel && h.element == elemExtendedLength {
+		w.layout.ExtendedLengths = &span
+	}
+	if binaryVR(h.vr) {
+		w.layout.Bulk[p] = span
+	}
+	return w.r.skip(int64(h.length))
+}
+
+func (w *walker) sequence(path string, depth int, h header) error {
+	end := int64(-1)
+	if h.length != undefinedLength {
+		end = w.r.pos + int64(h.length)
+	}
+	for i := 0; ; i++ {
+		if end >= 0 && w.r.pos >= end {
+			if w.r.pos > end {
+				return malformed("sequence item overruns sequence at offset %d", w.r.pos)
+			}
+			return nil
+		}
+		start := w.r.pos
+		ih, err := w.itemHeader()
+		if err != nil {
+			return err
+		}
+		switch {
+		case ih.element == elemSequenceDelim && end < 0:
+			return nil
+		case ih.element != elemItem:
+			return malformed("expected an item in sequence at offset %d", start)
+		}
+		ip := itemPath(path, i)
+		if ih.length == undefinedLength {
+			err = w.walk(ip, depth+1, -1, true)
+		} else {
+			err = w.walk(ip, depth+1, int64(ih.length), false)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (w *walker) itemHeader() (header, error) {
+	b, err := w.r.read(8)
+	if err != nil {
+		return header{}, err
+	}
+	h := header{group: w.bo.Uint16(b[0:]), element: w.bo.Uint16(b[2:]), length: w.bo.Uint32(b[4:])}
+	if h.group != groupItem {
+		return header{}, malformed("expected an item tag, found (%04X,%04X) at offset %d", h.group, h.element, w.r.pos-8)
+	}
+	return h, nil
+}
+
+func (w *walker) pixelData(h header, start int64) error {
+	if h.length != undefinedLength {
+		span := Span{w.r.pos, int64(h.length)}
+		w.layout.Pixel = &PixelLayout{Value: span, Element: Span{start, span.Offset + span.Length - start}}
+		w.layout.Bulk[BulkPath("", h.group, h.element)] = span
+		return w.r.skip(int64(h.length))
+	}
+	px := &PixelLayout{Encapsulated: true}
+	px.Value.Offset = w.r.pos
+	for i := 0; ; i++ {
+		start := w.r.pos
+		ih, err := w.itemHeader()
+		if err != nil {
+			return err
+		}
+		if ih.element == elemSequenceDelim {
+			break
+		}
+		if ih.element != elemItem || ih.length == undefinedLength {
+			return malformed("bad item in encapsulated pixel data at offset %d", start)
+		}
+		span := Span{w.r.pos, int64(ih.length)}
+		if i == 0 {
+			px.BasicOffsetTable = span
+		} else {
+			px.Fragments = append(px.Fragments, span)
+			px.ItemStarts = append(px.ItemStarts, start)
+		}
+		if err := w.r.skip(int64(ih.length)); err != nil {
+			return err
+		}
+	}
+	px.Value.Length = w.r.pos - px.Value.Offset
+	px.Element = Span{start, w.r.pos - start}
+	w.layout.Pixel = px
+	w.layout.Bulk[BulkPath("", h.group, h.element)] = px.Value
+	return nil
+}
+
+// scanLayout walks the data set of a Part 10 file whose meta information ends at datasetOffset.
+func scanLayout(src io.ReaderAt, size, datasetOffset int64, ts transferSyntax) (*Layout, error) {
+	l := &Layout{DatasetOffset: datasetOffset, Bulk: map[string]Span{}}
+	r := &reader{src: src, size: size, pos: datasetOffset}
+	if ts.deflated {
+		l.Deflated = true
+		// Offsets in a deflated data set count inflated bytes from the data set start.
+		r = &reader{stream: flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset)), pos: datasetOffset, base: datasetOffset}
+	}
+	w := &walker{r: r, bo: ts.byteOrder, implicit: ts.implicit, layout: l}
+	if err := w.walk("", 0, -1, false); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func longVR(vr string) bool {
+	switch vr {
+	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
+		return true
+	}
+	return false
+}
+
+func binaryVR(vr string) bool {
+	switch vr {
+	case "OB", "OD", "OF", "OL", "OV", "OW", "UN", "SV", "UV":
+		return true
+	}
+	return false
+}
+
+func validVR(vr string) bool {
+	switch vr {
+	case "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL",
+		"SS", "ST", "TM", "UI", "UL", "US":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,135 @@
+// Package dicomweb serves the store over DICOMweb (DICOM PS3.18): STOW-RS, QIDO-RS and WADO-RS
+// under a base path (/dicom-web).
+package dicomweb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"sanping/server/store"
+)
+
+// Config configures the DICOMweb service.
+type Config struct {
+	Store *store.Store
+	// Base is the path prefix the service is mounted at, e.g. "/dicom-web".
+	Base string
+	// MaxRequestBody bounds a STOW-RS request body.
+	MaxRequestBody int64
+	// MaxResults bounds a QIDO-RS answer when the client sends no limit.
+	MaxResults int
+	Logger     *slog.Logger
+}
+
+// Service is the DICOMweb HTTP handler.
+type Service struct {
+	cfg Config
+	st  *store.Store
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New builds the service and its routes.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxRequestBody <= 0 {
+		cfg.MaxRequestBody = 8 << 30
+	}
+	if cfg.MaxResults <= 0 {
+		cfg.MaxResults = 1000
+	}
+	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, mux: http.NewServeMux()}
+	b := cfg.Base
+	m := s.mux
+	m.HandleFunc("POST "+b+"/studies", s.stow)
+	m.HandleFunc("POST "+b+"/studies/{study}", s.stow)
+
+	m.HandleFunc("GET "+b+"/studies", s.qido(store.StudyLevel))
+	m.HandleFunc("GET "+b+"/series", s.qido(store.SeriesLevel))
+	m.HandleFunc("GET "+b+"/instances", s.qido(store.InstanceLevel))
+	m.HandleFunc("GET "+b+"/studies/{study}/series", s.qido(store.SeriesLevel))
+	m.HandleFunc("GET "+b+"/studies/{study}/instances", s.qido(store.InstanceLevel))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances", s.qido(store.InstanceLevel))
+
+	m.HandleFunc("GET "+b+"/studies/{study}", s.retrieve)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}", s.retrieve)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}", s.retrieve)
+	m.HandleFunc("GET "+b+"/studies/{study}/metadata", s.metadata)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/metadata", s.metadata)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/metadata", s.metadata)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", s.frames)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", s.bulkdata)
+	m.HandleFunc(b+"/", func(w http.ResponseWriter, r *http.Request) {
+		problem(w, http.StatusNotFound, "no such DICOMweb resource: "+r.Method+" "+r.URL.Path)
+	})
+	return s
+}
+
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// HEAD is answered like GET without a body by net/http's pattern matching of GET routes.
+	s.mux.ServeHTTP(w, r)
+}
+
+// baseURL is the absolute URL of the service as the client reached it (for RetrieveURL and
+// BulkDataURI, which PS3.18 wants absolute).
+func (s *Service) baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + s.cfg.Base
+}
+
+// problem answers with an RFC 9457 problem document.
+func problem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"type":   "about:blank",
+		"title":  http.StatusText(status),
+		"status": status,
+		"detail": detail,
+	})
+}
+
+// storeError maps store errors to one HTTP answer each.
+func (s *Service) storeError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		problem(w, http.StatusNotFound, what+" not found")
+	case errors.Is(err, store.ErrBadQuery):
+		problem(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, context.Canceled):
+		// client went away
+	default:
+		s.log.Error("dicomweb request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		problem(w, http.StatusInternalServerError, fmt.Sprintf("%s: internal error", what))
+	}
+}
+
+func validUIDParam(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	return strings.Trim(v, "0123456789.") == ""
+}
+
+// uids reads and checks the UID path parameters present in r.
+func uids(w http.ResponseWriter, r *http.Request) (study, series, instance string, ok bool) {
+	study, series, instance = r.PathValue("study"), r.PathValue("series"), r.PathValue("instance")
+	for _, v := range []string{study, series, instance} {
+		if v != "" && !validUIDParam(v) {
+			problem(w, http.StatusBadRequest, fmt.Sprintf("%q is not a valid UID", v))
+			return "", "", "", false
+		}
+	}
+	return study, series, instance, true
+}

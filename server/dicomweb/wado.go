@@ -1,0 +1,404 @@
+package dicomweb
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"os"
+	"strconv"
+	"strings"
+
+	"sanping/server/dcm"
+	"sanping/server/store"
+)
+
+// retrieve answers Retrieve Study/Series/Instance (PS3.18 10.4) as multipart/related;
+// type="application/dicom". The stored bytes are sent unchanged: with transfer-syntax=* or the
+// stored syntax, or when no transfer-syntax is asked for (the part says which it is). Another
+// explicit transfer syntax is 406: Sanping does not transcode.
+func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
+	study, series, instance, ok := uids(w, r)
+	if !ok {
+		return
+	}
+	wantTS, ok := negotiateDICOM(r.Header.Get("Accept"))
+	if !ok {
+		problem(w, http.StatusNotAcceptable, `instances are served as multipart/related; type="application/dicom"`)
+		return
+	}
+	list, err := s.st.Instances(r.Context(), study, series, instance)
+	if err != nil {
+		s.storeError(w, r, err, "study, series or instance")
+		return
+	}
+	if wantTS != "" && wantTS != "*" {
+		for _, in := range list {
+			if in.TransferSyntax != wantTS {
+				problem(w, http.StatusNotAcceptable, fmt.Sprintf("instance %s is stored as %s; transcoding to %s is not supported (ask for transfer-syntax=*)", in.SOPUID, in.TransferSyntax, wantTS))
+				return
+			}
+		}
+	}
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	for _, in := range list {
+		if err := s.writeFilePart(mw, &in); err != nil {
+			if !errors.Is(err, r.Context().Err()) {
+				s.log.Error("retrieve: sending instance failed", "sop_instance_uid", in.SOPUID, "err", err)
+			}
+			return // headers are sent; the broken multipart body tells the client
+		}
+	}
+	mw.Close()
+}
+
+func (s *Service) writeFilePart(mw *multipart.Writer, in *store.Instance) error {
+	f, err := os.Open(s.st.FilePath(in))
+	if err != nil {
+		return fmt.Errorf("opening stored instance: %w", err)
+	}
+	defer f.Close()
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Type", "application/dicom; transfer-syntax="+in.TransferSyntax)
+	h.Set("Content-Length", strconv.FormatInt(in.Size, 10))
+	pw, err := mw.CreatePart(h)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(pw, f)
+	return err
+}
+
+// negotiateDICOM picks the transfer syntax asked for in an Accept header for application/dicom
+// ("" when none was named).
+func negotiateDICOM(accept string) (string, bool) {
+	if accept == "" {
+		return "", true
+	}
+	for _, m := range parseAccept(accept) {
+		pt, _ := m.partType()
+		switch {
+		case pt == "application/dicom", pt == "" && (m.mediaType == "*/*" || m.mediaType == "multipart/related"):
+			return m.params["transfer-syntax"], true
+		case m.mediaType == "application/dicom":
+			return m.params["transfer-syntax"], true
+		}
+	}
+	return "", false
+}
+
+// metadata answers Retrieve Metadata (PS3.18 10.4.1.1.2) from the JSON computed at ingest.
+func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
+	study, series, instance, ok := uids(w, r)
+	if !ok {
+		return
+	}
+	if !acceptsJSON(r.Header.Get("Accept")) {
+		problem(w, http.StatusNotAcceptable, "metadata is application/dicom+json")
+		return
+	}
+	prefix := []byte(dcm.BulkDataPrefix)
+	abs := []byte(dcm.BulkDataPrefix + s.baseURL(r))
+	var scratch []byte
+	rewrite := func(b []byte) []byte {
+		scratch = appendReplaced(scratch[:0], b, prefix, abs)
+		return scratch
+	}
+	// Buffered so that "not found" can still be a clean 404 before anything is sent.
+	bw := &lazyWriter{w: w, contentType: "application/dicom+json"}
+	err := s.st.WriteMetadata(r.Context(), bw, study, series, instance, rewrite)
+	if err != nil && !bw.started {
+		s.storeError(w, r, err, "study, series or instance")
+		return
+	}
+	bw.Flush()
+}
+
+func appendReplaced(dst, src, old, repl []byte) []byte {
+	for {
+		i := bytes.Index(src, old)
+		if i < 0 {
+			return append(dst, src...)
+		}
+		dst = append(dst, src[:i]...)
+		dst = append(dst, repl...)
+		src = src[i+len(old):]
+	}
+}
+
+// lazyWriter sends headers with the first write, through a buffer.
+type lazyWriter struct {
+	w           http.ResponseWriter
+	bw          *bufio.Writer
+	contentType string
+	started     bool
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.w.Header().Set("Content-Type", l.contentType)
+		l.bw = bufio.NewWriterSize(l.w, 64<<10)
+	}
+	return l.bw.Write(p)
+}
+
+func (l *lazyWriter) Flush() {
+	if l.bw != nil {
+		l.bw.Flush()
+	}
+}
+
+// frames answers Retrieve Frames (PS3.18 10.4.1.1.3 / 8.7.3.5): multipart/related, one part per
+// frame, each part's Content-Type naming the transfer syntax so viewers decode by it.
+func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
+	study, series, instance, ok := uids(w, r)
+	if !ok {
+		return
+	}
+	var nums []int
+	for _, f := range strings.Split(r.PathValue("frames"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			problem(w, http.StatusBadRequest, fmt.Sprintf("frame number %q: frames are numbered from 1", f))
+			return
+		}
+		nums = append(nums, n)
+	}
+	list, err := s.st.Instances(r.Context(), study, series, instance)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	in := &list[0]
+	layout, err := s.st.Layout(r.Context(), in.PK)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	if len(layout.Frames) == 0 {
+		if layout.FrameError != "" {
+			problem(w, http.StatusNotFound, "frames of this instance cannot be located: "+layout.FrameError)
+		} else {
+			problem(w, http.StatusNotFound, "instance has no pixel data")
+		}
+		return
+	}
+	for _, n := range nums {
+		if n > len(layout.Frames) {
+			problem(w, http.StatusNotFound, fmt.Sprintf("frame %d: the instance has %d frames", n, len(layout.Frames)))
+			return
+		}
+	}
+	f, err := os.Open(s.st.FilePath(in))
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	defer f.Close()
+	ts, partType, single, ok := negotiateFrames(r.Header.Get("Accept"), in.TransferSyntax, layout.Encapsulated)
+	if !ok {
+		problem(w, http.StatusNotAcceptable, fmt.Sprintf("frames of this instance are stored as %s and served as multipart/related; type=\"application/octet-stream\" (or the codec's media type) with transfer-syntax=* or %s; transcoding is not supported", in.TransferSyntax, storedOrNative(in.TransferSyntax, layout.Encapsulated)))
+		return
+	}
+	dl := layout.Dcm()
+	swap := in.TransferSyntax == dcm.ExplicitVRBigEndian && in.BitsAllocated.Int64 > 8
+	writeFrame := func(dst io.Writer, fr dcm.Frame) error {
+		for _, sp := range fr {
+			src := dcm.SpanReader(f, dl, sp)
+			if swap {
+				src = &swapReader{r: src, width: int(in.BitsAllocated.Int64 / 8)}
+			}
+			if _, err := io.Copy(dst, src); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if single && len(nums) == 1 {
+		fr := layout.Frames[nums[0]-1]
+		w.Header().Set("Content-Type", partType+"; transfer-syntax="+ts)
+		w.Header().Set("Content-Length", strconv.FormatInt(fr.Size(), 10))
+		writeFrame(w, fr)
+		return
+	}
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", fmt.Sprintf(`multipart/related; type=%q; boundary=%s`, partType, mw.Boundary()))
+	for _, n := range nums {
+		fr := layout.Frames[n-1]
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Type", partType+"; transfer-syntax="+ts)
+		h.Set("Content-Length", strconv.FormatInt(fr.Size(), 10))
+		h.Set("Content-Location", s.baseURL(r)+"/studies/"+study+"/series/"+series+"/instances/"+instance+"/frames/"+strconv.Itoa(n))
+		pw, err := mw.CreatePart(h)
+		if err != nil {
+			return
+		}
+		if err := writeFrame(pw, fr); err != nil {
+			return
+		}
+	}
+	mw.Close()
+}
+
+// Media types of compressed frames (PS3.18 Table 8.7.3-2).
+var codecMediaTypes = map[string]string{
+	"1.2.840.10008.1.2.4.50":  "image/jpeg",
+	"1.2.840.10008.1.2.4.51":  "image/jpeg",
+	"1.2.840.10008.1.2.4.57":  "image/jpeg",
+	"1.2.840.10008.1.2.4.70":  "image/jpeg",
+	"1.2.840.10008.1.2.4.80":  "image/jls",
+	"1.2.840.10008.1.2.4.81":  "image/jls",
+	"1.2.840.10008.1.2.4.90":  "image/jp2",
+	"1.2.840.10008.1.2.4.91":  "image/jp2",
+	"1.2.840.10008.1.2.4.201": "image/jphc",
+	"1.2.840.10008.1.2.4.202": "image/jphc",
+	"1.2.840.10008.1.2.4.203": "image/jphc",
+	"1.2.840.10008.1.2.5":     "image/dicom-rle",
+}
+
+func storedOrNative(ts string, encapsulated bool) string {
+	if encapsulated {
+		return ts
+	}
+	return dcm.ExplicitVRLittleEndian
+}
+
+// negotiateFrames chooses the part media type and transfer syntax for frames. Native pixel data
+// is served as explicit VR little endian octets (byte-swapped from big endian); encapsulated
+// frames as stored.
+func negotiateFrames(accept, stored string, encapsulated bool) (ts, partType string, single, ok bool) {
+	have := storedOrNative(stored, encapsulated)
+	codec := codecMediaTypes[stored]
+	if accept == "" {
+		return have, "application/octet-stream", false, true
+	}
+	for _, m := range parseAccept(accept) {
+		pt, multi := m.partType()
+		want := m.params["transfer-syntax"]
+		tsOK := want == "" || want == "*" || want == have
+		switch {
+		case m.mediaType == "*/*" || (multi && pt == ""):
+			return have, "application/octet-stream", false, true
+		case pt == "application/octet-stream" && tsOK:
+			// Without transfer-syntax, octet-stream means uncompressed (PS3.18 8.7.3.5.2); a
+			// compressed stored frame is still sent as stored, its syntax named in the part.
+			return have, "application/octet-stream", !multi, true
+		case codec != "" && pt == codec && tsOK:
+			return have, codec, !multi, true
+		}
+	}
+	return "", "", false, false
+}
+
+// swapReader turns big endian words into little endian ones as they stream.
+type swapReader struct {
+	r     io.Reader
+	width int
+	buf   []byte
+}
+
+func (s *swapReader) Read(p []byte) (int, error) {
+	n := len(p) / s.width * s.width
+	if n == 0 {
+		return 0, io.ErrShortBuffer
+	}
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	m, err := io.ReadFull(s.r, s.buf[:n])
+	m = m / s.width * s.width
+	for i := 0; i+s.width <= m; i += s.width {
+		for j := 0; j < s.width; j++ {
+			p[i+j] = s.buf[i+s.width-1-j]
+		}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	if m > 0 && errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return m, err
+}
+
+// bulkdata answers Retrieve Bulkdata (PS3.18 10.4.1.1.4) for the BulkDataURIs in metadata.
+func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
+	study, series, instance, ok := uids(w, r)
+	if !ok {
+		return
+	}
+	path := r.PathValue("path")
+	list, err := s.st.Instances(r.Context(), study, series, instance)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	in := &list[0]
+	layout, err := s.st.Layout(r.Context(), in.PK)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	span, ok := layout.Bulk[path]
+	if !ok {
+		problem(w, http.StatusNotFound, fmt.Sprintf("no bulk data at %q", path))
+		return
+	}
+	if path == "7FE00010" && len(layout.Frames) > 0 {
+		// Pixel Data's bulk data is its frames (what viewers ask for by this URI).
+		all := make([]string, len(layout.Frames))
+		for i := range all {
+			all[i] = strconv.Itoa(i + 1)
+		}
+		r.SetPathValue("frames", strings.Join(all, ","))
+		s.frames(w, r)
+		return
+	}
+	single := false
+	if acc := r.Header.Get("Accept"); acc != "" {
+		okType := false
+		for _, m := range parseAccept(acc) {
+			pt, multi := m.partType()
+			if pt == "application/octet-stream" || pt == "" {
+				okType, single = true, !multi && m.mediaType != "*/*"
+				break
+			}
+		}
+		if !okType {
+			problem(w, http.StatusNotAcceptable, "bulk data is served as application/octet-stream")
+			return
+		}
+	}
+	f, err := os.Open(s.st.FilePath(in))
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return
+	}
+	defer f.Close()
+	src := dcm.SpanReader(f, layout.Dcm(), span)
+	if single {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(span.Length, 10))
+		io.Copy(w, src)
+		return
+	}
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", `multipart/related; type="application/octet-stream"; boundary=`+mw.Boundary())
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(span.Length, 10))
+	pw, err := mw.CreatePart(h)
+	if err != nil {
+		return
+	}
+	if _, err := io.Copy(pw, src); err != nil {
+		return
+	}
+	mw.Close()
+}
