@@ -66,7 +66,7 @@ type PixelLayout struct {
 	// BasicOffsetTable is the value of the first item of encapsulated pixel data.
 	BasicOffsetTable Span
 	// Fragments are the values of the fragment items; Items are where each item starts.
-	Fragments []Span
+	Fragments  []Span
 	ItemStarts []int64
 }
 

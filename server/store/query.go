@@ -33,20 +33,20 @@ type Query struct {
 
 // Study is a study row joined with its patient.
 type Study struct {
-	PK                                                    int64
-	StudyUID, PatientName, PatientID, Issuer, BirthDate   string
-	Sex, StudyDate, StudyTime, Accession, StudyID, Desc   string
-	Referring, Modalities                                 string
-	NumSeries, NumInstances                               int
+	PK                                                  int64
+	StudyUID, PatientName, PatientID, Issuer, BirthDate string
+	Sex, StudyDate, StudyTime, Accession, StudyID, Desc string
+	Referring, Modalities                               string
+	NumSeries, NumInstances                             int
 }
 
 // Series is a series row.
 type Series struct {
-	PK                                                    int64
-	SeriesUID, Modality, Desc, SeriesDate, SeriesTime     string
-	BodyPart, PPSDate, PPSTime                            string
-	SeriesNumber                                          sql.NullInt64
-	NumInstances                                          int
+	PK                                                int64
+	SeriesUID, Modality, Desc, SeriesDate, SeriesTime string
+	BodyPart, PPSDate, PPSTime                        string
+	SeriesNumber                                      sql.NullInt64
+	NumInstances                                      int
 }
 
 // Instance is an instance row: what readers need to serve it without parsing.
@@ -77,14 +77,14 @@ type matchColumn struct {
 type matchKind int
 
 const (
-	matchString matchKind = iota // single value or wildcard, case-sensitive (PS3.4 C.2.2.2)
-	matchText                    // single value or wildcard, ASCII case-insensitive (descriptions)
-	matchPN                      // person name: any component group, case-insensitive
-	matchUID                     // list of UIDs (backslash or comma separated)
-	matchDate                    // date or range
-	matchTime                    // time or range
-	matchInt                     // integer
-	matchModalities              // any series of the study has one of the modalities
+	matchString     matchKind = iota // single value or wildcard, case-sensitive (PS3.4 C.2.2.2)
+	matchText                        // single value or wildcard, ASCII case-insensitive (descriptions)
+	matchPN                          // person name: any component group, case-insensitive
+	matchUID                         // list of UIDs (backslash or comma separated)
+	matchDate                        // date or range
+	matchTime                        // time or range
+	matchInt                         // integer
+	matchModalities                  // any series of the study has one of the modalities
 )
 
 var matchColumns = map[string]matchColumn{

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -69,6 +70,9 @@ type Result struct {
 // Store is the image store.
 type Store struct {
 	dir     string
+	tmpDir  string
+	slots   chan int // temporary subdirectories, one writer each (see spool)
+	dirs    map[string]*os.File // open directory handles for fsync, owned by the writer
 	maxSize int64
 	db      *sql.DB
 	log     *slog.Logger
@@ -108,11 +112,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating index schema: %w", err)
 	}
-	s := &Store{dir: cfg.Dir, maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
+	s := &Store{dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	for i := range tmpSlots {
+		if err := os.MkdirAll(s.slotDir(i), 0o750); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("creating temporary directory: %w", err)
+		}
+		s.slots <- i
 	}
 	go s.writer()
 	return s, nil
@@ -149,6 +160,9 @@ func (s *Store) Close() error {
 		close(s.queue)
 		s.mu.Unlock()
 		<-s.done
+		for _, d := range s.dirs {
+			d.Close()
+		}
 		if e := writeFileSync(filepath.Join(s.dir, cleanMarker), []byte(time.Now().UTC().Format(time.RFC3339))); e != nil {
 			err = e
 		}
@@ -165,17 +179,18 @@ const cleanMarker = "clean-shutdown"
 // its index entry are on disk. A non-empty study makes an instance of any other study fail
 // with ErrStudyMismatch, unstored (STOW-RS to /studies/{study}).
 func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result, error) {
-	tmp, sum, size, err := s.spool(r)
+	sp, err := s.spool(r)
 	if err != nil {
 		return nil, err
 	}
+	defer sp.release()
 	keep := false
 	defer func() {
 		if !keep {
-			os.Remove(tmp)
+			os.Remove(sp.path)
 		}
 	}()
-	rec, err := s.prepare(tmp, size)
+	rec, err := s.prepare(sp)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +198,8 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result,
 		return &Result{StudyInstanceUID: rec.studyUID, SeriesInstanceUID: rec.seriesUID, SOPInstanceUID: rec.sopUID, SOPClassUID: rec.sopClass},
 			fmt.Errorf("%w: the instance's Study Instance UID %s is not %s", ErrStudyMismatch, rec.studyUID, study)
 	}
-	rec.sha = sum
-	p := &pending{tmpPath: tmp, rec: rec, done: make(chan struct{})}
+	rec.sha = sp.sha
+	p := &pending{tmpPath: sp.path, rec: rec, done: make(chan struct{})}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -198,33 +213,103 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result,
 	return p.result, p.err
 }
 
-// spool copies r to a fsynced temporary file, hashing it on the way.
-func (s *Store) spool(r io.Reader) (path string, sum string, size int64, err error) {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "in-*")
-	if err != nil {
-		return "", "", 0, fmt.Errorf("creating temporary file: %w", err)
+// spooled is a received instance in a fsynced temporary file; small ones are also kept in
+// memory so parsing costs no further system calls.
+type spooled struct {
+	path string
+	sha  string
+	size int64
+	mem  *[]byte // nil for large instances
+}
+
+func (sp *spooled) release() {
+	if sp.mem != nil {
+		memPool.Put(sp.mem)
+		sp.mem = nil
 	}
+}
+
+// inMemoryLimit: instances up to this size are parsed from memory. Most DR, CT and MR
+// instances are below it; ultrasound cines and mammograms above it stream through the file.
+const inMemoryLimit = 4 << 20
+
+var memPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// tmpSlots is how many temporary directories uploads spread over. Creating files in one
+// directory from several goroutines serialises on the directory's lock, and the kernel's
+// optimistic spinning on it burnt ~1 ms of CPU per file here (measured: 1,160 us of CPU per
+// create with 8 writers in one directory, 19 us with one directory each).
+const tmpSlots = 32
+
+func (s *Store) slotDir(i int) string { return filepath.Join(s.tmpDir, fmt.Sprintf("%02d", i)) }
+
+// spool copies r to a fsynced temporary file, hashing it on the way.
+func (s *Store) spool(r io.Reader) (sp *spooled, err error) {
+	slot := <-s.slots
+	f, err := os.CreateTemp(s.slotDir(slot), "in-*")
+	s.slots <- slot
+	if err != nil {
+		return nil, fmt.Errorf("creating temporary file: %w", err)
+	}
+	sp = &spooled{path: f.Name()}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("closing temporary file: %w", cerr)
 		}
 		if err != nil {
+			sp.release()
 			os.Remove(f.Name())
 		}
 	}()
 	h := sha256.New()
 	lr := &io.LimitedReader{R: r, N: s.maxSize + 1}
-	size, err = io.CopyBuffer(io.MultiWriter(f, h), lr, make([]byte, 256<<10))
-	if err != nil {
-		return "", "", 0, fmt.Errorf("receiving instance: %w", err)
+	// Read up to inMemoryLimit into memory; past that, stream the rest through the file.
+	bp := memPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for len(buf) < inMemoryLimit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, rerr := lr.Read(buf[len(buf):min(cap(buf), inMemoryLimit)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(rerr, io.EOF) {
+			*bp = buf
+			sp.mem = bp
+			break
+		}
+		if rerr != nil {
+			*bp = buf
+			memPool.Put(bp)
+			return nil, fmt.Errorf("receiving instance: %w", rerr)
+		}
+	}
+	h.Write(buf)
+	if _, err := f.Write(buf); err != nil {
+		if sp.mem == nil {
+			*bp = buf
+			memPool.Put(bp)
+		}
+		return nil, fmt.Errorf("writing temporary file: %w", err)
+	}
+	size := int64(len(buf))
+	if sp.mem == nil {
+		*bp = buf
+		memPool.Put(bp)
+		n, err := io.CopyBuffer(io.MultiWriter(f, h), lr, make([]byte, 256<<10))
+		if err != nil {
+			return nil, fmt.Errorf("receiving instance: %w", err)
+		}
+		size += n
 	}
 	if size > s.maxSize {
-		return "", "", 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.maxSize)
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.maxSize)
 	}
 	if err = f.Sync(); err != nil {
-		return "", "", 0, fmt.Errorf("syncing temporary file: %w", err)
+		return nil, fmt.Errorf("syncing temporary file: %w", err)
 	}
-	return f.Name(), hex.EncodeToString(h.Sum(nil)), size, nil
+	sp.size = size
+	sp.sha = hex.EncodeToString(h.Sum(nil))
+	return sp, nil
 }
 
 // record is what goes into the index for one instance.
@@ -259,20 +344,26 @@ func (l *StoredLayout) Dcm() *dcm.Layout {
 	return &dcm.Layout{DatasetOffset: l.DatasetOffset, Deflated: l.Deflated, Bulk: l.Bulk}
 }
 
-func (s *Store) prepare(path string, size int64) (*record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("opening received instance: %w", err)
+func (s *Store) prepare(sp *spooled) (*record, error) {
+	var src io.ReaderAt
+	if sp.mem != nil {
+		src = bytes.NewReader(*sp.mem)
+	} else {
+		f, err := os.Open(sp.path)
+		if err != nil {
+			return nil, fmt.Errorf("opening received instance: %w", err)
+		}
+		defer f.Close()
+		src = f
 	}
-	defer f.Close()
-	in, err := dcm.Parse(f, size)
+	in, err := dcm.Parse(src, sp.size)
 	if err != nil {
 		if errors.Is(err, dcm.ErrMalformed) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		return nil, err
 	}
-	return buildRecord(f, size, in)
+	return buildRecord(src, sp.size, in)
 }
 
 func buildRecord(f io.ReaderAt, size int64, in *dcm.Instance) (*record, error) {
@@ -358,6 +449,7 @@ func (s *Store) writer() {
 
 func (s *Store) commit(batch []*pending) {
 	ctx := context.Background()
+	var err error
 	dirs := map[string]bool{}
 	var toIndex []*pending
 	seen := map[string]*pending{}
@@ -393,7 +485,10 @@ func (s *Store) commit(batch []*pending) {
 		default:
 			rel := blobPath(rec.sha)
 			dst := filepath.Join(s.dir, rel)
-			if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+			if _, ok := s.dirs[filepath.Dir(dst)]; !ok {
+				err = os.MkdirAll(filepath.Dir(dst), 0o750)
+			}
+			if err != nil {
 				p.err = fmt.Errorf("creating blob directory: %w", err)
 				os.Remove(p.tmpPath)
 				continue
@@ -410,7 +505,7 @@ func (s *Store) commit(batch []*pending) {
 		}
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := s.syncDirCached(d); err != nil {
 			for _, p := range batch {
 				if p.err == nil {
 					p.err = fmt.Errorf("syncing directory %s: %w", d, err)
@@ -437,59 +532,59 @@ func (s *Store) index(ctx context.Context, batch []*pending) error {
 		return err
 	}
 	defer tx.Rollback()
-	studies := map[int64]bool{}
-	series := map[int64]bool{}
+	newSeries := map[int64]bool{}
 	for _, p := range batch {
-		stPK, sePK, err := insertRecord(ctx, tx, p.rec)
+		stPK, created, err := insertRecord(ctx, tx, p.rec)
 		if err != nil {
 			return err
 		}
-		studies[stPK], series[sePK] = true, true
-	}
-	for pk := range series {
-		if _, err := tx.ExecContext(ctx, `UPDATE series SET num_instances = (SELECT count(*) FROM instances WHERE series_pk = ?1) WHERE pk = ?1`, pk); err != nil {
-			return err
+		if created {
+			newSeries[stPK] = true
 		}
 	}
-	for pk := range studies {
-		if _, err := tx.ExecContext(ctx, `UPDATE studies SET
-			num_series = (SELECT count(*) FROM series WHERE study_pk = ?1),
-			num_instances = (SELECT coalesce(sum(num_instances), 0) FROM series WHERE study_pk = ?1),
-			modalities = (SELECT coalesce(group_concat(m, '\'), '') FROM (SELECT DISTINCT modality AS m FROM series WHERE study_pk = ?1 AND modality != '' ORDER BY m)),
-			updated_at = ?2
-			WHERE pk = ?1`, pk, time.Now().UnixMilli()); err != nil {
+	for pk := range newSeries {
+		if _, err := tx.ExecContext(ctx, `UPDATE studies SET modalities = (SELECT coalesce(group_concat(m, '\'), '') FROM
+			(SELECT DISTINCT modality AS m FROM series WHERE study_pk = ?1 AND modality != '' ORDER BY m)) WHERE pk = ?1`, pk); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
-func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK, seriesPK int64, err error) {
+// insertRecord indexes one instance, keeping the study and series counters. It reports the
+// study's key and whether a new series was created (ModalitiesInStudy then changes).
+func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK int64, newSeries bool, err error) {
 	now := time.Now().UnixMilli()
 	var patientPK int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO patients (patient_id, issuer, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (patient_id, issuer) DO UPDATE SET name = excluded.name, birth_date = excluded.birth_date, sex = excluded.sex
 		RETURNING pk`, r.patientID, r.issuer, r.patientName, r.birth, r.sex).Scan(&patientPK)
 	if err != nil {
-		return 0, 0, fmt.Errorf("indexing patient: %w", err)
+		return 0, false, fmt.Errorf("indexing patient: %w", err)
 	}
 	err = tx.QueryRowContext(ctx, `INSERT INTO studies (study_uid, patient_pk, patient_name, name_a, name_i, name_p,
-		study_date, study_time, accession, study_id, description, referring, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (study_uid) DO UPDATE SET updated_at = excluded.updated_at
+		study_date, study_time, accession, study_id, description, referring, created_at, updated_at, num_instances)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+		ON CONFLICT (study_uid) DO UPDATE SET updated_at = excluded.updated_at, num_instances = num_instances + 1
 		RETURNING pk`, r.studyUID, patientPK, r.patientName, r.nameA, r.nameI, r.nameP,
 		r.studyDate, r.studyTime, r.accession, r.studyID, r.studyDesc, r.referring, now, now).Scan(&studyPK)
 	if err != nil {
-		return 0, 0, fmt.Errorf("indexing study: %w", err)
+		return 0, false, fmt.Errorf("indexing study: %w", err)
 	}
-	err = tx.QueryRowContext(ctx, `INSERT INTO series (series_uid, study_pk, modality, series_number, description,
-		series_date, series_time, body_part, pps_start_date, pps_start_time)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (series_uid) DO UPDATE SET modality = series.modality
-		RETURNING pk, study_pk`, r.seriesUID, studyPK, r.modality, r.seriesNumber, r.seriesDesc,
-		r.seriesDate, r.seriesTim, r.bodyPart, r.ppsDate, r.ppsTime).Scan(&seriesPK, new(int64))
+	var seriesPK int64
+	err = tx.QueryRowContext(ctx, `UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = ? RETURNING pk`, r.seriesUID).Scan(&seriesPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		newSeries = true
+		err = tx.QueryRowContext(ctx, `INSERT INTO series (series_uid, study_pk, modality, series_number, description,
+			series_date, series_time, body_part, pps_start_date, pps_start_time, num_instances)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING pk`, r.seriesUID, studyPK, r.modality, r.seriesNumber, r.seriesDesc,
+			r.seriesDate, r.seriesTim, r.bodyPart, r.ppsDate, r.ppsTime).Scan(&seriesPK)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `UPDATE studies SET num_series = num_series + 1 WHERE pk = ?`, studyPK)
+		}
+	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("indexing series: %w", err)
+		return 0, false, fmt.Errorf("indexing series: %w", err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO instances (sop_uid, series_pk, sop_class, instance_number, rows, columns,
 		frames, bits_allocated, transfer_syntax, path, size, sha256, metadata, layout, created_at)
@@ -497,22 +592,18 @@ func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK, seriesPK
 		r.sopUID, seriesPK, r.sopClass, r.instanceNumber, r.rows, r.cols, r.frames, r.bits, r.ts,
 		blobPath(r.sha), r.size, r.sha, r.metadata, r.layout, now)
 	if err != nil {
-		return 0, 0, fmt.Errorf("indexing instance: %w", err)
+		return 0, false, fmt.Errorf("indexing instance: %w", err)
 	}
-	return studyPK, seriesPK, nil
+	return studyPK, newSeries, nil
 }
 
 // recover brings index and files into agreement after an unclean stop: temporary files are
 // dropped (never acknowledged) and blobs missing from the index are indexed (they were durable
 // before their index commit, which did not happen).
 func (s *Store) recover(ctx context.Context) error {
-	tmpDir := filepath.Join(s.dir, "tmp")
-	entries, err := os.ReadDir(tmpDir)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", tmpDir, err)
-	}
-	for _, e := range entries {
-		os.Remove(filepath.Join(tmpDir, e.Name()))
+	// Temporary files were never acknowledged.
+	if err := os.RemoveAll(s.tmpDir); err != nil {
+		return fmt.Errorf("clearing %s: %w", s.tmpDir, err)
 	}
 	marker := filepath.Join(s.dir, cleanMarker)
 	if _, err := os.Stat(marker); err == nil {
@@ -583,6 +674,20 @@ func (s *Store) reindex(ctx context.Context, path, sha string) error {
 		return fmt.Errorf("SOP Instance UID %s already indexed with SHA-256 %s", rec.sopUID, existing)
 	}
 	return s.index(ctx, []*pending{{rec: rec}})
+}
+
+// syncDirCached fsyncs a directory through a handle kept open (opening costs more than the
+// fsync on this kind of machine). Only the writer goroutine calls it.
+func (s *Store) syncDirCached(dir string) error {
+	d, ok := s.dirs[dir]
+	if !ok {
+		var err error
+		if d, err = os.Open(dir); err != nil {
+			return err
+		}
+		s.dirs[dir] = d
+	}
+	return d.Sync()
 }
 
 func syncDir(dir string) error {

@@ -1,0 +1,31 @@
+# Sanping: `make run` serves the product on embedded defaults, `make test` runs every test.
+GO ?= go
+BIN := bin/sanping
+
+.PHONY: run build client test test-go test-js vet bench clean
+
+build:
+	$(GO) build -o $(BIN) ./server
+
+run: build
+	./$(BIN)
+
+vet:
+	$(GO) vet ./...
+	gofmt -l server client web bench | (! grep .)
+
+# Every test: Go (race detector on), then the DICOMweb conformance suite with the npm
+# dicomweb-client against a real server.
+test: vet test-go test-js
+
+test-go:
+	$(GO) test -race -count=1 ./...
+
+test-js: build
+	cd tests/dicomweb-client && ( [ -d node_modules ] || npm ci --no-audit --no-fund ) && SANPING_BIN=$(CURDIR)/$(BIN) npm test
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf bin
