@@ -71,7 +71,7 @@ type Result struct {
 type Store struct {
 	dir     string
 	tmpDir  string
-	slots   chan int // temporary subdirectories, one writer each (see spool)
+	slots   chan int            // temporary subdirectories, one writer each (see spool)
 	dirs    map[string]*os.File // open directory handles for fsync, owned by the writer
 	maxSize int64
 	db      *sql.DB
@@ -104,6 +104,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("creating data directory: %w", err)
 		}
 	}
+	_, statErr := os.Stat(filepath.Join(cfg.Dir, "index.db"))
+	fresh := errors.Is(statErr, os.ErrNotExist)
 	db, err := OpenDB(filepath.Join(cfg.Dir, "index.db"))
 	if err != nil {
 		return nil, err
@@ -114,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
-	if err := s.recover(ctx); err != nil {
+	if err := s.recover(ctx, fresh); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -600,12 +602,16 @@ func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK int64, ne
 // recover brings index and files into agreement after an unclean stop: temporary files are
 // dropped (never acknowledged) and blobs missing from the index are indexed (they were durable
 // before their index commit, which did not happen).
-func (s *Store) recover(ctx context.Context) error {
+func (s *Store) recover(ctx context.Context, fresh bool) error {
 	// Temporary files were never acknowledged.
 	if err := os.RemoveAll(s.tmpDir); err != nil {
 		return fmt.Errorf("clearing %s: %w", s.tmpDir, err)
 	}
 	marker := filepath.Join(s.dir, cleanMarker)
+	if fresh {
+		os.Remove(marker)
+		return nil
+	}
 	if _, err := os.Stat(marker); err == nil {
 		if err := os.Remove(marker); err != nil {
 			return fmt.Errorf("removing clean-shutdown marker: %w", err)
