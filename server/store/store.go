@@ -105,7 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	_, statErr := os.Stat(filepath.Join(cfg.Dir, "index.db"))
-	fresh := errors.Is(statErr, os.ErrNotExist)
+	// A new index over existing blobs (index.db deleted to rebuild it) still gets recovery.
+	blobs, _ := os.ReadDir(filepath.Join(cfg.Dir, "blobs"))
+	fresh := errors.Is(statErr, os.ErrNotExist) && len(blobs) == 0
 	db, err := OpenDB(filepath.Join(cfg.Dir, "index.db"))
 	if err != nil {
 		return nil, err
