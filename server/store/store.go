@@ -76,6 +76,7 @@ type Store struct {
 	maxSize int64
 	db      *sql.DB
 	log     *slog.Logger
+	stmts   stmtCache
 	queue   chan *pending
 	done    chan struct{}
 	closing sync.Once
@@ -116,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating index schema: %w", err)
 	}
-	s := &Store{dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
+	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx, fresh); err != nil {
 		db.Close()
@@ -464,7 +465,7 @@ func (s *Store) commit(batch []*pending) {
 		existing := ""
 		if prev, ok := seen[rec.sopUID]; ok {
 			existing = prev.rec.sha
-		} else if err := s.db.QueryRowContext(ctx, `SELECT sha256 FROM instances WHERE sop_uid = ?`, rec.sopUID).Scan(&existing); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		} else if err := s.lookupSHA(ctx, rec.sopUID, &existing); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			p.err = fmt.Errorf("looking up SOP Instance UID: %w", err)
 			os.Remove(p.tmpPath)
 			continue
@@ -530,6 +531,14 @@ func (s *Store) commit(batch []*pending) {
 	}
 }
 
+func (s *Store) lookupSHA(ctx context.Context, sopUID string, sha *string) error {
+	st, err := s.stmts.get(ctx, `SELECT sha256 FROM instances WHERE sop_uid = ?`)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(ctx, sopUID).Scan(sha)
+}
+
 func (s *Store) index(ctx context.Context, batch []*pending) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -538,7 +547,7 @@ func (s *Store) index(ctx context.Context, batch []*pending) error {
 	defer tx.Rollback()
 	newSeries := map[int64]bool{}
 	for _, p := range batch {
-		stPK, created, err := insertRecord(ctx, tx, p.rec)
+		stPK, created, err := insertRecord(txStmts{ctx, tx, &s.stmts}, p.rec)
 		if err != nil {
 			return err
 		}
@@ -557,16 +566,16 @@ func (s *Store) index(ctx context.Context, batch []*pending) error {
 
 // insertRecord indexes one instance, keeping the study and series counters. It reports the
 // study's key and whether a new series was created (ModalitiesInStudy then changes).
-func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK int64, newSeries bool, err error) {
+func insertRecord(tx txStmts, r *record) (studyPK int64, newSeries bool, err error) {
 	now := time.Now().UnixMilli()
 	var patientPK int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO patients (patient_id, issuer, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)
+	err = tx.row(`INSERT INTO patients (patient_id, issuer, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (patient_id, issuer) DO UPDATE SET name = excluded.name, birth_date = excluded.birth_date, sex = excluded.sex
 		RETURNING pk`, r.patientID, r.issuer, r.patientName, r.birth, r.sex).Scan(&patientPK)
 	if err != nil {
 		return 0, false, fmt.Errorf("indexing patient: %w", err)
 	}
-	err = tx.QueryRowContext(ctx, `INSERT INTO studies (study_uid, patient_pk, patient_name, name_a, name_i, name_p,
+	err = tx.row(`INSERT INTO studies (study_uid, patient_pk, patient_name, name_a, name_i, name_p,
 		study_date, study_time, accession, study_id, description, referring, created_at, updated_at, num_instances)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
 		ON CONFLICT (study_uid) DO UPDATE SET updated_at = excluded.updated_at, num_instances = num_instances + 1
@@ -576,21 +585,21 @@ func insertRecord(ctx context.Context, tx *sql.Tx, r *record) (studyPK int64, ne
 		return 0, false, fmt.Errorf("indexing study: %w", err)
 	}
 	var seriesPK int64
-	err = tx.QueryRowContext(ctx, `UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = ? RETURNING pk`, r.seriesUID).Scan(&seriesPK)
+	err = tx.row(`UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = ? RETURNING pk`, r.seriesUID).Scan(&seriesPK)
 	if errors.Is(err, sql.ErrNoRows) {
 		newSeries = true
-		err = tx.QueryRowContext(ctx, `INSERT INTO series (series_uid, study_pk, modality, series_number, description,
+		err = tx.row(`INSERT INTO series (series_uid, study_pk, modality, series_number, description,
 			series_date, series_time, body_part, pps_start_date, pps_start_time, num_instances)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING pk`, r.seriesUID, studyPK, r.modality, r.seriesNumber, r.seriesDesc,
 			r.seriesDate, r.seriesTim, r.bodyPart, r.ppsDate, r.ppsTime).Scan(&seriesPK)
 		if err == nil {
-			_, err = tx.ExecContext(ctx, `UPDATE studies SET num_series = num_series + 1 WHERE pk = ?`, studyPK)
+			_, err = tx.exec(`UPDATE studies SET num_series = num_series + 1 WHERE pk = ?`, studyPK)
 		}
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("indexing series: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO instances (sop_uid, series_pk, sop_class, instance_number, rows, columns,
+	_, err = tx.exec(`INSERT INTO instances (sop_uid, series_pk, sop_class, instance_number, rows, columns,
 		frames, bits_allocated, transfer_syntax, path, size, sha256, metadata, layout, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.sopUID, seriesPK, r.sopClass, r.instanceNumber, r.rows, r.cols, r.frames, r.bits, r.ts,
@@ -724,4 +733,49 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// stmtCache keeps the writer's statements prepared: parsing SQL was a visible share of the
+// per-instance cost of indexing.
+type stmtCache struct {
+	mu sync.Mutex
+	db *sql.DB
+	m  map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+// txStmts runs cached statements inside one transaction.
+type txStmts struct {
+	ctx context.Context
+	tx  *sql.Tx
+	c   *stmtCache
+}
+
+func (t txStmts) row(q string, args ...any) *sql.Row {
+	st, err := t.c.get(t.ctx, q)
+	if err != nil {
+		return t.tx.QueryRowContext(t.ctx, q, args...)
+	}
+	return t.tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
+}
+
+func (t txStmts) exec(q string, args ...any) (sql.Result, error) {
+	st, err := t.c.get(t.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
 }
