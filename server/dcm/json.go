@@ -274,13 +274,11 @@ func (j *jsonEncoder) attribute(b []byte, e *dicom.Element, path string, cs *cha
 		}
 	default:
 		var vals []string
-		if top && e.Tag == tag.SpecificCharacterSet && j.in.Charset != nil {
-			vals = j.in.Charset.Terms()
-		} else if top && e.Tag == tag.SpecificCharacterSet {
-			raw, err := j.rawValue(elemPath)
-			if err == nil {
-				vals = trimAll(strings.Split(strings.TrimRight(string(raw), " \x00"), `\`))
-			}
+		if e.Tag == tag.SpecificCharacterSet {
+			// DICOM JSON is always UTF-8 (PS3.18 F.2), so the strings it carries are ISO_IR 192
+			// whatever the file used; a client writing the JSON back to Part 10 must not be told
+			// otherwise.
+			vals = []string{"ISO_IR 192"}
 		} else {
 			vals = decodeStrings(e, cs)
 		}
@@ -300,14 +298,6 @@ func (j *jsonEncoder) attribute(b []byte, e *dicom.Element, path string, cs *cha
 		}
 	}
 	return append(b, '}'), nil
-}
-
-// rawValue is only used for (0008,0005), whose value the library saw masked.
-func (j *jsonEncoder) rawValue(string) ([]byte, error) {
-	if j.in.Layout.Charset == nil {
-		return nil, fmt.Errorf("no character set span")
-	}
-	return ReadSpan(j.src, j.in.Layout, *j.in.Layout.Charset)
 }
 
 func (j *jsonEncoder) binary(b []byte, vr, path string) ([]byte, error) {

@@ -143,7 +143,14 @@ func (s *Service) writeStowResponse(w http.ResponseWriter, r *http.Request, stat
 	base := s.baseURL(r)
 	o := newObject()
 	if study == "" && len(stored) > 0 {
+		// The top-level RetrieveURL names the study only when all instances belong to one.
 		study = stored[0].res.StudyInstanceUID
+		for _, ok := range stored {
+			if ok.res.StudyInstanceUID != study {
+				study = ""
+				break
+			}
+		}
 	}
 	if study != "" {
 		o.str("00081190", "UR", base+"/studies/"+study)

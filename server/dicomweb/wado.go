@@ -262,6 +262,14 @@ var codecMediaTypes = map[string]string{
 	"1.2.840.10008.1.2.5":     "image/dicom-rle",
 }
 
+// Older names of the same media types that clients still send (dicomweb-client 0.11 asks for
+// image/x-dicom-rle and image/x-jls).
+var codecMediaAliases = map[string]string{
+	"image/x-dicom-rle": "image/dicom-rle",
+	"image/x-jls":       "image/jls",
+	"image/jhc":         "image/jphc",
+}
+
 func storedOrNative(ts string, encapsulated bool) string {
 	if encapsulated {
 		return ts
@@ -289,8 +297,8 @@ func negotiateFrames(accept, stored string, encapsulated bool) (ts, partType str
 			// Without transfer-syntax, octet-stream means uncompressed (PS3.18 8.7.3.5.2); a
 			// compressed stored frame is still sent as stored, its syntax named in the part.
 			return have, "application/octet-stream", !multi, true
-		case codec != "" && pt == codec && tsOK:
-			return have, codec, !multi, true
+		case codec != "" && (pt == codec || codecMediaAliases[pt] == codec) && tsOK:
+			return have, pt, !multi, true
 		}
 	}
 	return "", "", false, false

@@ -80,8 +80,10 @@ type Store struct {
 	queue   chan *pending
 	done    chan struct{}
 	closing sync.Once
-	mu      sync.RWMutex // held for reading by Ingest while submitting; Close takes it to stop intake
+	mu      sync.RWMutex // guards closed and inflight
 	closed  bool
+	// inflight maps SOP Instance UIDs placed but not yet indexed to their SHA-256.
+	inflight map[string]string
 }
 
 type pending struct {
@@ -117,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating index schema: %w", err)
 	}
-	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
+	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]string{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx, fresh); err != nil {
 		db.Close()
@@ -430,7 +432,8 @@ func blobPath(sha string) string { return filepath.Join("blobs", sha[:2], sha+".
 // writer commits queued instances in groups: it moves their files into place, fsyncs the
 // directories once per group, then indexes the whole group in one transaction.
 func (s *Store) writer() {
-	defer close(s.done)
+	indexQ := make(chan placed, 1)
+	go s.indexer(indexQ)
 	for first := range s.queue {
 		batch := []*pending{first}
 	drain:
@@ -445,26 +448,56 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		s.commit(batch)
-		for _, p := range batch {
+		// Stage one (files in place, directories synced) of this group runs while stage two
+		// (the index transaction) of the previous group waits for its fsync.
+		indexQ <- placed{batch: batch, toIndex: s.place(batch)}
+	}
+	close(indexQ)
+}
+
+type placed struct {
+	batch, toIndex []*pending
+}
+
+// indexer is the writer's second stage: one transaction per group, then the answers.
+func (s *Store) indexer(q <-chan placed) {
+	defer close(s.done)
+	for pl := range q {
+		if len(pl.toIndex) > 0 {
+			if err := s.index(context.Background(), pl.toIndex); err != nil {
+				for _, p := range pl.toIndex {
+					p.err = fmt.Errorf("indexing instance: %w", err)
+				}
+				// The files stay in place: a resend then succeeds idempotently, and recovery
+				// indexes them after an unclean stop.
+			}
+			s.mu.Lock()
+			for _, p := range pl.toIndex {
+				delete(s.inflight, p.rec.sopUID)
+			}
+			s.mu.Unlock()
+		}
+		for _, p := range pl.batch {
 			close(p.done)
 		}
 	}
 }
 
-func (s *Store) commit(batch []*pending) {
+// place is the writer's first stage: decide each instance's outcome, move new files into
+// place and fsync their directories. It returns the instances to index.
+func (s *Store) place(batch []*pending) []*pending {
 	ctx := context.Background()
-	var err error
 	dirs := map[string]bool{}
 	var toIndex []*pending
-	seen := map[string]*pending{}
 	for _, p := range batch {
 		rec := p.rec
 		p.result = &Result{StudyInstanceUID: rec.studyUID, SeriesInstanceUID: rec.seriesUID,
 			SOPInstanceUID: rec.sopUID, SOPClassUID: rec.sopClass, SHA256: rec.sha, Warnings: rec.warnings}
-		existing := ""
-		if prev, ok := seen[rec.sopUID]; ok {
-			existing = prev.rec.sha
+		s.mu.RLock()
+		existing, ok := s.inflight[rec.sopUID]
+		s.mu.RUnlock()
+		if ok {
+			// stored by an earlier group whose index commit is still running
 		} else if err := s.lookupSHA(ctx, rec.sopUID, &existing); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			p.err = fmt.Errorf("looking up SOP Instance UID: %w", err)
 			os.Remove(p.tmpPath)
@@ -491,12 +524,12 @@ func (s *Store) commit(batch []*pending) {
 			rel := blobPath(rec.sha)
 			dst := filepath.Join(s.dir, rel)
 			if _, ok := s.dirs[filepath.Dir(dst)]; !ok {
-				err = os.MkdirAll(filepath.Dir(dst), 0o750)
-			}
-			if err != nil {
-				p.err = fmt.Errorf("creating blob directory: %w", err)
-				os.Remove(p.tmpPath)
-				continue
+				if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+					p.err = fmt.Errorf("creating blob directory: %w", err)
+					os.Remove(p.tmpPath)
+					continue
+				}
+				dirs[filepath.Join(s.dir, "blobs")] = true // a new subdirectory is an entry of blobs/
 			}
 			if err := os.Rename(p.tmpPath, dst); err != nil {
 				p.err = fmt.Errorf("moving instance into place: %w", err)
@@ -504,31 +537,28 @@ func (s *Store) commit(batch []*pending) {
 				continue
 			}
 			dirs[filepath.Dir(dst)] = true
-			dirs[filepath.Join(s.dir, "blobs")] = true
-			seen[rec.sopUID] = p
+			s.mu.Lock()
+			s.inflight[rec.sopUID] = rec.sha
+			s.mu.Unlock()
 			toIndex = append(toIndex, p)
 		}
 	}
 	for d := range dirs {
 		if err := s.syncDirCached(d); err != nil {
+			s.mu.Lock()
+			for _, p := range toIndex {
+				delete(s.inflight, p.rec.sopUID)
+			}
+			s.mu.Unlock()
 			for _, p := range batch {
 				if p.err == nil {
 					p.err = fmt.Errorf("syncing directory %s: %w", d, err)
 				}
 			}
-			return
+			return nil
 		}
 	}
-	if len(toIndex) == 0 {
-		return
-	}
-	if err := s.index(ctx, toIndex); err != nil {
-		for _, p := range toIndex {
-			p.err = fmt.Errorf("indexing instance: %w", err)
-		}
-		// The files stay in place: recovery on the next start indexes them. The client was told
-		// it failed and may send again, which then succeeds idempotently.
-	}
+	return toIndex
 }
 
 func (s *Store) lookupSHA(ctx context.Context, sopUID string, sha *string) error {
