@@ -234,6 +234,16 @@ func (j *jsonEncoder) attribute(b []byte, e *dicom.Element, path string, cs *cha
 		}
 	case "SL", "SS", "UL", "US", "AT":
 		vals, _ := e.Value.GetValue().([]int)
+		if vr == "US" && j.in.TransferSyntax == ImplicitVRLittleEndian && usOrSS(e.Tag) && j.signed() {
+			// The dictionary says "US or SS"; with signed pixels the value is SS (PS3.5 Annex A).
+			b = b[:len(b)-len(`US"`)]
+			b = append(b, `SS"`...)
+			signed := make([]int, len(vals))
+			for i, v := range vals {
+				signed[i] = int(int16(uint16(v)))
+			}
+			vals = signed
+		}
 		if vr == "AT" {
 			if len(vals) >= 2 {
 				b = append(b, `,"Value":[`...)
@@ -345,6 +355,11 @@ func (j *jsonEncoder) binary(b []byte, vr, path string) ([]byte, error) {
 	b = append(b, j.bulkBase...)
 	b = append(b, path...)
 	return append(b, '"'), nil
+}
+
+func (j *jsonEncoder) signed() bool {
+	v, ok := j.in.Int(tag.PixelRepresentation)
+	return ok && v == 1
 }
 
 func (j *jsonEncoder) byteOrder() binary.ByteOrder {

@@ -11,6 +11,16 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
+// pixelValueTags are the "US or SS" attributes that hold pixel values and so follow Pixel
+// Representation (PS3.5 Annex A; LUT descriptors stay US, as DCMTK writes them).
+var pixelValueTags = map[uint32]bool{
+	0x00280104: true, 0x00280105: true, 0x00280106: true, 0x00280107: true, 0x00280108: true,
+	0x00280109: true, 0x00280110: true, 0x00280111: true, 0x00280120: true, 0x00280121: true,
+	0x00409211: true, 0x00409216: true, 0x00603004: true, 0x00603006: true,
+}
+
+func usOrSS(t tag.Tag) bool { return pixelValueTags[uint32(t.Group)<<16|uint32(t.Element)] }
+
 // implicitVR is the VR an implicit-VR data set gives a tag: the dictionary's first, UN when unknown.
 func implicitVR(t tag.Tag) string {
 	if t == tag.PixelData || t == tag.OverlayData {
@@ -18,6 +28,9 @@ func implicitVR(t tag.Tag) string {
 	}
 	if t.Element == 0x0000 {
 		return "UL" // group length
+	}
+	if t.Group%2 == 1 && t.Element >= 0x0010 && t.Element <= 0x00FF {
+		return "LO" // private creator (PS3.5 7.8.1)
 	}
 	info, err := tag.Find(t)
 	if err != nil || len(info.VRs) == 0 {
@@ -179,10 +192,12 @@ func (r *reader) atEnd() bool {
 }
 
 type walker struct {
-	r        *reader
-	bo       binary.ByteOrder
-	implicit bool
-	layout   *Layout
+	// signedPixels is set once a Pixel Representation of 1 was seen (implicit VR only).
+	signedPixels bool
+	r            *reader
+	bo           binary.ByteOrder
+	implicit     bool
+	layout       *Layout
 }
 
 const undefinedLength = 0xFFFFFFFF
@@ -216,6 +231,9 @@ func (w *walker) header() (header, error) {
 		h.length = w.bo.Uint32(b[4:])
 		if h.group != groupItem {
 			h.vr = implicitVR(tag.Tag{Group: h.group, Element: h.element})
+			if h.vr == "US" && w.signedPixels && usOrSS(tag.Tag{Group: h.group, Element: h.element}) {
+				h.vr = "SS" // "US or SS" attributes follow Pixel Representation (PS3.5 Annex A)
+			}
 		}
 		return h, nil
 	}

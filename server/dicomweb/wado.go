@@ -36,18 +36,25 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "study, series or instance")
 		return
 	}
-	if wantTS != "" && wantTS != "*" {
-		for _, in := range list {
-			if in.TransferSyntax != wantTS {
-				problem(w, http.StatusNotAcceptable, fmt.Sprintf("instance %s is stored as %s; transcoding to %s is not supported (ask for transfer-syntax=*)", in.SOPUID, in.TransferSyntax, wantTS))
-				return
-			}
+	// Implicit VR little endian and big endian are rewritten as explicit VR little endian unless
+	// asked for by name or with "*" (PS3.18 8.7.3 keeps them off the web); other syntaxes are
+	// sent as stored (Sanping has no image transcoding).
+	transcode := make([]bool, len(list))
+	for i, in := range list {
+		switch {
+		case wantTS == "*" || wantTS == in.TransferSyntax:
+		case (wantTS == "" || wantTS == dcm.ExplicitVRLittleEndian) && dcm.CanTranscodeToExplicitLE(in.TransferSyntax):
+			transcode[i] = true
+		case wantTS == "":
+		default:
+			problem(w, http.StatusNotAcceptable, fmt.Sprintf("instance %s is stored as %s; transcoding to %s is not supported (ask for transfer-syntax=*)", in.SOPUID, in.TransferSyntax, wantTS))
+			return
 		}
 	}
 	mw := multipart.NewWriter(w)
 	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	for _, in := range list {
-		if err := s.writeFilePart(mw, &in); err != nil {
+	for i, in := range list {
+		if err := s.writeFilePart(mw, &in, transcode[i]); err != nil {
 			if !errors.Is(err, r.Context().Err()) {
 				s.log.Error("retrieve: sending instance failed", "sop_instance_uid", in.SOPUID, "err", err)
 			}
@@ -57,13 +64,21 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 	mw.Close()
 }
 
-func (s *Service) writeFilePart(mw *multipart.Writer, in *store.Instance) error {
+func (s *Service) writeFilePart(mw *multipart.Writer, in *store.Instance, transcode bool) error {
 	f, err := os.Open(s.st.FilePath(in))
 	if err != nil {
 		return fmt.Errorf("opening stored instance: %w", err)
 	}
 	defer f.Close()
 	h := textproto.MIMEHeader{}
+	if transcode {
+		h.Set("Content-Type", "application/dicom; transfer-syntax="+dcm.ExplicitVRLittleEndian)
+		pw, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		return dcm.TranscodeToExplicitLE(pw, f, in.Size)
+	}
 	h.Set("Content-Type", "application/dicom; transfer-syntax="+in.TransferSyntax)
 	h.Set("Content-Length", strconv.FormatInt(in.Size, 10))
 	pw, err := mw.CreatePart(h)
@@ -212,7 +227,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		for _, sp := range fr {
 			src := dcm.SpanReader(f, dl, sp)
 			if swap {
-				src = &swapReader{r: src, width: int(in.BitsAllocated.Int64 / 8)}
+				src = dcm.SwapReader(src, int(in.BitsAllocated.Int64/8))
 			}
 			if _, err := io.Copy(dst, src); err != nil {
 				return err
@@ -302,37 +317,6 @@ func negotiateFrames(accept, stored string, encapsulated bool) (ts, partType str
 		}
 	}
 	return "", "", false, false
-}
-
-// swapReader turns big endian words into little endian ones as they stream.
-type swapReader struct {
-	r     io.Reader
-	width int
-	buf   []byte
-}
-
-func (s *swapReader) Read(p []byte) (int, error) {
-	n := len(p) / s.width * s.width
-	if n == 0 {
-		return 0, io.ErrShortBuffer
-	}
-	if cap(s.buf) < n {
-		s.buf = make([]byte, n)
-	}
-	m, err := io.ReadFull(s.r, s.buf[:n])
-	m = m / s.width * s.width
-	for i := 0; i+s.width <= m; i += s.width {
-		for j := 0; j < s.width; j++ {
-			p[i+j] = s.buf[i+s.width-1-j]
-		}
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.EOF
-	}
-	if m > 0 && errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return m, err
 }
 
 // bulkdata answers Retrieve Bulkdata (PS3.18 10.4.1.1.4) for the BulkDataURIs in metadata.

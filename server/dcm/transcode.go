@@ -1,0 +1,286 @@
+package dcm
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Transcoding between the uncompressed transfer syntaxes is hand-written: the library would
+// have to load the whole file (pixel data included) and its writer does not keep values it
+// reads as raw strings (OF, OD, SV, UV) intact. This streams element by element.
+
+// CanTranscodeToExplicitLE reports whether a stored syntax can be rewritten as explicit VR
+// little endian without an image codec. PS3.18 8.7.3 does not allow implicit VR little endian
+// and explicit VR big endian on the web.
+func CanTranscodeToExplicitLE(tsUID string) bool {
+	return tsUID == ImplicitVRLittleEndian || tsUID == ExplicitVRBigEndian
+}
+
+// TranscodeToExplicitLE writes a Part 10 file stored in implicit VR little endian or explicit
+// VR big endian to w as explicit VR little endian. Sequences and items are written with
+// undefined length and group lengths are dropped, so no length needs recomputing.
+func TranscodeToExplicitLE(w io.Writer, src io.ReaderAt, size int64) error {
+	meta, datasetOffset, err := ReadMeta(src, size)
+	if err != nil {
+		return err
+	}
+	ts, err := lookupTransferSyntax(meta.TransferSyntaxUID)
+	if err != nil {
+		return err
+	}
+	if !CanTranscodeToExplicitLE(ts.uid) {
+		return fmt.Errorf("transcoding from %s is not supported", ts.uid)
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := writeMeta(bw, meta, ExplicitVRLittleEndian); err != nil {
+		return err
+	}
+	t := &transcoder{
+		walker: walker{r: &reader{src: src, size: size, pos: datasetOffset}, bo: ts.byteOrder, implicit: ts.implicit},
+		w:      bw,
+		src:    src,
+		swap:   ts.byteOrder == binary.BigEndian,
+	}
+	if err := t.dataset(0, -1, false); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeMeta writes the preamble, "DICM" and the meta group with a new transfer syntax.
+func writeMeta(w *bufio.Writer, meta *Meta, tsUID string) error {
+	var group []byte
+	le := binary.LittleEndian
+	pos := 0
+	b := meta.Bytes
+	for pos+8 <= len(b) {
+		element := le.Uint16(b[pos+2:])
+		vr := string(b[pos+4 : pos+6])
+		length, hl := int(le.Uint16(b[pos+6:])), 8
+		if longVR(vr) {
+			length, hl = int(le.Uint32(b[pos+8:])), 12
+		}
+		if pos+hl+length > len(b) {
+			return malformed("file meta information truncated")
+		}
+		switch element {
+		case 0x0000:
+		case 0x0010:
+			v := []byte(tsUID)
+			if len(v)%2 == 1 {
+				v = append(v, 0)
+			}
+			group = le.AppendUint16(group, 0x0002)
+			group = le.AppendUint16(group, 0x0010)
+			group = append(group, 'U', 'I')
+			group = le.AppendUint16(group, uint16(len(v)))
+			group = append(group, v...)
+		default:
+			group = append(group, b[pos:pos+hl+length]...)
+		}
+		pos += hl + length
+	}
+	w.Write(make([]byte, 128))
+	w.WriteString("DICM")
+	var gl []byte
+	gl = le.AppendUint16(gl, 0x0002)
+	gl = le.AppendUint16(gl, 0x0000)
+	gl = append(gl, 'U', 'L', 4, 0)
+	gl = le.AppendUint32(gl, uint32(len(group)))
+	w.Write(gl)
+	_, err := w.Write(group)
+	return err
+}
+
+type transcoder struct {
+	walker
+	w    *bufio.Writer
+	src  io.ReaderAt
+	swap bool // source is big endian
+}
+
+func (t *transcoder) header(g, e uint16, vr string, length uint32) {
+	le := binary.LittleEndian
+	var h [12]byte
+	le.PutUint16(h[0:], g)
+	le.PutUint16(h[2:], e)
+	if g == groupItem {
+		le.PutUint32(h[4:], length)
+		t.w.Write(h[:8])
+		return
+	}
+	copy(h[4:6], vr)
+	if longVR(vr) {
+		le.PutUint32(h[8:], length)
+		t.w.Write(h[:12])
+		return
+	}
+	le.PutUint16(h[6:], uint16(length))
+	t.w.Write(h[:8])
+}
+
+// dataset copies elements until end of input, until limit bytes, or until an item delimiter.
+func (t *transcoder) dataset(depth int, limit int64, delimited bool) error {
+	if depth > maxDepth {
+		return malformed("sequences nested deeper than %d", maxDepth)
+	}
+	end := int64(-1)
+	if limit >= 0 {
+		end = t.r.pos + limit
+	}
+	for {
+		if end >= 0 && t.r.pos >= end {
+			return nil
+		}
+		if end < 0 && !delimited && t.r.atEnd() {
+			return nil
+		}
+		h, err := t.walker.header()
+		if err != nil {
+			return err
+		}
+		if h.group == groupItem {
+			if h.element == elemItemDelim && delimited {
+				return nil
+			}
+			return malformed("unexpected item tag (FFFE,%04X)", h.element)
+		}
+		if err := t.element(depth, h); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *transcoder) element(depth int, h header) error {
+	if h.element == 0x0000 {
+		return t.r.skip(int64(h.length)) // group lengths would be wrong after rewriting
+	}
+	if h.group == groupPixel && h.element == elemPixelData && h.length == undefinedLength {
+		return malformed("encapsulated pixel data in an uncompressed transfer syntax")
+	}
+	if h.vr == "SQ" || (h.length == undefinedLength && (h.vr == "UN" || h.vr == "")) {
+		return t.sequence(depth, h)
+	}
+	if h.length == undefinedLength {
+		return malformed("undefined length on (%04X,%04X) with VR %s", h.group, h.element, h.vr)
+	}
+	vr := h.vr
+	if h.group == groupPixel && h.element == elemPixelData && vr != "OB" {
+		vr = "OW"
+	}
+	if !longVR(vr) && h.length > 0xFFFF {
+		vr = "UN" // a value too long for its VR's 16-bit length field (PS3.5 6.2.2)
+	}
+	t.header(h.group, h.element, vr, h.length)
+	if depth == 0 && h.group == 0x0028 && h.element == 0x0103 && h.length == 2 {
+		v, err := t.r.fill(2)
+		if err != nil {
+			return err
+		}
+		t.signedPixels = t.bo.Uint16(v) == 1
+	}
+	width := 0
+	if t.swap {
+		width = swapWidth(vr)
+	}
+	src := io.NewSectionReader(t.src, t.r.pos, int64(h.length))
+	if err := copySwapped(t.w, src, int64(h.length), width); err != nil {
+		return err
+	}
+	return t.r.skip(int64(h.length))
+}
+
+func (t *transcoder) sequence(depth int, h header) error {
+	t.header(h.group, h.element, "SQ", undefinedLength)
+	end := int64(-1)
+	if h.length != undefinedLength {
+		end = t.r.pos + int64(h.length)
+	}
+	for {
+		if end >= 0 && t.r.pos >= end {
+			break
+		}
+		ih, err := t.itemHeader()
+		if err != nil {
+			return err
+		}
+		if ih.element == elemSequenceDelim && end < 0 {
+			break
+		}
+		if ih.element != elemItem {
+			return malformed("expected an item in a sequence")
+		}
+		t.header(groupItem, elemItem, "", undefinedLength)
+		if ih.length == undefinedLength {
+			err = t.dataset(depth+1, -1, true)
+		} else {
+			err = t.dataset(depth+1, int64(ih.length), false)
+		}
+		if err != nil {
+			return err
+		}
+		t.header(groupItem, elemItemDelim, "", 0)
+	}
+	t.header(groupItem, elemSequenceDelim, "", 0)
+	return nil
+}
+
+// swapWidth is the byte width to reverse when a VR's values change endianness.
+func swapWidth(vr string) int {
+	switch vr {
+	case "US", "SS", "OW", "AT":
+		return 2
+	case "UL", "SL", "FL", "OF", "OL":
+		return 4
+	case "FD", "OD", "SV", "UV", "OV":
+		return 8
+	}
+	return 0
+}
+
+func copySwapped(w io.Writer, r io.Reader, n int64, width int) error {
+	if width == 0 {
+		_, err := io.CopyN(w, r, n)
+		return err
+	}
+	if n%int64(width) != 0 {
+		return malformed("value of %d bytes is not a whole number of %d-byte values", n, width)
+	}
+	_, err := io.CopyN(w, &swapReader{r: r, width: width}, n)
+	return err
+}
+
+// SwapReader reverses each width-byte word as bytes stream through (big to little endian).
+func SwapReader(r io.Reader, width int) io.Reader { return &swapReader{r: r, width: width} }
+
+type swapReader struct {
+	r     io.Reader
+	width int
+	buf   []byte
+}
+
+func (s *swapReader) Read(p []byte) (int, error) {
+	n := len(p) / s.width * s.width
+	if n == 0 {
+		return 0, io.ErrShortBuffer
+	}
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	m, err := io.ReadFull(s.r, s.buf[:n])
+	m = m / s.width * s.width
+	for i := 0; i+s.width <= m; i += s.width {
+		for j := 0; j < s.width; j++ {
+			p[i+j] = s.buf[i+s.width-1-j]
+		}
+	}
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	if m > 0 && err == io.EOF {
+		err = nil
+	}
+	return m, err
+}
