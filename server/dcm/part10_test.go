@@ -16,7 +16,6 @@ import (
 	"math"
 	"sort"
 	"strings"
-	"testing"
 )
 
 // Transfer syntax UIDs used by the tests.
@@ -198,8 +197,13 @@ func (en enc) elem(b []byte, e E) []byte {
 		return en.header(b, 0xFFFEE0DD, "", 0)
 	case e.Items != nil || e.VR == "SQ":
 		var body []byte
+		ien := en
+		if e.VR == "UN" {
+			// A sequence in a UN element is encoded in implicit VR little endian (PS3.5 6.2.2).
+			ien = enc{bo: binary.LittleEndian, implicit: true}
+		}
 		for _, it := range e.Items {
-			inner := en.elems(nil, it.Elems)
+			inner := ien.elems(nil, it.Elems)
 			if it.UndefLen {
 				body = en.header(body, 0xFFFEE000, "", 0xFFFFFFFF)
 				body = append(body, inner...)
@@ -367,9 +371,4 @@ func jpegFrag(start bool, n int, fill byte) []byte {
 		b[0], b[1] = 0xFF, 0xD8
 	}
 	return b
-}
-
-func mustBytes(t testing.TB, f File) []byte {
-	t.Helper()
-	return f.Bytes()
 }
