@@ -145,7 +145,7 @@ func (in *Instance) nativeFrames(n int) ([]Frame, error) {
 	if !ok {
 		spp = 1
 	}
-	if rows <= 0 || cols <= 0 || bits <= 0 || spp <= 0 {
+	if rows <= 0 || cols <= 0 || bits <= 0 || spp <= 0 || rows > 0xFFFF || cols > 0xFFFF || bits > 64 || spp > 4 {
 		return nil, fmt.Errorf("%w: pixel data without usable Rows, Columns, Bits Allocated", ErrMalformed)
 	}
 	bitsPerFrame := int64(rows) * int64(cols) * int64(spp) * int64(bits)
@@ -158,8 +158,9 @@ func (in *Instance) nativeFrames(n int) ([]Frame, error) {
 	if in.String(tag.PhotometricInterpretation) == "YBR_FULL_422" && spp == 3 {
 		size = int64(rows) * int64(cols) * 2 * int64(bits) / 8 // PS3.3 C.7.6.3.1.2
 	}
-	if size*int64(n) > px.Value.Length {
-		return nil, fmt.Errorf("%w: pixel data holds %d bytes, %d frames of %d bytes need %d", ErrMalformed, px.Value.Length, n, size, size*int64(n))
+	// Compared by division: NumberOfFrames x frame size from a hostile file can overflow.
+	if size <= 0 || int64(n) > px.Value.Length/size {
+		return nil, fmt.Errorf("%w: pixel data holds %d bytes, too few for %d frames of %d bytes", ErrMalformed, px.Value.Length, n, size)
 	}
 	out := make([]Frame, n)
 	for i := range out {

@@ -191,25 +191,9 @@ func Parse(src io.ReaderAt, size int64) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := dicom.NewParser(view, viewLen, nil,
-		dicom.SkipPixelData(),
-		dicom.AllowMissingMetaElementGroupLength(),
-		dicom.AllowUnknownSpecificCharacterSet())
+	elements, err := parseValues(view, viewLen, ts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	// Our own reading of (0002,0010) decides, also for syntaxes the library does not know.
-	p.SetTransferSyntax(ts.byteOrder, ts.implicit)
-	var elements []*dicom.Element
-	for {
-		e, err := p.Next()
-		if errors.Is(err, dicom.ErrorEndOfDICOM) || errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		elements = append(elements, e)
+		return nil, err
 	}
 	in.Dataset = dicom.Dataset{Elements: elements}
 	in.StudyInstanceUID = in.String(tag.StudyInstanceUID)
@@ -231,6 +215,35 @@ func Parse(src io.ReaderAt, size int64) (*Instance, error) {
 		in.SOPClassUID = meta.MediaStorageSOPClassUID
 	}
 	return in, nil
+}
+
+// parseValues runs the library over the view. The library panics on some malformed input
+// (found by fuzzing: a short (0002,0000), a non-string (0002,0010)); that is malformed input.
+func parseValues(view io.Reader, viewLen int64, ts transferSyntax) (elements []*dicom.Element, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			elements, err = nil, fmt.Errorf("%w: the parser gave up: %v", ErrMalformed, r)
+		}
+	}()
+	p, err := dicom.NewParser(view, viewLen, nil,
+		dicom.SkipPixelData(),
+		dicom.AllowMissingMetaElementGroupLength(),
+		dicom.AllowUnknownSpecificCharacterSet())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Our own reading of (0002,0010) decides, also for syntaxes the library does not know.
+	p.SetTransferSyntax(ts.byteOrder, ts.implicit)
+	for {
+		e, err := p.Next()
+		if errors.Is(err, dicom.ErrorEndOfDICOM) || errors.Is(err, io.EOF) {
+			return elements, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		elements = append(elements, e)
+	}
 }
 
 // readSpan reads a value span of the stored file (inflating for deflated data sets).
@@ -277,23 +290,27 @@ func libraryView(src io.ReaderAt, size, datasetOffset int64, meta *Meta, ts tran
 	head = append(head, make([]byte, 128)...)
 	head = append(head, "DICM"...)
 	head = append(head, meta.Bytes...)
+	patches := l.Patches
+	if l.Charset != nil {
+		patches = append(patches, Patch{l.Charset.Offset, bytes.Repeat([]byte{'?'}, int(l.Charset.Length))})
+	}
 	if ts.deflated {
 		head = patchTransferSyntax(head, ExplicitVRLittleEndian)
 		inflated := flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset))
-		return io.MultiReader(bytes.NewReader(head), &maskReader{r: inflated, pos: datasetOffset, mask: l.Charset}), -9999, nil
+		return io.MultiReader(bytes.NewReader(head), &patchReader{r: inflated, pos: datasetOffset, patches: patches}), -9999, nil
 	}
 	var parts []io.Reader
 	total := int64(len(head))
 	parts = append(parts, bytes.NewReader(head))
 	add := func(from, to int64) {
 		if to > from {
-			parts = append(parts, &maskReader{r: io.NewSectionReader(src, from, to-from), pos: from, mask: l.Charset})
+			parts = append(parts, &patchReader{r: io.NewSectionReader(src, from, to-from), pos: from, patches: patches})
 			total += to - from
 		}
 	}
 	if l.Pixel != nil {
 		add(datasetOffset, l.Pixel.Element.Offset)
-		empty := emptyPixelData(ts)
+		empty := emptyPixelData(ts, l.Pixel.VR)
 		parts = append(parts, bytes.NewReader(empty))
 		total += int64(len(empty))
 		add(l.Pixel.Element.Offset+l.Pixel.Element.Length, size)
@@ -303,7 +320,7 @@ func libraryView(src io.ReaderAt, size, datasetOffset int64, meta *Meta, ts tran
 	return io.MultiReader(parts...), total, nil
 }
 
-func emptyPixelData(ts transferSyntax) []byte {
+func emptyPixelData(ts transferSyntax, vr string) []byte {
 	bo := ts.byteOrder.(binary.AppendByteOrder)
 	b := make([]byte, 0, 12)
 	b = bo.AppendUint16(b, groupPixel)
@@ -311,7 +328,7 @@ func emptyPixelData(ts transferSyntax) []byte {
 	if ts.implicit {
 		return bo.AppendUint32(b, 0)
 	}
-	b = append(b, 'O', 'W', 0, 0)
+	b = append(b, vr[0], vr[1], 0, 0)
 	return bo.AppendUint32(b, 0)
 }
 
@@ -337,20 +354,20 @@ func patchTransferSyntax(head []byte, uid string) []byte {
 	return head
 }
 
-// maskReader replaces the bytes of one span (file offsets) with '?' as they stream past.
-type maskReader struct {
-	r    io.Reader
-	pos  int64
-	mask *Span
+// patchReader applies patches (file offsets) to the bytes streaming past.
+type patchReader struct {
+	r       io.Reader
+	pos     int64
+	patches []Patch
 }
 
-func (m *maskReader) Read(p []byte) (int, error) {
+func (m *patchReader) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
-	if m.mask != nil && n > 0 {
-		lo := max(m.mask.Offset, m.pos)
-		hi := min(m.mask.Offset+m.mask.Length, m.pos+int64(n))
+	for _, pt := range m.patches {
+		lo := max(pt.Offset, m.pos)
+		hi := min(pt.Offset+int64(len(pt.Data)), m.pos+int64(n))
 		for i := lo; i < hi; i++ {
-			p[i-m.pos] = '?'
+			p[i-m.pos] = pt.Data[i-pt.Offset]
 		}
 	}
 	m.pos += int64(n)

@@ -1,6 +1,7 @@
 package dcm
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -166,15 +167,30 @@ func (j *jsonEncoder) attribute(b []byte, e *dicom.Element, path string, cs *cha
 	if e.Value != nil && e.Value.ValueType() == dicom.Sequences {
 		vr = "SQ" // includes UN of undefined length (PS3.5 6.2.2)
 	}
-	if e.Tag == tag.PixelData && vr != "OB" && vr != "OW" {
-		vr = "OW"
+	elemPath := BulkPath(path, e.Tag.Group, e.Tag.Element)
+	if tv, ok := j.in.Layout.TrueVR[elemPath]; ok {
+		vr = tv // shown to the library under another VR (see Layout.Patches)
+		if tv == "SQ" {
+			// A UN sequence (PS3.5 6.2.2): its implicit VR items are parsed on their own.
+			if seq, err := j.implicitSequence(e.Tag, elemPath); err == nil {
+				e = seq
+			} else {
+				vr = "UN"
+			}
+		}
+	}
+	if e.Tag == tag.PixelData {
+		if px := j.in.Layout.Pixel; top && px != nil {
+			vr = px.VR
+		} else if vr != "OB" && vr != "OW" {
+			vr = "OW"
+		}
 	}
 	b = append(b, '"')
 	b = fmt.Appendf(b, "%04X%04X", e.Tag.Group, e.Tag.Element)
 	b = append(b, `":{"vr":"`...)
 	b = append(b, vr...)
 	b = append(b, '"')
-	elemPath := BulkPath(path, e.Tag.Group, e.Tag.Element)
 	switch vr {
 	case "SQ":
 		items, _ := e.Value.GetValue().([]*dicom.SequenceItemValue)
@@ -346,6 +362,9 @@ func (j *jsonEncoder) binary(b []byte, vr, path string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if w := swapWidth(vr); w > 0 && j.in.TransferSyntax == ExplicitVRBigEndian {
+			raw = swapped(raw, w) // DICOM JSON binary is little endian, like the web syntaxes
+		}
 		b = append(b, `,"InlineBinary":"`...)
 		b = base64.StdEncoding.AppendEncode(b, raw)
 		return append(b, '"'), nil
@@ -464,4 +483,56 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+func swapped(b []byte, width int) []byte {
+	out := make([]byte, len(b)/width*width)
+	for i := 0; i+width <= len(b); i += width {
+		for k := range width {
+			out[i+k] = b[i+width-1-k]
+		}
+	}
+	return out
+}
+
+// implicitSequence parses the items of a UN sequence, which are implicit VR little endian
+// whatever the file's transfer syntax, by handing the library a small implicit VR file that
+// holds just this element.
+func (j *jsonEncoder) implicitSequence(t tag.Tag, path string) (*dicom.Element, error) {
+	span, ok := j.in.Layout.Bulk[path]
+	if !ok {
+		return nil, fmt.Errorf("no span for %s", path)
+	}
+	raw, err := ReadSpan(j.src, j.in.Layout, span)
+	if err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+	var meta []byte
+	uid := []byte(ImplicitVRLittleEndian + "\x00")
+	meta = le.AppendUint16(meta, 0x0002)
+	meta = le.AppendUint16(meta, 0x0010)
+	meta = append(meta, 'U', 'I')
+	meta = le.AppendUint16(meta, uint16(len(uid)))
+	meta = append(meta, uid...)
+	file := make([]byte, 128, 128+4+12+len(meta)+8+len(raw))
+	file = append(file, "DICM"...)
+	file = le.AppendUint16(file, 0x0002)
+	file = le.AppendUint16(file, 0x0000)
+	file = append(file, 'U', 'L', 4, 0)
+	file = le.AppendUint32(file, uint32(len(meta)))
+	file = append(file, meta...)
+	file = le.AppendUint16(file, t.Group)
+	file = le.AppendUint16(file, t.Element)
+	file = le.AppendUint32(file, undefinedLength)
+	file = append(file, raw...)
+	ts := transferSyntax{uid: ImplicitVRLittleEndian, byteOrder: binary.LittleEndian, implicit: true}
+	elems, err := parseValues(bytes.NewReader(file), int64(len(file)), ts)
+	if err != nil {
+		return nil, err
+	}
+	if len(elems) != 1 || elems[0].Value == nil || elems[0].Value.ValueType() != dicom.Sequences {
+		return nil, fmt.Errorf("UN value of %s is not a sequence", path)
+	}
+	return elems[0], nil
 }

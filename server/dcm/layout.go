@@ -63,15 +63,30 @@ type Layout struct {
 	Bulk map[string]Span
 	// Pixel is the top-level Pixel Data, if present.
 	Pixel *PixelLayout
+	// Patches are byte changes applied to the view handed to the library, for encodings it
+	// misreads (PS3.5 VRs it does not know the length format of, UN sequences); see libraryView.
+	Patches []Patch
+	// TrueVR gives the VR of elements whose VR the library was shown patched, by BulkPath.
+	TrueVR map[string]string
+	// BulkVR gives the VR of binary elements of big endian files (for byte-swapping on output).
+	BulkVR map[string]string
 	// ExtendedOffsets and ExtendedLengths are the top-level Extended Offset Table and its lengths
 	// (7FE0,0001)/(7FE0,0002), PS3.5 A.4.
 	ExtendedOffsets *Span
 	ExtendedLengths *Span
 }
 
+// Patch replaces len(Data) bytes at Offset in the library's view of a file.
+type Patch struct {
+	Offset int64
+	Data   []byte
+}
+
 // PixelLayout is where the top-level Pixel Data value and its fragments are.
 type PixelLayout struct {
 	Encapsulated bool
+	// VR is OB or OW as encoded (implicit VR: OW for native data).
+	VR string
 	// Element spans the whole element, header included.
 	Element Span
 	// Value is the whole value (native) or everything after the header (encapsulated).
@@ -192,6 +207,7 @@ func (r *reader) atEnd() bool {
 }
 
 type walker struct {
+	origBO binary.ByteOrder // the file's byte order (bo changes inside UN sequences)
 	// signedPixels is set once a Pixel Representation of 1 was seen (implicit VR only).
 	signedPixels bool
 	r            *reader
@@ -206,6 +222,7 @@ type header struct {
 	group, element uint16
 	vr             string
 	length         uint32
+	vrPos          int64 // where the explicit VR is, for patching; 0 when implicit
 }
 
 // Tags the walker needs by number; elsewhere tags are named through the library.
@@ -238,6 +255,7 @@ func (w *walker) header() (header, error) {
 		return h, nil
 	}
 	h.vr = string(b[4:6])
+	h.vrPos = w.r.pos - 4
 	if longVR(h.vr) {
 		l, err := w.r.read(4)
 		if err != nil {
@@ -302,6 +320,15 @@ func (w *walker) element(path string, depth int, h header, start int64) error {
 		return malformed("undefined length on (%04X,%04X) with VR %s", h.group, h.element, h.vr)
 	}
 	span := Span{w.r.pos, int64(h.length)}
+	if h.vrPos > 0 && (h.vr == "OV" || h.vr == "SV" || h.vr == "UV") {
+		// suyashkumar/dicom v1.1.0 reads these with a 16-bit length; shown as UN (the same
+		// header layout) it reads the bytes, and TrueVR restores the VR in our output.
+		w.layout.Patches = append(w.layout.Patches, Patch{h.vrPos, []byte("UN")})
+		w.layout.TrueVR[p] = h.vr
+	}
+	if w.origBO == binary.BigEndian && binaryVR(h.vr) {
+		w.layout.BulkVR[p] = h.vr
+	}
 	if top && h.group == 0x0008 && h.element == 0x0005 {
 		w.layout.Charset = &span
 	}
@@ -318,6 +345,33 @@ func (w *walker) element(path string, depth int, h header, start int64) error {
 }
 
 func (w *walker) sequence(path string, depth int, h header) error {
+	if h.vr == "UN" && !w.implicit {
+		// A UN of undefined length is a sequence whose items are implicit VR little endian
+		// (PS3.5 6.2.2). The library would read them as explicit, so it is shown a UN of
+		// defined length over the same bytes, and our output carries the value as bulk data.
+		start := w.r.pos
+		w.implicit, w.bo = true, binary.LittleEndian
+		err := w.sequenceItems(path, depth, h)
+		w.implicit, w.bo = false, w.origBO
+		if err != nil {
+			return err
+		}
+		if h.length == undefinedLength && h.vrPos > 0 {
+			l := make([]byte, 4)
+			binary.LittleEndian.PutUint32(l, uint32(w.r.pos-start))
+			if w.origBO == binary.BigEndian {
+				binary.BigEndian.PutUint32(l, uint32(w.r.pos-start))
+			}
+			w.layout.Patches = append(w.layout.Patches, Patch{h.vrPos + 4, l})
+			w.layout.Bulk[path] = Span{start, w.r.pos - start}
+			w.layout.TrueVR[path] = "SQ" // see jsonEncoder.attribute
+		}
+		return nil
+	}
+	return w.sequenceItems(path, depth, h)
+}
+
+func (w *walker) sequenceItems(path string, depth int, h header) error {
 	end := int64(-1)
 	if h.length != undefinedLength {
 		end = w.r.pos + int64(h.length)
@@ -367,11 +421,15 @@ func (w *walker) itemHeader() (header, error) {
 func (w *walker) pixelData(h header, start int64) error {
 	if h.length != undefinedLength {
 		span := Span{w.r.pos, int64(h.length)}
-		w.layout.Pixel = &PixelLayout{Value: span, Element: Span{start, span.Offset + span.Length - start}}
+		vr := h.vr
+		if vr != "OB" {
+			vr = "OW"
+		}
+		w.layout.Pixel = &PixelLayout{VR: vr, Value: span, Element: Span{start, span.Offset + span.Length - start}}
 		w.layout.Bulk[BulkPath("", h.group, h.element)] = span
 		return w.r.skip(int64(h.length))
 	}
-	px := &PixelLayout{Encapsulated: true}
+	px := &PixelLayout{Encapsulated: true, VR: "OB"}
 	px.Value.Offset = w.r.pos
 	for i := 0; ; i++ {
 		start := w.r.pos
@@ -405,14 +463,14 @@ func (w *walker) pixelData(h header, start int64) error {
 
 // scanLayout walks the data set of a Part 10 file whose meta information ends at datasetOffset.
 func scanLayout(src io.ReaderAt, size, datasetOffset int64, ts transferSyntax) (*Layout, error) {
-	l := &Layout{DatasetOffset: datasetOffset, Bulk: map[string]Span{}}
+	l := &Layout{DatasetOffset: datasetOffset, Bulk: map[string]Span{}, TrueVR: map[string]string{}, BulkVR: map[string]string{}}
 	r := &reader{src: src, size: size, pos: datasetOffset}
 	if ts.deflated {
 		l.Deflated = true
 		// Offsets in a deflated data set count inflated bytes from the data set start.
 		r = &reader{stream: flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset)), pos: datasetOffset, base: datasetOffset}
 	}
-	w := &walker{r: r, bo: ts.byteOrder, implicit: ts.implicit, layout: l}
+	w := &walker{r: r, bo: ts.byteOrder, origBO: ts.byteOrder, implicit: ts.implicit, layout: l}
 	if err := w.walk("", 0, -1, false); err != nil {
 		return nil, err
 	}

@@ -193,6 +193,12 @@ func (t *transcoder) element(depth int, h header) error {
 }
 
 func (t *transcoder) sequence(depth int, h header) error {
+	if h.vr == "UN" && !t.implicit {
+		// Items of a UN sequence are implicit VR little endian (PS3.5 6.2.2).
+		bo, swap := t.bo, t.swap
+		t.implicit, t.bo, t.swap = true, binary.LittleEndian, false
+		defer func() { t.implicit, t.bo, t.swap = false, bo, swap }()
+	}
 	t.header(h.group, h.element, "SQ", undefinedLength)
 	end := int64(-1)
 	if h.length != undefinedLength {
@@ -227,7 +233,9 @@ func (t *transcoder) sequence(depth int, h header) error {
 	return nil
 }
 
-// swapWidth is the byte width to reverse when a VR's values change endianness.
+// SwapWidth is the byte width to reverse when a VR's values change endianness (0: none).
+func SwapWidth(vr string) int { return swapWidth(vr) }
+
 func swapWidth(vr string) int {
 	switch vr {
 	case "US", "SS", "OW", "AT":
@@ -256,31 +264,39 @@ func copySwapped(w io.Writer, r io.Reader, n int64, width int) error {
 func SwapReader(r io.Reader, width int) io.Reader { return &swapReader{r: r, width: width} }
 
 type swapReader struct {
-	r     io.Reader
-	width int
-	buf   []byte
+	r       io.Reader
+	width   int
+	buf     []byte
+	pending []byte // swapped bytes not yet returned (when the caller's buffer was short)
 }
 
 func (s *swapReader) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
 	n := len(p) / s.width * s.width
 	if n == 0 {
-		return 0, io.ErrShortBuffer
+		n = s.width // read one word and hand it out in pieces
 	}
 	if cap(s.buf) < n {
 		s.buf = make([]byte, n)
 	}
 	m, err := io.ReadFull(s.r, s.buf[:n])
-	m = m / s.width * s.width
+	m = m / s.width * s.width // a trailing partial word is dropped: the value was malformed
 	for i := 0; i+s.width <= m; i += s.width {
-		for j := 0; j < s.width; j++ {
-			p[i+j] = s.buf[i+s.width-1-j]
+		for j := 0; j < s.width/2; j++ {
+			s.buf[i+j], s.buf[i+s.width-1-j] = s.buf[i+s.width-1-j], s.buf[i+j]
 		}
 	}
+	c := copy(p, s.buf[:m])
+	s.pending = s.buf[c:m]
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF
 	}
-	if m > 0 && err == io.EOF {
+	if c > 0 && err == io.EOF {
 		err = nil
 	}
-	return m, err
+	return c, err
 }

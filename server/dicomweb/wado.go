@@ -222,12 +222,20 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dl := layout.Dcm()
-	swap := in.TransferSyntax == dcm.ExplicitVRBigEndian && in.BitsAllocated.Int64 > 8
+	// Big endian OW pixel data is stored as swapped 16-bit words, 8-bit data included; 32-bit
+	// pixels swap as 32-bit words.
+	swap := 0
+	if in.TransferSyntax == dcm.ExplicitVRBigEndian && layout.PixelVR == "OW" {
+		swap = 2
+		if in.BitsAllocated.Int64 == 32 {
+			swap = 4
+		}
+	}
 	writeFrame := func(dst io.Writer, fr dcm.Frame) error {
 		for _, sp := range fr {
 			src := dcm.SpanReader(f, dl, sp)
-			if swap {
-				src = dcm.SwapReader(src, int(in.BitsAllocated.Int64/8))
+			if swap > 0 {
+				src = dcm.SwapReader(src, swap)
 			}
 			if _, err := io.Copy(dst, src); err != nil {
 				return err
@@ -374,6 +382,9 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	src := dcm.SpanReader(f, layout.Dcm(), span)
+	if w := dcm.SwapWidth(layout.BulkVR[path]); w > 0 && in.TransferSyntax == dcm.ExplicitVRBigEndian {
+		src = dcm.SwapReader(src, w) // bulk data is served little endian
+	}
 	if single {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(span.Length, 10))

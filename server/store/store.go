@@ -110,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	_, statErr := os.Stat(filepath.Join(cfg.Dir, "index.db"))
 	// A new index over existing blobs (index.db deleted to rebuild it) still gets recovery.
 	blobs, _ := os.ReadDir(filepath.Join(cfg.Dir, "blobs"))
-	fresh := errors.Is(statErr, os.ErrNotExist) && len(blobs) == 0
+	newIndex := errors.Is(statErr, os.ErrNotExist)
 	db, err := OpenDB(filepath.Join(cfg.Dir, "index.db"))
 	if err != nil {
 		return nil, err
@@ -121,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]string{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
-	if err := s.recover(ctx, fresh); err != nil {
+	if err := s.recover(ctx, newIndex, len(blobs) > 0); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -251,14 +251,14 @@ const tmpSlots = 32
 func (s *Store) slotDir(i int) string { return filepath.Join(s.tmpDir, fmt.Sprintf("%02d", i)) }
 
 // spool copies r to a fsynced temporary file, hashing it on the way.
-func (s *Store) spool(r io.Reader) (sp *spooled, err error) {
+func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 	slot := <-s.slots
 	f, err := os.CreateTemp(s.slotDir(slot), "in-*")
 	s.slots <- slot
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary file: %w", err)
 	}
-	sp = &spooled{path: f.Name()}
+	sp := &spooled{path: f.Name()}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("closing temporary file: %w", cerr)
@@ -343,6 +343,8 @@ type StoredLayout struct {
 	Frames        []dcm.Frame         `json:"f,omitempty"`
 	Bulk          map[string]dcm.Span `json:"b,omitempty"`
 	Encapsulated  bool                `json:"e,omitempty"`
+	PixelVR       string              `json:"pv,omitempty"`
+	BulkVR        map[string]string   `json:"v,omitempty"` // big endian files: VR of each bulk value
 	FrameError    string              `json:"fe,omitempty"`
 }
 
@@ -402,8 +404,12 @@ func buildRecord(f io.ReaderAt, size int64, in *dcm.Instance) (*record, error) {
 	rec.cols = nullInt(in.Int(tag.Columns))
 	rec.bits = nullInt(in.Int(tag.BitsAllocated))
 	sl := StoredLayout{DatasetOffset: in.Layout.DatasetOffset, Deflated: in.Layout.Deflated, Bulk: in.Layout.Bulk}
+	if len(in.Layout.BulkVR) > 0 {
+		sl.BulkVR = in.Layout.BulkVR
+	}
 	if in.Layout.Pixel != nil {
 		sl.Encapsulated = in.Layout.Pixel.Encapsulated
+		sl.PixelVR = in.Layout.Pixel.VR
 		frames, err := in.Frames(f)
 		if err != nil {
 			// Stored anyway: the original is kept whole and stays retrievable; only frame access is lost.
@@ -643,22 +649,25 @@ func insertRecord(tx txStmts, r *record) (studyPK int64, newSeries bool, err err
 // recover brings index and files into agreement after an unclean stop: temporary files are
 // dropped (never acknowledged) and blobs missing from the index are indexed (they were durable
 // before their index commit, which did not happen).
-func (s *Store) recover(ctx context.Context, fresh bool) error {
+func (s *Store) recover(ctx context.Context, newIndex, haveBlobs bool) error {
 	// Temporary files were never acknowledged.
 	if err := os.RemoveAll(s.tmpDir); err != nil {
 		return fmt.Errorf("clearing %s: %w", s.tmpDir, err)
 	}
 	marker := filepath.Join(s.dir, cleanMarker)
-	if fresh {
+	if newIndex && !haveBlobs {
 		os.Remove(marker)
 		return nil
 	}
-	if _, err := os.Stat(marker); err == nil {
+	// A new index over existing blobs (index.db deleted to rebuild it) is rebuilt whatever the
+	// marker says.
+	if _, err := os.Stat(marker); err == nil && !newIndex {
 		if err := os.Remove(marker); err != nil {
 			return fmt.Errorf("removing clean-shutdown marker: %w", err)
 		}
 		return syncDir(s.dir)
 	}
+	os.Remove(marker)
 	start := time.Now()
 	known := map[string]bool{}
 	rows, err := s.db.QueryContext(ctx, `SELECT sha256 FROM instances`)

@@ -338,7 +338,7 @@ func safeIngest(st *store.Store, r io.Reader, study string) (res *store.Result, 
 	return res, err, nil
 }
 
-const bugSpoolNilRelease = "BUG: store.go spool: every error return (`return nil, err`) sets the named result sp to nil, then the " +
+const bugSpoolNilRelease = "regression: store.go spool: every error return (`return nil, err`) sets the named result sp to nil, then the " +
 	"deferred cleanup calls sp.release() on nil and panics (nil pointer dereference in (*spooled).release) before removing the " +
 	"temporary file; hit by any upload over MaxInstanceSize (ErrTooLarge) or a body that fails mid-read. In STOW, net/http " +
 	"recovers the panic and drops the connection instead of answering; the temporary file stays in tmp/ until the next start"
@@ -378,7 +378,7 @@ func TestIngestInvalid(t *testing.T) {
 			defer st.Close()
 			res, err, p := safeIngest(st, bytes.NewReader(tc.b), "")
 			if p != nil {
-				t.Skipf("%s: %v", bugSpoolNilRelease, p)
+				t.Fatalf("%s: %v", bugSpoolNilRelease, p)
 			}
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Ingest = %+v, %v; want %v", res, err, tc.want)
@@ -392,7 +392,7 @@ func TestIngestInvalid(t *testing.T) {
 		defer st.Close()
 		_, err, p := safeIngest(st, &errAfter{r: bytes.NewReader(valid[:len(valid)/2])}, "")
 		if p != nil {
-			t.Skipf("%s: %v", bugSpoolNilRelease, p)
+			t.Fatalf("%s: %v", bugSpoolNilRelease, p)
 		}
 		if err == nil {
 			t.Fatal("Ingest succeeded on a failing reader")
@@ -885,7 +885,7 @@ func TestRebuildIndex(t *testing.T) {
 			defer st.Close()
 			n := count(t, st.DB(), "instances")
 			if n == 0 && clean {
-				t.Skip("BUG: store.go Open/recover: index.db deleted after a clean shutdown is not rebuilt. Open computes " +
+				t.Fatal("fixed bug is back: store.go Open/recover: index.db deleted after a clean shutdown is not rebuilt. Open computes " +
 					"fresh=false (blobs exist) but recover() returns early when the clean-shutdown marker exists, so the new " +
 					"index stays empty and every stored instance is unreachable (until an unclean stop). Repro: Open, Ingest, " +
 					"Close, rm index.db*, Open -> 0 rows")
