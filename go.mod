@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/suyashkumar/dicom v1.1.0
 	golang.org/x/crypto v0.59.0
+	golang.org/x/sync v0.25.0
 	golang.org/x/text v0.44.0
 	modernc.org/sqlite v1.62.0
 )

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 	fl.StringVar(&cfg.TLSCert, "tls-cert", os.Getenv("SANPING_TLS_CERT"), "TLS certificate file (PEM); with -tls-key serves HTTPS with HSTS")
 	fl.StringVar(&cfg.TLSKey, "tls-key", os.Getenv("SANPING_TLS_KEY"), "TLS private key file (PEM)")
 	fl.Int64Var(&cfg.MaxRequestBody, "max-body", 8<<30, "largest accepted upload request body in bytes")
+	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +70,16 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		return errors.New("-tls-cert and -tls-key go together")
 	}
 	cfg.AdminPassword = os.Getenv("SANPING_ADMIN_PASSWORD")
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("creating CPU profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("starting CPU profile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return serve(ctx, cfg, stdout, log, nil)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/sync/singleflight"
 )
 
 // Role names.
@@ -72,6 +73,9 @@ type Service struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedCredential // verified Basic credentials: argon2id costs ~50 ms a check
+	// checks makes concurrent requests with the same credentials share one argon2id check
+	// (a PACS peer opening 8 connections at once would otherwise pay it 8 times).
+	checks singleflight.Group
 }
 
 type cachedCredential struct {
@@ -209,17 +213,23 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	if hit && now.Before(c.expires) {
 		return c.p, nil
 	}
-	p, err := s.Login(r.Context(), user, pass)
+	v, err, _ := s.checks.Do(string(key[:]), func() (any, error) {
+		p, err := s.Login(context.WithoutCancel(r.Context()), user, pass)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if len(s.cache) > 10000 {
+			clear(s.cache)
+		}
+		s.cache[key] = cachedCredential{p: p, expires: time.Now().Add(credentialCacheTTL)}
+		s.mu.Unlock()
+		return p, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	if len(s.cache) > 10000 {
-		clear(s.cache)
-	}
-	s.cache[key] = cachedCredential{p: p, expires: now.Add(credentialCacheTTL)}
-	s.mu.Unlock()
-	return p, nil
+	return v.(*Principal), nil
 }
 
 // Authorize is the one authorization check. Until roles and institutions land, only admins

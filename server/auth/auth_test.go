@@ -1,0 +1,150 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"sanping/server/store"
+)
+
+func newService(t *testing.T) *Service {
+	t.Helper()
+	db, err := store.OpenDB(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := New(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPasswordHash(t *testing.T) {
+	h := HashPassword("correct horse")
+	if !strings.HasPrefix(h, "$argon2id$v=19$") {
+		t.Fatalf("hash %q is not an argon2id PHC string", h)
+	}
+	if h == HashPassword("correct horse") {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	for _, c := range []struct {
+		encoded, pw string
+		want        bool
+	}{
+		{h, "correct horse", true},
+		{h, "correct horsf", false},
+		{h, "", false},
+		{"", "x", false},
+		{"$argon2id$v=19$m=x$salt$key", "x", false},
+		{"$bcrypt$...", "x", false},
+	} {
+		if got := CheckPassword(c.encoded, c.pw); got != c.want {
+			t.Errorf("CheckPassword(%.30q, %q) = %v", c.encoded, c.pw, got)
+		}
+	}
+}
+
+func TestBootstrap(t *testing.T) {
+	s := newService(t)
+	gen, err := s.Bootstrap(context.Background(), "")
+	if err != nil || len(gen) < 16 {
+		t.Fatalf("generated password %q, %v", gen, err)
+	}
+	if _, err := s.Login(context.Background(), "admin", gen); err != nil {
+		t.Fatalf("login with generated password: %v", err)
+	}
+	again, err := s.Bootstrap(context.Background(), "other")
+	if err != nil || again != "" {
+		t.Fatalf("second bootstrap: %q %v", again, err)
+	}
+	if _, err := s.Login(context.Background(), "admin", "other"); err == nil {
+		t.Fatal("second bootstrap changed the password")
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	s := newService(t)
+	if _, err := s.Bootstrap(context.Background(), "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(context.Background(), "village", "pw2", []string{RoleClinic}); err != nil {
+		t.Fatal(err)
+	}
+	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := FromContext(r.Context())
+		if !ok {
+			t.Error("handler reached without a principal")
+		}
+		w.Write([]byte(p.Username))
+	}))
+	cases := []struct {
+		name       string
+		user, pass string
+		basic      bool
+		want       int
+	}{
+		{"no credentials", "", "", false, http.StatusUnauthorized},
+		{"wrong password", "admin", "nope", true, http.StatusUnauthorized},
+		{"unknown user", "ghost", "pw", true, http.StatusUnauthorized},
+		{"admin", "admin", "pw", true, http.StatusOK},
+		{"admin again (cached)", "admin", "pw", true, http.StatusOK},
+		{"clinic user has no patient access yet", "village", "pw2", true, http.StatusForbidden},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/dicom-web/studies", nil)
+			if c.basic {
+				req.SetBasicAuth(c.user, c.pass)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.want {
+				t.Fatalf("status %d, want %d (%s)", rec.Code, c.want, rec.Body.String())
+			}
+			if c.want == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
+				t.Fatalf("401 without a Basic challenge")
+			}
+			if c.want != http.StatusOK && rec.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("error without a problem document: %q", rec.Header().Get("Content-Type"))
+			}
+		})
+	}
+}
+
+// TestConcurrentFirstLoginsShareOneCheck: eight requests arriving together with the same
+// credentials are all answered, from one password check.
+func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
+	s := newService(t)
+	if _, err := s.Bootstrap(context.Background(), "pw"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := httptest.NewRequest("GET", "/", nil)
+			req.SetBasicAuth("admin", "pw")
+			_, err := s.Authenticate(req)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.cache) != 1 {
+		t.Fatalf("cache holds %d entries", len(s.cache))
+	}
+}
