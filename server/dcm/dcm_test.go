@@ -19,6 +19,7 @@ import (
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"sanping/server/dcm"
+	"sanping/server/internal/dicomtest"
 )
 
 // parse parses a file held in memory and fails the test on error.
@@ -131,40 +132,40 @@ func strs(t testing.TB, a jsonAttr) []string {
 	return out
 }
 
-var testUIDs = UIDs{Study: "1.2.826.0.1.3680043.10.543.1.1", Series: "1.2.826.0.1.3680043.10.543.1.1.2", SOP: "1.2.826.0.1.3680043.10.543.1.1.2.3"}
+var testUIDs = dicomtest.UIDs{Study: "1.2.826.0.1.3680043.10.543.1.1", Series: "1.2.826.0.1.3680043.10.543.1.1.2", SOP: "1.2.826.0.1.3680043.10.543.1.1.2.3"}
 
 // TestParseTransferSyntaxes writes the same multi-frame 16-bit instance in the four native
 // transfer syntaxes and checks identification, values and the frames read through the spans.
 func TestParseTransferSyntaxes(t *testing.T) {
 	const rows, cols, nframes = 3, 5, 3
-	px := pixels16(rows*cols*nframes, 1)
+	px := dicomtest.Pixels16(rows*cols*nframes, 1)
 	for _, tc := range []struct {
 		ts        string
 		wantBytes []byte // the pixel data as it lies in the (inflated) data set
 		deflated  bool
 	}{
-		{tsExplicitLE, le16(px), false},
-		{tsImplicitLE, le16(px), false},
-		{tsExplicitBE, be16(px), false},
-		{tsDeflated, le16(px), true},
+		{dicomtest.TSExplicitLE, dicomtest.LE16(px), false},
+		{dicomtest.TSImplicitLE, dicomtest.LE16(px), false},
+		{dicomtest.TSExplicitBE, dicomtest.BE16(px), false},
+		{dicomtest.TSDeflated, dicomtest.LE16(px), true},
 	} {
 		t.Run(tc.ts, func(t *testing.T) {
-			elems := append(baseElems(testUIDs, sopClassCT), imageElems(rows, cols, 16, nframes, "MONOCHROME2")...)
+			elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassCT), dicomtest.ImageElems(rows, cols, 16, nframes, "MONOCHROME2")...)
 			elems = append(elems,
-				Str(0x00100010, "PN", "Doe^John"),
-				Str(0x00100020, "LO", "PID-1"),
-				Str(0x00080020, "DA", "20240131"),
-				Str(0x00080060, "CS", "CT"),
-				Str(0x00200013, "IS", "42"),
-				Str(0x00281050, "DS", "1.5", "-2.25"),
-				Str(0x00181050, "DS", "+3e2"),
-				E{Tag: 0x7FE00010, VR: "OW", U16: px},
+				dicomtest.Str(0x00100010, "PN", "Doe^John"),
+				dicomtest.Str(0x00100020, "LO", "PID-1"),
+				dicomtest.Str(0x00080020, "DA", "20240131"),
+				dicomtest.Str(0x00080060, "CS", "CT"),
+				dicomtest.Str(0x00200013, "IS", "42"),
+				dicomtest.Str(0x00281050, "DS", "1.5", "-2.25"),
+				dicomtest.Str(0x00181050, "DS", "+3e2"),
+				dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: px},
 			)
-			in, r := parse(t, File{TS: tc.ts, Elems: elems}.Bytes())
+			in, r := parse(t, dicomtest.File{TS: tc.ts, Elems: elems}.Bytes())
 			if in.TransferSyntax != tc.ts {
 				t.Errorf("TransferSyntax = %q, want %q", in.TransferSyntax, tc.ts)
 			}
-			if in.StudyInstanceUID != testUIDs.Study || in.SeriesInstanceUID != testUIDs.Series || in.SOPInstanceUID != testUIDs.SOP || in.SOPClassUID != sopClassCT {
+			if in.StudyInstanceUID != testUIDs.Study || in.SeriesInstanceUID != testUIDs.Series || in.SOPInstanceUID != testUIDs.SOP || in.SOPClassUID != dicomtest.SOPClassCT {
 				t.Errorf("UIDs = %q %q %q %q", in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID, in.SOPClassUID)
 			}
 			if in.Layout.Deflated != tc.deflated {
@@ -258,10 +259,10 @@ func to64(v []uint32) []uint64 {
 	return out
 }
 
-var five = [][]byte{jpegFrag(true, 10, 1), jpegFrag(false, 7, 2), jpegFrag(true, 12, 3), jpegFrag(true, 6, 4), jpegFrag(false, 9, 5)}
+var five = [][]byte{dicomtest.JPEGFragment(true, 10, 1), dicomtest.JPEGFragment(false, 7, 2), dicomtest.JPEGFragment(true, 12, 3), dicomtest.JPEGFragment(true, 6, 4), dicomtest.JPEGFragment(false, 9, 5)}
 
 func TestFramesEncapsulated(t *testing.T) {
-	three := [][]byte{jpegFrag(true, 10, 1), jpegFrag(true, 8, 2), jpegFrag(true, 14, 3)}
+	three := [][]byte{dicomtest.JPEGFragment(true, 10, 1), dicomtest.JPEGFragment(true, 8, 2), dicomtest.JPEGFragment(true, 14, 3)}
 	noSOI := [][]byte{bytes.Repeat([]byte{1}, 10), bytes.Repeat([]byte{2}, 10), bytes.Repeat([]byte{3}, 10), bytes.Repeat([]byte{4}, 10)}
 	cases := []frameCase{
 		{name: "BOT groups fragments", frames: 3, bot: offsetsOf(five, 0, 2, 3), frags: five, want: [][]int{{0, 1}, {2}, {3, 4}}},
@@ -273,7 +274,7 @@ func TestFramesEncapsulated(t *testing.T) {
 		{name: "BOT not starting at 0 falls back to SOI", frames: 3, bot: []uint32{4, 30, 60}, frags: five, want: [][]int{{0, 1}, {2}, {3, 4}}},
 		{name: "BOT pointing between items falls back", frames: 3, bot: []uint32{0, 5, 50}, frags: three, want: [][]int{{0}, {1}, {2}}},
 		{name: "no BOT no markers", frames: 3, frags: noSOI, wantErr: true},
-		{name: "odd fragment length padded", frames: 2, frags: [][]byte{jpegFrag(true, 9, 7), jpegFrag(true, 11, 8)}, want: [][]int{{0}, {1}}},
+		{name: "odd fragment length padded", frames: 2, frags: [][]byte{dicomtest.JPEGFragment(true, 9, 7), dicomtest.JPEGFragment(true, 11, 8)}, want: [][]int{{0}, {1}}},
 	}
 	runFrameCases(t, cases)
 }
@@ -295,16 +296,16 @@ func TestFramesExtendedOffsetTable(t *testing.T) {
 }
 
 func encapsulatedFile(tc frameCase) []byte {
-	elems := append(baseElems(testUIDs, sopClassSC), imageElems(4, 4, 8, tc.frames, "YBR_FULL_422")...)
-	elems = append(elems, Encapsulated(tc.bot, tc.frags...))
+	elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(4, 4, 8, tc.frames, "YBR_FULL_422")...)
+	elems = append(elems, dicomtest.Encapsulated(tc.bot, tc.frags...))
 	if tc.eot != nil {
 		var lens []uint64
 		for i := range tc.eot {
 			lens = append(lens, uint64(i)) // lengths are not used for grouping
 		}
-		elems = append(elems, E{Tag: 0x7FE00001, VR: "OV", U64: tc.eot}, E{Tag: 0x7FE00002, VR: "OV", U64: lens})
+		elems = append(elems, dicomtest.E{Tag: 0x7FE00001, VR: "OV", U64: tc.eot}, dicomtest.E{Tag: 0x7FE00002, VR: "OV", U64: lens})
 	}
-	return File{TS: tsJPEGBaseline, Elems: elems}.Bytes()
+	return dicomtest.File{TS: dicomtest.TSJPEGBaseline, Elems: elems}.Bytes()
 }
 
 // TestJSONPixelDataVR: the JSON gives Pixel Data the VR it has in the file; encapsulated
@@ -316,8 +317,8 @@ func TestJSONPixelDataVR(t *testing.T) {
 		want string
 	}{
 		{"encapsulated", encapsulatedFile(frameCase{frames: 1, frags: five}), "OB"},
-		{"native OB", File{TS: tsExplicitLE, Elems: append(append(baseElems(testUIDs, sopClassSC), imageElems(2, 2, 8, 0, "MONOCHROME2")...), RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4}))}.Bytes(), "OB"},
-		{"native OW", File{TS: tsExplicitLE, Elems: append(append(baseElems(testUIDs, sopClassSC), imageElems(2, 2, 16, 0, "MONOCHROME2")...), E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{1, 2, 3, 4}})}.Bytes(), "OW"},
+		{"native OB", dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 0, "MONOCHROME2")...), dicomtest.RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4}))}.Bytes(), "OB"},
+		{"native OW", dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 16, 0, "MONOCHROME2")...), dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{1, 2, 3, 4}})}.Bytes(), "OW"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, r := parse(t, tc.b)
@@ -399,13 +400,13 @@ func TestFramesNative(t *testing.T) {
 		{name: "1-bit frames not byte aligned", rows: 3, cols: 3, bits: 1, frames: 2, photo: "MONOCHROME2", value: 4, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			elems := append(baseElems(testUIDs, sopClassSC), imageElems(tc.rows, tc.cols, tc.bits, tc.frames, tc.photo)...)
+			elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(tc.rows, tc.cols, tc.bits, tc.frames, tc.photo)...)
 			pix := make([]byte, tc.value)
 			for i := range pix {
 				pix[i] = byte(i + 1)
 			}
-			elems = append(elems, RawE(0x7FE00010, "OB", pix))
-			in, r := parse(t, File{TS: tsExplicitLE, Elems: elems}.Bytes())
+			elems = append(elems, dicomtest.RawE(0x7FE00010, "OB", pix))
+			in, r := parse(t, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: elems}.Bytes())
 			if tc.wantErr {
 				if _, err := in.Frames(r); !errors.Is(err, dcm.ErrMalformed) {
 					t.Fatalf("Frames err = %v, want ErrMalformed", err)
@@ -435,38 +436,38 @@ func TestJSONNested(t *testing.T) {
 	}
 	doc := bytes.Repeat([]byte("%PDF"), 200)
 	small := []byte{1, 2, 3, 4, 5, 6}
-	elems := append(baseElems(testUIDs, sopClassSC), imageElems(2, 2, 8, 0, "MONOCHROME2")...)
+	elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 0, "MONOCHROME2")...)
 	elems = append(elems,
-		Str(0x00100010, "PN", "Müller^Hans", "Other^Name"),
-		Str(0x00080005, "CS", "ISO_IR 192"),
+		dicomtest.Str(0x00100010, "PN", "Müller^Hans", "Other^Name"),
+		dicomtest.Str(0x00080005, "CS", "ISO_IR 192"),
 		// Defined length sequence holding an undefined-length one with an undefined-length item.
-		Seq(0x00081110, false, Item{Elems: []E{
-			Str(0x00081150, "UI", "1.2.3"),
-			Str(0x00081155, "UI", "1.2.3.4"),
-			Seq(0x00081199, true, Item{UndefLen: true, Elems: []E{
-				Str(0x00081150, "UI", "1.2.3.5"),
-				Str(0x0040A30A, "DS", "7.25"),
-			}}, Item{Elems: []E{Str(0x00081150, "UI", "1.2.3.6")}}),
+		dicomtest.Seq(0x00081110, false, dicomtest.Item{Elems: []dicomtest.E{
+			dicomtest.Str(0x00081150, "UI", "1.2.3"),
+			dicomtest.Str(0x00081155, "UI", "1.2.3.4"),
+			dicomtest.Seq(0x00081199, true, dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{
+				dicomtest.Str(0x00081150, "UI", "1.2.3.5"),
+				dicomtest.Str(0x0040A30A, "DS", "7.25"),
+			}}, dicomtest.Item{Elems: []dicomtest.E{dicomtest.Str(0x00081150, "UI", "1.2.3.6")}}),
 		}}),
 		// Icon Image Sequence with its own Pixel Data (bulk) and a small OB (inline).
-		Seq(0x00880200, true, Item{UndefLen: true, Elems: []E{
-			US(0x00280010, 20), US(0x00280011, 20), US(0x00280100, 8),
-			RawE(0x7FE00010, "OB", icon),
-			RawE(0x00091001, "OB", small),
-			Str(0x00090010, "LO", "SANPING TEST"),
+		dicomtest.Seq(0x00880200, true, dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{
+			dicomtest.US(0x00280010, 20), dicomtest.US(0x00280011, 20), dicomtest.US(0x00280100, 8),
+			dicomtest.RawE(0x7FE00010, "OB", icon),
+			dicomtest.RawE(0x00091001, "OB", small),
+			dicomtest.Str(0x00090010, "LO", "SANPING TEST"),
 		}}),
-		Seq(0x00400275, false), // empty sequence
-		RawE(0x00420011, "OB", doc),
-		RawE(0x00091002, "UN", []byte("un-value")),
-		Str(0x00090010, "LO", "SANPING TEST"),
-		E{Tag: 0x00186011, VR: "SQ", Items: []Item{{Elems: []E{E{Tag: 0x00186014, VR: "US", U16: []uint16{1}}, E{Tag: 0x0018602C, VR: "FD", F64: []float64{0.125}}}}}},
-		E{Tag: 0x00109431, VR: "FL", F32: []float32{2.5}},
-		E{Tag: 0x00280009, VR: "AT", U16: []uint16{0x0018, 0x1063}},
-		RawE(0x7FE00010, "OB", []byte{9, 8, 7, 6}),
+		dicomtest.Seq(0x00400275, false), // empty sequence
+		dicomtest.RawE(0x00420011, "OB", doc),
+		dicomtest.RawE(0x00091002, "UN", []byte("un-value")),
+		dicomtest.Str(0x00090010, "LO", "SANPING TEST"),
+		dicomtest.E{Tag: 0x00186011, VR: "SQ", Items: []dicomtest.Item{{Elems: []dicomtest.E{dicomtest.E{Tag: 0x00186014, VR: "US", U16: []uint16{1}}, dicomtest.E{Tag: 0x0018602C, VR: "FD", F64: []float64{0.125}}}}}},
+		dicomtest.E{Tag: 0x00109431, VR: "FL", F32: []float32{2.5}},
+		dicomtest.E{Tag: 0x00280009, VR: "AT", U16: []uint16{0x0018, 0x1063}},
+		dicomtest.RawE(0x7FE00010, "OB", []byte{9, 8, 7, 6}),
 	)
-	for _, ts := range []string{tsExplicitLE, tsImplicitLE, tsExplicitBE, tsDeflated} {
+	for _, ts := range []string{dicomtest.TSExplicitLE, dicomtest.TSImplicitLE, dicomtest.TSExplicitBE, dicomtest.TSDeflated} {
 		t.Run(ts, func(t *testing.T) {
-			in, r := parse(t, File{TS: ts, Elems: elems}.Bytes())
+			in, r := parse(t, dicomtest.File{TS: ts, Elems: elems}.Bytes())
 			wantBulk := map[string]int{"7FE00010": 4, "00880200.0.7FE00010": 400, "00880200.0.00091001": 6, "00420011": 800}
 			for p, n := range wantBulk {
 				s, ok := in.Layout.Bulk[p]
@@ -546,14 +547,14 @@ func TestJSONNested(t *testing.T) {
 
 // TestJSONHostileValues: values that are not what their VR promises still give valid JSON.
 func TestJSONHostileValues(t *testing.T) {
-	elems := append(baseElems(testUIDs, sopClassSC),
-		Str(0x00200013, "IS", "abc"),
-		Str(0x00281050, "DS", "NaN", "Infinity", "1e999", "", "2"),
-		RawE(0x00100010, "PN", []byte("Bad\xff\xfe^\"Quote\"\\Back\x01slash")),
-		RawE(0x00081030, "LO", []byte("tab\there\x00")),
-		Str(0x00321060, "LO", `a"b`, `c\d`),
+	elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+		dicomtest.Str(0x00200013, "IS", "abc"),
+		dicomtest.Str(0x00281050, "DS", "NaN", "Infinity", "1e999", "", "2"),
+		dicomtest.RawE(0x00100010, "PN", []byte("Bad\xff\xfe^\"Quote\"\\Back\x01slash")),
+		dicomtest.RawE(0x00081030, "LO", []byte("tab\there\x00")),
+		dicomtest.Str(0x00321060, "LO", `a"b`, `c\d`),
 	)
-	in, r := parse(t, File{TS: tsExplicitLE, Elems: elems}.Bytes())
+	in, r := parse(t, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: elems}.Bytes())
 	m := decodeJSON(t, in, r, "")
 	if v := m["00200013"].Value; len(v) != 1 || string(v[0]) != `"abc"` {
 		t.Errorf("IS abc = %s", v)
@@ -567,11 +568,11 @@ func TestJSONHostileValues(t *testing.T) {
 
 // TestParseMalformed: inputs that are not DICOM fail with ErrMalformed, never panic.
 func TestParseMalformed(t *testing.T) {
-	valid := File{TS: tsExplicitLE, Elems: append(baseElems(testUIDs, sopClassSC), Str(0x00100010, "PN", "A^B"))}.Bytes()
-	nested := func(depth int) []E {
-		e := []E{Str(0x00081150, "UI", "1.2")}
+	valid := dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.Str(0x00100010, "PN", "A^B"))}.Bytes()
+	nested := func(depth int) []dicomtest.E {
+		e := []dicomtest.E{dicomtest.Str(0x00081150, "UI", "1.2")}
 		for i := 0; i < depth; i++ {
-			e = []E{Seq(0x00081110, true, Item{UndefLen: true, Elems: e})}
+			e = []dicomtest.E{dicomtest.Seq(0x00081110, true, dicomtest.Item{UndefLen: true, Elems: e})}
 		}
 		return e
 	}
@@ -582,23 +583,22 @@ func TestParseMalformed(t *testing.T) {
 		"preamble and DICM":  preamble,
 		"no DICM":            append(make([]byte, 128), bytes.Repeat([]byte{'X'}, 200)...),
 		"garbage after DICM": append(slices.Clone(preamble), bytes.Repeat([]byte{0xAB}, 300)...),
-		"missing study UID": File{TS: tsExplicitLE, Elems: []E{Str(0x00080016, "UI", sopClassSC), Str(0x00080018, "UI", "1.2.3"),
-			Str(0x0020000E, "UI", "1.2.3.4")}}.Bytes(),
-		"missing SOP UID": File{TS: tsExplicitLE, MetaSOPInstance: "1.2.3", Elems: []E{Str(0x00080016, "UI", sopClassSC),
-			Str(0x0020000D, "UI", "1.2"), Str(0x0020000E, "UI", "1.2.3.4")}}.Bytes(),
-		"SOP UID not a UID": File{TS: tsExplicitLE, Elems: baseElems(UIDs{"1.2", "1.2.3", "1.2.x"}, sopClassSC)}.Bytes(),
-		"meta SOP differs":  File{TS: tsExplicitLE, MetaSOPInstance: "9.9.9", Elems: baseElems(testUIDs, sopClassSC)}.Bytes(),
+		"missing study UID": dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: []dicomtest.E{dicomtest.Str(0x00080016, "UI", dicomtest.SOPClassSC), dicomtest.Str(0x00080018, "UI", "1.2.3"),
+			dicomtest.Str(0x0020000E, "UI", "1.2.3.4")}}.Bytes(),
+		"missing SOP UID": dicomtest.File{TS: dicomtest.TSExplicitLE, MetaSOPInstance: "1.2.3", Elems: []dicomtest.E{dicomtest.Str(0x00080016, "UI", dicomtest.SOPClassSC),
+			dicomtest.Str(0x0020000D, "UI", "1.2"), dicomtest.Str(0x0020000E, "UI", "1.2.3.4")}}.Bytes(),
+		"SOP UID not a UID": dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: dicomtest.BaseElems(dicomtest.UIDs{Study: "1.2", Series: "1.2.3", SOP: "1.2.x"}, dicomtest.SOPClassSC)}.Bytes(),
+		"meta SOP differs":  dicomtest.File{TS: dicomtest.TSExplicitLE, MetaSOPInstance: "9.9.9", Elems: dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC)}.Bytes(),
 		"no transfer syntax": func() []byte {
 			b := slices.Clone(preamble)
-			le := enc{bo: binary.LittleEndian}
-			return append(b, le.elems(nil, []E{Str(0x00020002, "UI", sopClassSC)})...)
+			return append(b, dicomtest.ExplicitLE([]dicomtest.E{dicomtest.Str(0x00020002, "UI", dicomtest.SOPClassSC)})...)
 		}(),
-		"transfer syntax not a UID": File{TS: "hello", Elems: baseElems(testUIDs, sopClassSC)}.Bytes(),
+		"transfer syntax not a UID": dicomtest.File{TS: "hello", Elems: dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC)}.Bytes(),
 		"invalid VR":                append(slices.Clone(valid), 0x10, 0x00, 0x20, 0x00, 'Z', 'Z', 2, 0, 'a', 'b'),
-		"value past end":            File{TS: tsExplicitLE, Elems: append(baseElems(testUIDs, sopClassSC), E{Tag: 0x00100010, VR: "PN", Str: []string{"AB"}, Length: 200})}.Bytes(),
-		"undefined length LO":       File{TS: tsExplicitLE, Elems: append(baseElems(testUIDs, sopClassSC), E{Tag: 0x00081030, VR: "UT", Str: []string{"AB"}, Length: 0xFFFFFFFF})}.Bytes(),
-		"sequences too deep":        File{TS: tsExplicitLE, Elems: append(baseElems(testUIDs, sopClassSC), nested(40)...)}.Bytes(),
-		"deflated garbage":          append(File{TS: tsDeflated, Elems: nil}.Bytes(), 0xFF, 0xFF, 0xFF, 0xFF, 0x12, 0x34),
+		"value past end":            dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.E{Tag: 0x00100010, VR: "PN", Str: []string{"AB"}, Length: 200})}.Bytes(),
+		"undefined length LO":       dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.E{Tag: 0x00081030, VR: "UT", Str: []string{"AB"}, Length: 0xFFFFFFFF})}.Bytes(),
+		"sequences too deep":        dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), nested(40)...)}.Bytes(),
+		"deflated garbage":          append(dicomtest.File{TS: dicomtest.TSDeflated, Elems: nil}.Bytes(), 0xFF, 0xFF, 0xFF, 0xFF, 0x12, 0x34),
 	}
 	for cut := 133; cut < len(valid); cut += 17 {
 		cases[fmt.Sprintf("truncated at %d", cut)] = valid[:cut]
@@ -615,7 +615,7 @@ func TestParseMalformed(t *testing.T) {
 		})
 	}
 	// Nesting well below the limit is fine.
-	b := File{TS: tsExplicitLE, Elems: append(baseElems(testUIDs, sopClassSC), nested(20)...)}.Bytes()
+	b := dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), nested(20)...)}.Bytes()
 	if _, err := dcm.Parse(bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Errorf("20 nested sequences: %v", err)
 	}
@@ -661,14 +661,14 @@ func TestCharsetsEndToEnd(t *testing.T) {
 			hexb("59 61 6D 61 64 61 5E 54 61 72 6F 75 3D 1B 24 42 3B 33 45 44 1B 28 42 5E 1B 24 42 42 40 4F 3A 1B 28 42 3D 1B 24 42 24 64 24 5E 24 40 1B 28 42 5E 1B 24 42 24 3F 24 6D 24 26 1B 28 42"),
 			"Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada^Tarou", "山田^太郎", "やまだ^たろう"},
 	} {
-		for _, ts := range []string{tsExplicitLE, tsImplicitLE, tsExplicitBE, tsDeflated} {
+		for _, ts := range []string{dicomtest.TSExplicitLE, dicomtest.TSImplicitLE, dicomtest.TSExplicitBE, dicomtest.TSDeflated} {
 			t.Run(tc.name+"/"+ts, func(t *testing.T) {
-				elems := append(baseElems(testUIDs, sopClassSC),
-					Str(0x00080005, "CS", tc.charset...),
-					RawE(0x00100010, "PN", tc.raw),
-					RawE(0x00081030, "LO", tc.raw), // StudyDescription: same bytes as LO
+				elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+					dicomtest.Str(0x00080005, "CS", tc.charset...),
+					dicomtest.RawE(0x00100010, "PN", tc.raw),
+					dicomtest.RawE(0x00081030, "LO", tc.raw), // StudyDescription: same bytes as LO
 				)
-				in, r := parse(t, File{TS: ts, Elems: elems}.Bytes())
+				in, r := parse(t, dicomtest.File{TS: ts, Elems: elems}.Bytes())
 				if got := in.String(tag.PatientName); got != tc.want {
 					t.Errorf("String(PatientName) = %q, want %q", got, tc.want)
 				}
@@ -708,19 +708,19 @@ func TestLibraryTestdata(t *testing.T) {
 		frameSize            int64
 		bulk                 []string
 	}{
-		{"1.dcm", tsExplicitLE, "1.3.6.1.4.1.14519.5.2.1.7009.2401.541147157881199293470020980360",
+		{"1.dcm", dicomtest.TSExplicitLE, "1.3.6.1.4.1.14519.5.2.1.7009.2401.541147157881199293470020980360",
 			"1.3.6.1.4.1.14519.5.2.1.7009.2401.264581068966524608390523682945", "ACRIN-FLT-Breast_029", 1, 168 * 168 * 2,
 			[]string{"7FE00010", "00880200.0.7FE00010"}},
-		{"2.dcm", tsExplicitLE, "1.3.6.1.4.1.14519.5.2.1.7009.2401.219951169878334856059814306522",
+		{"2.dcm", dicomtest.TSExplicitLE, "1.3.6.1.4.1.14519.5.2.1.7009.2401.219951169878334856059814306522",
 			"1.3.6.1.4.1.14519.5.2.1.7009.2401.272868799396348327593768937204", "ACRIN-FLT-Breast_028", 1, 168 * 168 * 2,
 			[]string{"7FE00010", "00880200.0.7FE00010"}},
-		{"3.dcm", tsExplicitLE, "1.3.6.1.4.1.14519.5.2.1.9823.1001.108958069993282969141944803554",
+		{"3.dcm", dicomtest.TSExplicitLE, "1.3.6.1.4.1.14519.5.2.1.9823.1001.108958069993282969141944803554",
 			"1.3.6.1.4.1.14519.5.2.1.9823.1001.100673283425501223987092441879", "", 1, 176 * 176 * 2, []string{"7FE00010"}},
-		{"4.dcm", tsImplicitLE, "1.3.6.1.4.1.14519.5.2.1.9999.103.2445110399502685110179049624124",
+		{"4.dcm", dicomtest.TSImplicitLE, "1.3.6.1.4.1.14519.5.2.1.9999.103.2445110399502685110179049624124",
 			"1.3.6.1.4.1.14519.5.2.1.9999.103.3006616233530892121079169089013", "COVID-19-AR-16406488", 1, 2140 * 1760 * 2, []string{"7FE00010"}},
-		{"5.dcm", tsExplicitLE, "1.3.6.1.4.1.5962.1.2.10.1166562673.14401",
+		{"5.dcm", dicomtest.TSExplicitLE, "1.3.6.1.4.1.5962.1.2.10.1166562673.14401",
 			"1.3.6.1.4.1.5962.1.1.10.3.1.1166562673.14401", "Perfusion^MCA Stroke", 2, 512 * 512 * 2, []string{"7FE00010"}},
-		{"6.dcm", tsDeflated, "1.3.6.1.4.1.5962.1.2.0.977067310.6001.0",
+		{"6.dcm", dicomtest.TSDeflated, "1.3.6.1.4.1.5962.1.2.0.977067310.6001.0",
 			"1.3.6.1.4.1.5962.1.1.0.0.0.977067309.6001.0", "^^^^", 1, 512 * 512, []string{"7FE00010"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -840,15 +840,15 @@ func dcmtkPixelData(t testing.TB, path string) []byte {
 // TestUNSequence: a sequence whose VR became UN (undefined length) is encoded in implicit VR
 // little endian inside, whatever the transfer syntax (PS3.5 6.2.2).
 func TestUNSequence(t *testing.T) {
-	for _, ts := range []string{tsExplicitLE, tsDeflated} {
+	for _, ts := range []string{dicomtest.TSExplicitLE, dicomtest.TSDeflated} {
 		t.Run(ts, func(t *testing.T) {
-			b := File{TS: ts, Elems: append(baseElems(testUIDs, sopClassSC),
-				Str(0x00090010, "LO", "SANPING TEST"),
-				E{Tag: 0x00091010, VR: "UN", UndefLen: true, Items: []Item{{UndefLen: true, Elems: []E{
-					Str(0x00080100, "SH", "CODE1"),
-					Str(0x00080104, "LO", "Meaning one"),
+			b := dicomtest.File{TS: ts, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+				dicomtest.Str(0x00090010, "LO", "SANPING TEST"),
+				dicomtest.E{Tag: 0x00091010, VR: "UN", UndefLen: true, Items: []dicomtest.Item{{UndefLen: true, Elems: []dicomtest.E{
+					dicomtest.Str(0x00080100, "SH", "CODE1"),
+					dicomtest.Str(0x00080104, "LO", "Meaning one"),
 				}}}},
-				Str(0x00100010, "PN", "After^Sequence"),
+				dicomtest.Str(0x00100010, "PN", "After^Sequence"),
 			)}.Bytes()
 			in, err := dcm.Parse(bytes.NewReader(b), int64(len(b)))
 			if err != nil {
@@ -872,14 +872,14 @@ func TestUNSequence(t *testing.T) {
 // overflow) with 2^20 frames; with NumberOfFrames 2^33 the same file makes Frames allocate
 // hundreds of GB (a 400-byte upload crashes the server).
 func TestFramesGeometryOverflow(t *testing.T) {
-	elems := append(baseElems(testUIDs, sopClassSC),
-		US(0x00280002, 1<<14), // SamplesPerPixel 16384
-		Str(0x00280004, "CS", "MONOCHROME2"),
-		Str(0x00280008, "IS", fmt.Sprint(1<<20)),
-		US(0x00280010, 1<<15), US(0x00280011, 1<<15), US(0x00280100, 8),
-		RawE(0x7FE00010, "OB", make([]byte, 16)),
+	elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+		dicomtest.US(0x00280002, 1<<14), // SamplesPerPixel 16384
+		dicomtest.Str(0x00280004, "CS", "MONOCHROME2"),
+		dicomtest.Str(0x00280008, "IS", fmt.Sprint(1<<20)),
+		dicomtest.US(0x00280010, 1<<15), dicomtest.US(0x00280011, 1<<15), dicomtest.US(0x00280100, 8),
+		dicomtest.RawE(0x7FE00010, "OB", make([]byte, 16)),
 	)
-	in, r := parse(t, File{TS: tsExplicitLE, Elems: elems}.Bytes())
+	in, r := parse(t, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: elems}.Bytes())
 	frames, err := in.Frames(r)
 	if err == nil {
 		t.Fatalf("fixed bug is back: Frames accepted %d frames of 2^44 bytes from 16 bytes of pixel data: frames.go nativeFrames computes "+
@@ -897,15 +897,15 @@ func TestFramesGeometryOverflow(t *testing.T) {
 func TestCharsetInSequences(t *testing.T) {
 	gb := func(s string) []byte { b, _ := simplifiedchinese.GB18030.NewEncoder().Bytes([]byte(s)); return b }
 	latin1 := func(s string) []byte { b, _ := charmap.ISO8859_1.NewEncoder().Bytes([]byte(s)); return b }
-	for _, ts := range []string{tsExplicitLE, tsImplicitLE} {
+	for _, ts := range []string{dicomtest.TSExplicitLE, dicomtest.TSImplicitLE} {
 		t.Run(ts, func(t *testing.T) {
-			b := File{TS: ts, Elems: append(baseElems(testUIDs, sopClassSC),
-				Str(0x00080005, "CS", "GB18030"),
-				RawE(0x00100010, "PN", gb("韦^东平")),
-				Seq(0x00081120, false, // ReferencedPatientSequence: inherits GB18030
-					Item{Elems: []E{RawE(0x00100010, "PN", gb("张^三")), Str(0x00081150, "UI", "1.2.3")}}),
-				Seq(0x00400275, true, // RequestAttributesSequence item with its own character set
-					Item{UndefLen: true, Elems: []E{Str(0x00080005, "CS", "ISO_IR 100"), RawE(0x00321032, "PN", latin1("Müller^Hans"))}}),
+			b := dicomtest.File{TS: ts, Elems: append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+				dicomtest.Str(0x00080005, "CS", "GB18030"),
+				dicomtest.RawE(0x00100010, "PN", gb("韦^东平")),
+				dicomtest.Seq(0x00081120, false, // ReferencedPatientSequence: inherits GB18030
+					dicomtest.Item{Elems: []dicomtest.E{dicomtest.RawE(0x00100010, "PN", gb("张^三")), dicomtest.Str(0x00081150, "UI", "1.2.3")}}),
+				dicomtest.Seq(0x00400275, true, // RequestAttributesSequence item with its own character set
+					dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{dicomtest.Str(0x00080005, "CS", "ISO_IR 100"), dicomtest.RawE(0x00321032, "PN", latin1("Müller^Hans"))}}),
 			)}.Bytes()
 			in, r := parse(t, b)
 			m := decodeJSON(t, in, r, "")
@@ -934,21 +934,21 @@ func TestCharsetInSequences(t *testing.T) {
 // file's byte order, as DCMTK's dcm2json writes it (a JSON consumer has no transfer syntax to
 // swap by).
 func TestJSONInlineBinaryByteOrder(t *testing.T) {
-	elems := append(baseElems(testUIDs, sopClassSC),
-		E{Tag: 0x00281201, VR: "OW", U16: []uint16{0x0102, 0x0304, 0x0506}},
-		E{Tag: 0x00660016, VR: "OF", F32: []float32{1.5}},
+	elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC),
+		dicomtest.E{Tag: 0x00281201, VR: "OW", U16: []uint16{0x0102, 0x0304, 0x0506}},
+		dicomtest.E{Tag: 0x00660016, VR: "OF", F32: []float32{1.5}},
 	)
 	want := map[string]string{
 		"00281201": base64.StdEncoding.EncodeToString([]byte{2, 1, 4, 3, 6, 5}),
 		"00660016": base64.StdEncoding.EncodeToString(binary.LittleEndian.AppendUint32(nil, 0x3FC00000)),
 	}
-	for _, ts := range []string{tsExplicitLE, tsExplicitBE} {
+	for _, ts := range []string{dicomtest.TSExplicitLE, dicomtest.TSExplicitBE} {
 		t.Run(ts, func(t *testing.T) {
-			in, r := parse(t, File{TS: ts, Elems: elems}.Bytes())
+			in, r := parse(t, dicomtest.File{TS: ts, Elems: elems}.Bytes())
 			m := decodeJSON(t, in, r, "")
 			for tag, w := range want {
 				if got := m[tag].InlineBinary; got != w {
-					if ts == tsExplicitBE {
+					if ts == dicomtest.TSExplicitBE {
 						t.Fatalf("fixed bug is back: %s InlineBinary of a big endian file is %q, want little endian %q (dcm2json gives the "+
 							"little endian bytes): json.go binary() base64-encodes the stored bytes without swapping OW/OF/OL/OD "+
 							"words; the bulkdata route serves non-pixel OW/OF values of big endian files unswapped the same way", tag, got, w)

@@ -14,6 +14,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"sanping/server/dcm"
+	"sanping/server/internal/dicomtest"
 )
 
 // requireTools skips the test when a DCMTK binary is missing (CI installs DCMTK).
@@ -139,15 +140,15 @@ func TestDCMTKSingleFrame(t *testing.T) {
 				file, ts string
 				want     []byte
 			}{
-				{"a.dcm", tsExplicitLE, pix},
-				{"ti.dcm", tsImplicitLE, pix},
-				{"te.dcm", tsExplicitLE, pix},
+				{"a.dcm", dicomtest.TSExplicitLE, pix},
+				{"ti.dcm", dicomtest.TSImplicitLE, pix},
+				{"te.dcm", dicomtest.TSExplicitLE, pix},
 				// 8-bit pixels in an OW value: big endian files hold them swapped in pairs; the
 				// spans give the stored bytes (the server swaps when serving frames).
-				{"tb.dcm", tsExplicitBE, swapPairs(append(bytes.Clone(pix), 0))[:len(pix)]},
-				{"td.dcm", tsDeflated, pix},
-				{"jpeg.dcm", tsJPEGLossless, nil},
-				{"rle.dcm", tsRLE, nil},
+				{"tb.dcm", dicomtest.TSExplicitBE, swapPairs(append(bytes.Clone(pix), 0))[:len(pix)]},
+				{"td.dcm", dicomtest.TSDeflated, pix},
+				{"jpeg.dcm", dicomtest.TSJPEGLossless, nil},
+				{"rle.dcm", dicomtest.TSRLE, nil},
 			} {
 				t.Run(tc.file, func(t *testing.T) {
 					in, r := parseFile(t, p(tc.file))

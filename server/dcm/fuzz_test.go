@@ -16,35 +16,36 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"sanping/server/dcm"
+	"sanping/server/internal/dicomtest"
 )
 
 // fuzzSeeds are small valid files of every shape the parser handles, and cuts of them.
 func fuzzSeeds() map[string][]byte {
-	u := UIDs{Study: "1.2.3", Series: "1.2.3.4", SOP: "1.2.3.4.5"}
-	img := func(ts string, extra ...E) []byte {
-		e := append(baseElems(u, sopClassSC), imageElems(2, 2, 8, 0, "MONOCHROME2")...)
-		e = append(e, Str(0x00100010, "PN", "Doe^J"), Str(0x00281050, "DS", "1.5"))
-		return File{TS: ts, Elems: append(e, extra...)}.Bytes()
+	u := dicomtest.UIDs{Study: "1.2.3", Series: "1.2.3.4", SOP: "1.2.3.4.5"}
+	img := func(ts string, extra ...dicomtest.E) []byte {
+		e := append(dicomtest.BaseElems(u, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 0, "MONOCHROME2")...)
+		e = append(e, dicomtest.Str(0x00100010, "PN", "Doe^J"), dicomtest.Str(0x00281050, "DS", "1.5"))
+		return dicomtest.File{TS: ts, Elems: append(e, extra...)}.Bytes()
 	}
 	seeds := map[string][]byte{
-		"explicit":   img(tsExplicitLE, RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4})),
-		"implicit":   img(tsImplicitLE, RawE(0x7FE00010, "OW", []byte{1, 2, 3, 4})),
-		"bigendian":  img(tsExplicitBE, E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{0x102, 0x304}}),
-		"deflated":   img(tsDeflated, RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4})),
-		"multiframe": File{TS: tsExplicitLE, Elems: append(append(baseElems(u, sopClassSC), imageElems(2, 2, 8, 2, "MONOCHROME2")...), RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4, 5, 6, 7, 8}))}.Bytes(),
-		"encap-bot": File{TS: tsJPEGBaseline, Elems: append(append(baseElems(u, sopClassSC), imageElems(2, 2, 8, 2, "MONOCHROME2")...),
-			Encapsulated([]uint32{0, 14}, jpegFrag(true, 6, 1), jpegFrag(true, 4, 2)))}.Bytes(),
-		"encap-soi": File{TS: tsJPEGBaseline, Elems: append(append(baseElems(u, sopClassSC), imageElems(2, 2, 8, 2, "MONOCHROME2")...),
-			Encapsulated(nil, jpegFrag(true, 6, 1), jpegFrag(false, 4, 2), jpegFrag(true, 4, 3)))}.Bytes(),
-		"sequences": File{TS: tsExplicitLE, Elems: append(baseElems(u, sopClassSC),
-			Seq(0x00081110, false, Item{Elems: []E{Str(0x00081150, "UI", "1.2"),
-				Seq(0x00081199, true, Item{UndefLen: true, Elems: []E{Str(0x00081155, "UI", "1.2.9")}})}}),
-			Seq(0x00880200, true, Item{UndefLen: true, Elems: []E{RawE(0x7FE00010, "OB", []byte{9, 9})}}))}.Bytes(),
-		"charset-2022": File{TS: tsExplicitLE, Elems: append(baseElems(u, sopClassSC),
-			Str(0x00080005, "CS", "", "ISO 2022 IR 149"),
-			RawE(0x00100010, "PN", []byte("Hong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7")))}.Bytes(),
-		"charset-gbk": File{TS: tsImplicitLE, Elems: append(baseElems(u, sopClassSC),
-			Str(0x00080005, "CS", "GBK"), RawE(0x00100010, "PN", []byte("\x81\x5c^\xce\xa4")))}.Bytes(),
+		"explicit":   img(dicomtest.TSExplicitLE, dicomtest.RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4})),
+		"implicit":   img(dicomtest.TSImplicitLE, dicomtest.RawE(0x7FE00010, "OW", []byte{1, 2, 3, 4})),
+		"bigendian":  img(dicomtest.TSExplicitBE, dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{0x102, 0x304}}),
+		"deflated":   img(dicomtest.TSDeflated, dicomtest.RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4})),
+		"multiframe": dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(append(dicomtest.BaseElems(u, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 2, "MONOCHROME2")...), dicomtest.RawE(0x7FE00010, "OB", []byte{1, 2, 3, 4, 5, 6, 7, 8}))}.Bytes(),
+		"encap-bot": dicomtest.File{TS: dicomtest.TSJPEGBaseline, Elems: append(append(dicomtest.BaseElems(u, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 2, "MONOCHROME2")...),
+			dicomtest.Encapsulated([]uint32{0, 14}, dicomtest.JPEGFragment(true, 6, 1), dicomtest.JPEGFragment(true, 4, 2)))}.Bytes(),
+		"encap-soi": dicomtest.File{TS: dicomtest.TSJPEGBaseline, Elems: append(append(dicomtest.BaseElems(u, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 2, 8, 2, "MONOCHROME2")...),
+			dicomtest.Encapsulated(nil, dicomtest.JPEGFragment(true, 6, 1), dicomtest.JPEGFragment(false, 4, 2), dicomtest.JPEGFragment(true, 4, 3)))}.Bytes(),
+		"sequences": dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
+			dicomtest.Seq(0x00081110, false, dicomtest.Item{Elems: []dicomtest.E{dicomtest.Str(0x00081150, "UI", "1.2"),
+				dicomtest.Seq(0x00081199, true, dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{dicomtest.Str(0x00081155, "UI", "1.2.9")}})}}),
+			dicomtest.Seq(0x00880200, true, dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{dicomtest.RawE(0x7FE00010, "OB", []byte{9, 9})}}))}.Bytes(),
+		"charset-2022": dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
+			dicomtest.Str(0x00080005, "CS", "", "ISO 2022 IR 149"),
+			dicomtest.RawE(0x00100010, "PN", []byte("Hong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7")))}.Bytes(),
+		"charset-gbk": dicomtest.File{TS: dicomtest.TSImplicitLE, Elems: append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
+			dicomtest.Str(0x00080005, "CS", "GBK"), dicomtest.RawE(0x00100010, "PN", []byte("\x81\x5c^\xce\xa4")))}.Bytes(),
 	}
 	full := seeds["explicit"]
 	for _, cut := range []int{132, 140, 200, len(full) - 3} {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"sanping/server/dcm"
+	"sanping/server/internal/dicomtest"
 )
 
 // TestTranscodeWideWordsAcrossBuffer: a big endian file whose 4- and 8-byte values (OF, OD,
@@ -25,13 +26,13 @@ func TestTranscodeWideWordsAcrossBuffer(t *testing.T) {
 		od[i] = float64(i) * 1.25
 	}
 	for pad := 0; pad < 16; pad += 2 {
-		elems := append(baseElems(testUIDs, sopClassCT),
-			RawE(0x00091010, "OB", bytes.Repeat([]byte{1}, 100+pad)), // shifts what follows by pad bytes
-			Str(0x00090010, "LO", "SANPING"),
-			E{Tag: 0x7FE00008, VR: "OF", U32: of},
-			E{Tag: 0x7FE00009, VR: "OD", F64: od},
+		elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassCT),
+			dicomtest.RawE(0x00091010, "OB", bytes.Repeat([]byte{1}, 100+pad)), // shifts what follows by pad bytes
+			dicomtest.Str(0x00090010, "LO", "SANPING"),
+			dicomtest.E{Tag: 0x7FE00008, VR: "OF", U32: of},
+			dicomtest.E{Tag: 0x7FE00009, VR: "OD", F64: od},
 		)
-		src := File{TS: tsExplicitBE, Elems: elems}.Bytes()
+		src := dicomtest.File{TS: dicomtest.TSExplicitBE, Elems: elems}.Bytes()
 		var out bytes.Buffer
 		err := dcm.TranscodeToExplicitLE(&out, bytes.NewReader(src), int64(len(src)))
 		if err != nil {
@@ -44,7 +45,7 @@ func TestTranscodeWideWordsAcrossBuffer(t *testing.T) {
 			t.Fatalf("pad %d: %v", pad, err)
 		}
 		in, r := parse(t, out.Bytes())
-		if in.TransferSyntax != tsExplicitLE {
+		if in.TransferSyntax != dicomtest.TSExplicitLE {
 			t.Fatalf("transcoded to %s", in.TransferSyntax)
 		}
 		for _, c := range []struct {

@@ -21,6 +21,7 @@ import (
 	"sanping/server/auth"
 	"sanping/server/dcm"
 	"sanping/server/dicomweb"
+	"sanping/server/internal/dicomtest"
 	"sanping/server/store"
 )
 
@@ -215,20 +216,20 @@ func multipartParts(t testing.TB, r response) []part {
 var uidN int
 var uidMu sync.Mutex
 
-func newUIDs() UIDs {
+func newUIDs() dicomtest.UIDs {
 	uidMu.Lock()
 	defer uidMu.Unlock()
 	uidN++
 	s := fmt.Sprintf("1.2.826.0.1.3680043.10.543.8.%d", uidN)
-	return UIDs{Study: s, Series: s + ".1", SOP: s + ".1.1"}
+	return dicomtest.UIDs{Study: s, Series: s + ".1", SOP: s + ".1.1"}
 }
 
 // instance makes a small valid CT instance with 16-bit native pixel data.
-func instance(u UIDs, ts string, extra ...E) []byte {
-	e := append(baseElems(u, sopClassCT), imageElems(2, 3, 16, 0, "MONOCHROME2")...)
-	e = append(e, Str(0x00100010, "PN", "Doe^John"), Str(0x00100020, "LO", "PID1"), Str(0x00080060, "CS", "CT"),
-		E{Tag: 0x7FE00010, VR: "OW", U16: pixels16(6, len(u.SOP))})
-	return File{TS: ts, Elems: append(e, extra...)}.Bytes()
+func instance(u dicomtest.UIDs, ts string, extra ...dicomtest.E) []byte {
+	e := append(dicomtest.BaseElems(u, dicomtest.SOPClassCT), dicomtest.ImageElems(2, 3, 16, 0, "MONOCHROME2")...)
+	e = append(e, dicomtest.Str(0x00100010, "PN", "Doe^John"), dicomtest.Str(0x00100020, "LO", "PID1"), dicomtest.Str(0x00080060, "CS", "CT"),
+		dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: dicomtest.Pixels16(6, len(u.SOP))})
+	return dicomtest.File{TS: ts, Elems: append(e, extra...)}.Bytes()
 }
 
 func countFiles(t testing.TB, dir string) int {
@@ -245,7 +246,7 @@ func countFiles(t testing.TB, dir string) int {
 func TestSTOW(t *testing.T) {
 	e := newEnv(t, 0)
 	a, b := newUIDs(), newUIDs()
-	ia, ib := instance(a, tsExplicitLE), instance(b, tsImplicitLE)
+	ia, ib := instance(a, dicomtest.TSExplicitLE), instance(b, dicomtest.TSImplicitLE)
 
 	// 200: all stored.
 	r := e.stow("/studies", ia, ib)
@@ -264,7 +265,7 @@ func TestSTOW(t *testing.T) {
 	if got := refs[0].str("00081190"); got != wantURL {
 		t.Errorf("RetrieveURL %q, want %q", got, wantURL)
 	}
-	if refs[0].str("00081150") != sopClassCT {
+	if refs[0].str("00081150") != dicomtest.SOPClassCT {
 		t.Errorf("ReferencedSOPClassUID %q", refs[0].str("00081150"))
 	}
 	if _, ok := o["00081198"]; ok {
@@ -277,7 +278,7 @@ func TestSTOW(t *testing.T) {
 	}
 
 	// 202: a conflicting object is set aside with a warning.
-	conflicting := instance(a, tsExplicitLE, Str(0x00081030, "LO", "changed"))
+	conflicting := instance(a, dicomtest.TSExplicitLE, dicomtest.Str(0x00081030, "LO", "changed"))
 	r = e.stow("/studies", conflicting)
 	if r.status != http.StatusAccepted || r.header.Get("Warning") == "" {
 		t.Errorf("conflict: %d, Warning %q, %s", r.status, r.header.Get("Warning"), r.body)
@@ -287,7 +288,7 @@ func TestSTOW(t *testing.T) {
 
 	// 202: a broken part among good ones; the good ones are stored.
 	c, d := newUIDs(), newUIDs()
-	r = e.stow("/studies", instance(c, tsExplicitLE), []byte("not dicom at all"), instance(d, tsExplicitBE))
+	r = e.stow("/studies", instance(c, dicomtest.TSExplicitLE), []byte("not dicom at all"), instance(d, dicomtest.TSExplicitBE))
 	if r.status != http.StatusAccepted {
 		t.Fatalf("broken part: %d %s", r.status, r.body)
 	}
@@ -299,7 +300,7 @@ func TestSTOW(t *testing.T) {
 	if len(o.items(t, "00081199")) != 2 {
 		t.Errorf("ReferencedSOPSequence %s", r.body)
 	}
-	for _, u := range []UIDs{c, d} {
+	for _, u := range []dicomtest.UIDs{c, d} {
 		if _, err := e.st.Instances(context.Background(), u.Study, "", ""); err != nil {
 			t.Errorf("instance %s not stored: %v", u.SOP, err)
 		}
@@ -315,7 +316,7 @@ func TestSTOW(t *testing.T) {
 
 	// 409: the instance belongs to another study than the URL's.
 	f := newUIDs()
-	r = e.stow("/studies/"+a.Study, instance(f, tsExplicitLE))
+	r = e.stow("/studies/"+a.Study, instance(f, dicomtest.TSExplicitLE))
 	if r.status != http.StatusConflict {
 		t.Errorf("study mismatch: %d %s", r.status, r.body)
 	} else {
@@ -329,7 +330,7 @@ func TestSTOW(t *testing.T) {
 	}
 	// POST /studies/{study} with the right study is fine.
 	g := newUIDs()
-	if r := e.stow("/studies/"+g.Study, instance(g, tsExplicitLE)); r.status != http.StatusOK {
+	if r := e.stow("/studies/"+g.Study, instance(g, dicomtest.TSExplicitLE)); r.status != http.StatusOK {
 		t.Errorf("STOW to its study: %d %s", r.status, r.body)
 	}
 
@@ -337,7 +338,7 @@ func TestSTOW(t *testing.T) {
 	h := newUIDs()
 	var body bytes.Buffer
 	fmt.Fprintf(&body, "--B1\r\nContent-Type: application/json\r\n\r\n{}\r\n--B1\r\nContent-Type: application/dicom\r\n\r\n")
-	body.Write(instance(h, tsExplicitLE))
+	body.Write(instance(h, dicomtest.TSExplicitLE))
 	fmt.Fprintf(&body, "\r\n--B1--\r\n")
 	r = e.do("POST", base+"/studies", map[string]string{"Content-Type": `multipart/related; type="application/dicom"; boundary=B1`}, &body)
 	if r.status != http.StatusAccepted {
@@ -347,7 +348,7 @@ func TestSTOW(t *testing.T) {
 
 func TestSTOWBadRequests(t *testing.T) {
 	e := newEnv(t, 0)
-	ia := instance(newUIDs(), tsExplicitLE)
+	ia := instance(newUIDs(), dicomtest.TSExplicitLE)
 	good := stowBody("XXBOUNDARYXX", ia)
 	for _, tc := range []struct {
 		name string
@@ -390,9 +391,9 @@ func count(t testing.TB, st *store.Store) int {
 
 func TestSTOWTooLarge(t *testing.T) {
 	// Each instance is ~40 KB; the limit admits two of them.
-	filler := func() E { return RawE(0x00420011, "OB", bytes.Repeat([]byte{7}, 40<<10)) }
+	filler := func() dicomtest.E { return dicomtest.RawE(0x00420011, "OB", bytes.Repeat([]byte{7}, 40<<10)) }
 	a, b, c := newUIDs(), newUIDs(), newUIDs()
-	ia, ib, ic := instance(a, tsExplicitLE, filler()), instance(b, tsExplicitLE, filler()), instance(c, tsExplicitLE, filler())
+	ia, ib, ic := instance(a, dicomtest.TSExplicitLE, filler()), instance(b, dicomtest.TSExplicitLE, filler()), instance(c, dicomtest.TSExplicitLE, filler())
 	limit := int64(len(ia)+len(ib)) + 1000
 	e := newEnv(t, limit)
 	r := e.stow("/studies", ia, ib, ic)
@@ -453,7 +454,7 @@ func TestAuth(t *testing.T) {
 			{"GET", base + "/studies/1.2.3/metadata"},
 		} {
 			t.Run(tc.name+" "+req.method+" "+req.path, func(t *testing.T) {
-				body := bytes.NewReader(stowBody("XXBOUNDARYXX", instance(newUIDs(), tsExplicitLE)))
+				body := bytes.NewReader(stowBody("XXBOUNDARYXX", instance(newUIDs(), dicomtest.TSExplicitLE)))
 				hr, _ := http.NewRequest(req.method, e.srv.URL+req.path, body)
 				hr.Header.Set("Content-Type", stowCT)
 				tc.auth(hr)
@@ -480,26 +481,26 @@ func TestAuth(t *testing.T) {
 // qidoFixture stores two studies that differ in every matching key.
 type qidoFixture struct {
 	*env
-	a, b UIDs
+	a, b dicomtest.UIDs
 }
 
 func newQIDOFixture(t *testing.T) *qidoFixture {
 	e := newEnv(t, 0)
 	f := &qidoFixture{env: e, a: newUIDs(), b: newUIDs()}
-	mk := func(u UIDs, v map[uint32]string, extra ...E) []byte {
-		class := sopClassCT
+	mk := func(u dicomtest.UIDs, v map[uint32]string, extra ...dicomtest.E) []byte {
+		class := dicomtest.SOPClassCT
 		if u == f.b {
-			class = sopClassSC
+			class = dicomtest.SOPClassSC
 		}
-		el := baseElems(u, class)
+		el := dicomtest.BaseElems(u, class)
 		for tag, s := range v {
 			vr := map[uint32]string{0x00100010: "PN", 0x00100020: "LO", 0x00100021: "LO", 0x00100030: "DA", 0x00100040: "CS",
 				0x00080020: "DA", 0x00080030: "TM", 0x00080050: "SH", 0x00200010: "SH", 0x00081030: "LO", 0x00080090: "PN",
 				0x00080060: "CS", 0x00200011: "IS", 0x0008103E: "LO", 0x00080021: "DA", 0x00080031: "TM", 0x00180015: "CS",
 				0x00400244: "DA", 0x00400245: "TM", 0x00200013: "IS", 0x00101010: "AS", 0x00180050: "DS", 0x00080005: "CS"}[tag]
-			el = append(el, Str(tag, vr, s))
+			el = append(el, dicomtest.Str(tag, vr, s))
 		}
-		return File{TS: tsExplicitLE, Elems: append(el, extra...)}.Bytes()
+		return dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(el, extra...)}.Bytes()
 	}
 	e.mustStow(mk(f.a, map[uint32]string{0x00080005: "ISO_IR 192", 0x00100010: "韦^东平", 0x00100020: "PA", 0x00100021: "ISS-A", 0x00100030: "19800101",
 		0x00100040: "F", 0x00080020: "20240115", 0x00080030: "101500", 0x00080050: "ACC-A", 0x00200010: "SID-A",
@@ -561,7 +562,7 @@ func TestQIDOEveryKey(t *testing.T) {
 		{"/series", "PerformedProcedureStepStartTime", "1017"},
 		{"/series", "StudyDate", "20240115"},
 		{"/instances", "SOPInstanceUID", a.SOP},
-		{"/instances", "SOPClassUID", sopClassCT + `\1.2.3`},
+		{"/instances", "SOPClassUID", dicomtest.SOPClassCT + `\1.2.3`},
 		{"/instances", "InstanceNumber", "7"},
 		{"/instances", "PatientID", "PA"},
 		{"/studies/" + a.Study + "/series", "Modality", "CT"},
@@ -670,7 +671,7 @@ func TestQIDOErrors(t *testing.T) {
 // wadoFixture stores instances of every pixel data shape.
 type wadoFixture struct {
 	*env
-	native, multi, encap, be, be8, deflated, nopix, doc UIDs
+	native, multi, encap, be, be8, deflated, nopix, doc dicomtest.UIDs
 	files                                               map[string][]byte // by SOP UID
 	px16                                                []uint16
 	px8                                                 []byte
@@ -681,44 +682,44 @@ func newWADOFixture(t *testing.T) *wadoFixture {
 	e := newEnv(t, 0)
 	f := &wadoFixture{env: e, files: map[string][]byte{}}
 	f.native, f.multi, f.encap, f.be, f.be8, f.deflated, f.nopix, f.doc = newUIDs(), newUIDs(), newUIDs(), newUIDs(), newUIDs(), newUIDs(), newUIDs(), newUIDs()
-	f.px16 = pixels16(2*3*3, 5)
+	f.px16 = dicomtest.Pixels16(2*3*3, 5)
 	f.px8 = []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
-	f.frags = [][]byte{jpegFrag(true, 10, 1), jpegFrag(false, 6, 2), jpegFrag(true, 8, 3), jpegFrag(true, 12, 4)}
+	f.frags = [][]byte{dicomtest.JPEGFragment(true, 10, 1), dicomtest.JPEGFragment(false, 6, 2), dicomtest.JPEGFragment(true, 8, 3), dicomtest.JPEGFragment(true, 12, 4)}
 	icon := bytes.Repeat([]byte{0xAB}, 500)
 	doc := bytes.Repeat([]byte("PDF!"), 300)
-	add := func(u UIDs, b []byte) {
+	add := func(u dicomtest.UIDs, b []byte) {
 		f.files[u.SOP] = b
 		e.mustStow(b)
 	}
-	add(f.native, instance(f.native, tsExplicitLE))
-	add(f.multi, File{TS: tsExplicitLE, Elems: append(append(baseElems(f.multi, sopClassCT), imageElems(2, 3, 16, 3, "MONOCHROME2")...),
-		E{Tag: 0x7FE00010, VR: "OW", U16: f.px16},
-		Seq(0x00880200, true, Item{UndefLen: true, Elems: []E{US(0x00280010, 10), RawE(0x7FE00010, "OB", icon)}}))}.Bytes())
-	add(f.encap, File{TS: tsJPEGBaseline, Elems: append(append(baseElems(f.encap, sopClassSC), imageElems(2, 3, 8, 3, "YBR_FULL_422")...),
-		Encapsulated(nil, f.frags...))}.Bytes())
-	add(f.be, File{TS: tsExplicitBE, Elems: append(append(baseElems(f.be, sopClassCT), imageElems(2, 3, 16, 3, "MONOCHROME2")...),
-		E{Tag: 0x7FE00010, VR: "OW", U16: f.px16})}.Bytes())
+	add(f.native, instance(f.native, dicomtest.TSExplicitLE))
+	add(f.multi, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(append(dicomtest.BaseElems(f.multi, dicomtest.SOPClassCT), dicomtest.ImageElems(2, 3, 16, 3, "MONOCHROME2")...),
+		dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: f.px16},
+		dicomtest.Seq(0x00880200, true, dicomtest.Item{UndefLen: true, Elems: []dicomtest.E{dicomtest.US(0x00280010, 10), dicomtest.RawE(0x7FE00010, "OB", icon)}}))}.Bytes())
+	add(f.encap, dicomtest.File{TS: dicomtest.TSJPEGBaseline, Elems: append(append(dicomtest.BaseElems(f.encap, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 3, 8, 3, "YBR_FULL_422")...),
+		dicomtest.Encapsulated(nil, f.frags...))}.Bytes())
+	add(f.be, dicomtest.File{TS: dicomtest.TSExplicitBE, Elems: append(append(dicomtest.BaseElems(f.be, dicomtest.SOPClassCT), dicomtest.ImageElems(2, 3, 16, 3, "MONOCHROME2")...),
+		dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: f.px16})}.Bytes())
 	// 8-bit pixels in OW, big endian: the file holds each pair of pixels as one swapped word.
 	var words []uint16
 	for i := 0; i < len(f.px8); i += 2 {
 		words = append(words, uint16(f.px8[i])|uint16(f.px8[i+1])<<8)
 	}
-	add(f.be8, File{TS: tsExplicitBE, Elems: append(append(baseElems(f.be8, sopClassSC), imageElems(2, 3, 8, 2, "MONOCHROME2")...),
-		E{Tag: 0x7FE00010, VR: "OW", U16: words})}.Bytes())
-	add(f.deflated, File{TS: tsDeflated, Elems: append(append(baseElems(f.deflated, sopClassCT), imageElems(2, 3, 16, 3, "MONOCHROME2")...),
-		E{Tag: 0x7FE00010, VR: "OW", U16: f.px16}, RawE(0x00420011, "OB", doc))}.Bytes())
-	add(f.nopix, File{TS: tsExplicitLE, Elems: append(baseElems(f.nopix, "1.2.840.10008.5.1.4.1.1.88.11"), Str(0x00100010, "PN", "No^Pixels"))}.Bytes())
-	add(f.doc, File{TS: tsExplicitLE, Elems: append(baseElems(f.doc, "1.2.840.10008.5.1.4.1.1.104.1"), RawE(0x00420011, "OB", doc), Str(0x00420012, "LO", "application/pdf"))}.Bytes())
+	add(f.be8, dicomtest.File{TS: dicomtest.TSExplicitBE, Elems: append(append(dicomtest.BaseElems(f.be8, dicomtest.SOPClassSC), dicomtest.ImageElems(2, 3, 8, 2, "MONOCHROME2")...),
+		dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: words})}.Bytes())
+	add(f.deflated, dicomtest.File{TS: dicomtest.TSDeflated, Elems: append(append(dicomtest.BaseElems(f.deflated, dicomtest.SOPClassCT), dicomtest.ImageElems(2, 3, 16, 3, "MONOCHROME2")...),
+		dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: f.px16}, dicomtest.RawE(0x00420011, "OB", doc))}.Bytes())
+	add(f.nopix, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(f.nopix, "1.2.840.10008.5.1.4.1.1.88.11"), dicomtest.Str(0x00100010, "PN", "No^Pixels"))}.Bytes())
+	add(f.doc, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: append(dicomtest.BaseElems(f.doc, "1.2.840.10008.5.1.4.1.1.104.1"), dicomtest.RawE(0x00420011, "OB", doc), dicomtest.Str(0x00420012, "LO", "application/pdf"))}.Bytes())
 	return f
 }
 
-func instPath(u UIDs) string {
+func instPath(u dicomtest.UIDs) string {
 	return base + "/studies/" + u.Study + "/series/" + u.Series + "/instances/" + u.SOP
 }
 
 func TestWADOInstance(t *testing.T) {
 	f := newWADOFixture(t)
-	for _, u := range []UIDs{f.native, f.encap, f.be, f.deflated} {
+	for _, u := range []dicomtest.UIDs{f.native, f.encap, f.be, f.deflated} {
 		for _, accept := range []string{
 			`multipart/related; type="application/dicom"; transfer-syntax=*`,
 			`multipart/related; type="application/dicom"`,
@@ -742,11 +743,11 @@ func TestWADOInstance(t *testing.T) {
 		}
 	}
 	// The stored transfer syntax asked for by name is fine; another one is 406.
-	r := f.get(instPath(f.native), `multipart/related; type="application/dicom"; transfer-syntax=`+tsExplicitLE)
+	r := f.get(instPath(f.native), `multipart/related; type="application/dicom"; transfer-syntax=`+dicomtest.TSExplicitLE)
 	if r.status != http.StatusOK {
 		t.Errorf("stored syntax by name: %d", r.status)
 	}
-	r = f.get(instPath(f.native), `multipart/related; type="application/dicom"; transfer-syntax=`+tsJPEGBaseline)
+	r = f.get(instPath(f.native), `multipart/related; type="application/dicom"; transfer-syntax=`+dicomtest.TSJPEGBaseline)
 	if r.status != http.StatusNotAcceptable {
 		t.Errorf("other transfer syntax: %d, want 406", r.status)
 	}
@@ -760,8 +761,8 @@ func TestWADOInstance(t *testing.T) {
 		t.Errorf("study retrieve: %d parts", len(parts))
 	}
 	// Implicit VR and big endian instances asked for by their own syntax come back as stored.
-	for _, u := range []UIDs{f.be} {
-		r := f.get(instPath(u), `multipart/related; type="application/dicom"; transfer-syntax=`+tsExplicitBE)
+	for _, u := range []dicomtest.UIDs{f.be} {
+		r := f.get(instPath(u), `multipart/related; type="application/dicom"; transfer-syntax=`+dicomtest.TSExplicitBE)
 		if r.status != http.StatusOK {
 			t.Errorf("big endian by name: %d", r.status)
 		} else if parts := multipartParts(t, r); len(parts) != 1 || !bytes.Equal(parts[0].body, f.files[u.SOP]) {
@@ -819,7 +820,7 @@ func checkDICOMPart(t *testing.T, p part, stored []byte) string {
 				out = append(out, v...)
 			}
 		}
-		if in.TransferSyntax == tsExplicitBE {
+		if in.TransferSyntax == dicomtest.TSExplicitBE {
 			out = swap16(out)
 		}
 		return out
@@ -868,7 +869,7 @@ func TestWADOMetadataAndBulkdata(t *testing.T) {
 	}
 	// Pixel Data's URI gives the frames.
 	r = f.get(strings.TrimPrefix(o["7FE00010"].BulkDataURI, f.srv.URL), "")
-	if parts := multipartParts(t, r); len(parts) != 3 || !bytes.Equal(parts[1].body, le16(f.px16[6:12])) {
+	if parts := multipartParts(t, r); len(parts) != 3 || !bytes.Equal(parts[1].body, dicomtest.LE16(f.px16[6:12])) {
 		t.Errorf("pixel data bulk: %d parts", len(parts))
 	}
 	// Bulk data in a deflated file.
@@ -897,23 +898,23 @@ func TestWADOMetadataAndBulkdata(t *testing.T) {
 
 func TestWADOFrames(t *testing.T) {
 	f := newWADOFixture(t)
-	fr16 := func(i int) []byte { return le16(f.px16[i*6 : (i+1)*6]) }
+	fr16 := func(i int) []byte { return dicomtest.LE16(f.px16[i*6 : (i+1)*6]) }
 	for _, tc := range []struct {
 		name   string
-		u      UIDs
+		u      dicomtest.UIDs
 		frames string
 		accept string
 		want   [][]byte
 		wantTS string
 	}{
-		{"native single", f.native, "1", "", [][]byte{le16(pixels16(6, len(f.native.SOP)))}, tsExplicitLE},
-		{"multi-frame list", f.multi, "1,3", "", [][]byte{fr16(0), fr16(2)}, tsExplicitLE},
-		{"multi-frame repeated", f.multi, "2,2", `multipart/related; type="application/octet-stream"; transfer-syntax=*`, [][]byte{fr16(1), fr16(1)}, tsExplicitLE},
-		{"deflated", f.deflated, "3,1", "", [][]byte{fr16(2), fr16(0)}, tsExplicitLE},
-		{"big endian swapped", f.be, "1,2,3", "", [][]byte{fr16(0), fr16(1), fr16(2)}, tsExplicitLE},
-		{"encapsulated by SOI", f.encap, "1,2,3", "", [][]byte{append(bytes.Clone(f.frags[0]), f.frags[1]...), f.frags[2], f.frags[3]}, tsJPEGBaseline},
-		{"encapsulated as image/jpeg", f.encap, "2", `multipart/related; type="image/jpeg"`, [][]byte{f.frags[2]}, tsJPEGBaseline},
-		{"native as octet-stream with explicit LE", f.multi, "2", `multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1`, [][]byte{fr16(1)}, tsExplicitLE},
+		{"native single", f.native, "1", "", [][]byte{dicomtest.LE16(dicomtest.Pixels16(6, len(f.native.SOP)))}, dicomtest.TSExplicitLE},
+		{"multi-frame list", f.multi, "1,3", "", [][]byte{fr16(0), fr16(2)}, dicomtest.TSExplicitLE},
+		{"multi-frame repeated", f.multi, "2,2", `multipart/related; type="application/octet-stream"; transfer-syntax=*`, [][]byte{fr16(1), fr16(1)}, dicomtest.TSExplicitLE},
+		{"deflated", f.deflated, "3,1", "", [][]byte{fr16(2), fr16(0)}, dicomtest.TSExplicitLE},
+		{"big endian swapped", f.be, "1,2,3", "", [][]byte{fr16(0), fr16(1), fr16(2)}, dicomtest.TSExplicitLE},
+		{"encapsulated by SOI", f.encap, "1,2,3", "", [][]byte{append(bytes.Clone(f.frags[0]), f.frags[1]...), f.frags[2], f.frags[3]}, dicomtest.TSJPEGBaseline},
+		{"encapsulated as image/jpeg", f.encap, "2", `multipart/related; type="image/jpeg"`, [][]byte{f.frags[2]}, dicomtest.TSJPEGBaseline},
+		{"native as octet-stream with explicit LE", f.multi, "2", `multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1`, [][]byte{fr16(1)}, dicomtest.TSExplicitLE},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.get(instPath(tc.u)+"/frames/"+tc.frames, tc.accept)
@@ -1027,14 +1028,14 @@ func TestConcurrentSTOWAndRead(t *testing.T) {
 	e := newEnv(t, 0)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var stored []UIDs
+	var stored []dicomtest.UIDs
 	for w := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 5 {
 				u := newUIDs()
-				r := e.stow("/studies", instance(u, []string{tsExplicitLE, tsImplicitLE, tsExplicitBE, tsDeflated}[(w+i)%4]))
+				r := e.stow("/studies", instance(u, []string{dicomtest.TSExplicitLE, dicomtest.TSImplicitLE, dicomtest.TSExplicitBE, dicomtest.TSDeflated}[(w+i)%4]))
 				if r.status != http.StatusOK {
 					t.Errorf("STOW: %d %v", r.status, r.err)
 					continue

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sanping/server/internal/dicomtest"
 	"strconv"
 	"sync"
 	"syscall"
@@ -136,7 +137,7 @@ func TestCrashDurability(t *testing.T) {
 	}
 	data := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	acked := map[UIDs][]byte{} // instances acknowledged with 200
+	acked := map[dicomtest.UIDs][]byte{} // instances acknowledged with 200
 	var mu sync.Mutex
 	srv := startBinary(t, bin, data)
 	for round := range 3 {
@@ -154,12 +155,12 @@ func TestCrashDurability(t *testing.T) {
 						return
 					default:
 					}
-					u := UIDs{Study: fmt.Sprintf("1.2.826.0.1.3680043.10.543.6.%d.%d", round, w)}
+					u := dicomtest.UIDs{Study: fmt.Sprintf("1.2.826.0.1.3680043.10.543.6.%d.%d", round, w)}
 					u.Series = u.Study + ".1"
 					u.SOP = fmt.Sprintf("%s.%d", u.Series, i)
 					s := spec{u: u, patientName: []byte(fmt.Sprintf("Crash^R%dW%d", round, w)), instanceNumber: i}
 					if i%4 == 3 { // some larger ones, so the kill can land mid-transfer
-						s.extra = []E{RawE(0x00420011, "OB", bytes.Repeat([]byte{byte(i)}, 300<<10))}
+						s.extra = []dicomtest.E{dicomtest.RawE(0x00420011, "OB", bytes.Repeat([]byte{byte(i)}, 300<<10))}
 					}
 					b := s.bytes()
 					var body bytes.Buffer
@@ -201,7 +202,7 @@ func TestCrashDurability(t *testing.T) {
 	srv.cmd.Wait()
 }
 
-func verify(t *testing.T, srv *server, data string, acked map[UIDs][]byte) {
+func verify(t *testing.T, srv *server, data string, acked map[dicomtest.UIDs][]byte) {
 	t.Helper()
 	// Every acknowledged instance is retrievable, byte for byte.
 	for u, want := range acked {

@@ -22,12 +22,13 @@ import (
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 
+	"sanping/server/internal/dicomtest"
 	"sanping/server/store"
 )
 
 // spec describes a generated instance; zero fields get defaults.
 type spec struct {
-	u                 UIDs
+	u                 dicomtest.UIDs
 	ts                string
 	charset           []string
 	patientName       []byte // raw bytes in the character set
@@ -41,7 +42,7 @@ type spec struct {
 	seriesNumber      int
 	instanceNumber    int
 	sopClass          string
-	extra             []E
+	extra             []dicomtest.E
 	noPixels          bool
 	referring         string
 	patientBirthDate  string
@@ -52,10 +53,10 @@ type spec struct {
 
 func (s spec) bytes() []byte {
 	if s.ts == "" {
-		s.ts = tsExplicitLE
+		s.ts = dicomtest.TSExplicitLE
 	}
 	if s.sopClass == "" {
-		s.sopClass = sopClassCT
+		s.sopClass = dicomtest.SOPClassCT
 	}
 	if s.modality == "" {
 		s.modality = "CT"
@@ -63,28 +64,28 @@ func (s spec) bytes() []byte {
 	if s.patientID == "" {
 		s.patientID = "PID"
 	}
-	e := []E{
-		Str(0x00080016, "UI", s.sopClass),
-		Str(0x0020000D, "UI", s.u.Study),
-		Str(0x0020000E, "UI", s.u.Series),
-		Str(0x00080060, "CS", s.modality),
-		Str(0x00100020, "LO", s.patientID),
-		Str(0x00200011, "IS", fmt.Sprint(s.seriesNumber)),
-		Str(0x00200013, "IS", fmt.Sprint(s.instanceNumber)),
+	e := []dicomtest.E{
+		dicomtest.Str(0x00080016, "UI", s.sopClass),
+		dicomtest.Str(0x0020000D, "UI", s.u.Study),
+		dicomtest.Str(0x0020000E, "UI", s.u.Series),
+		dicomtest.Str(0x00080060, "CS", s.modality),
+		dicomtest.Str(0x00100020, "LO", s.patientID),
+		dicomtest.Str(0x00200011, "IS", fmt.Sprint(s.seriesNumber)),
+		dicomtest.Str(0x00200013, "IS", fmt.Sprint(s.instanceNumber)),
 	}
 	if !s.omitSOPInstanceID {
-		e = append(e, Str(0x00080018, "UI", s.u.SOP))
+		e = append(e, dicomtest.Str(0x00080018, "UI", s.u.SOP))
 	}
 	opt := func(tag uint32, vr, v string) {
 		if v != "" {
-			e = append(e, Str(tag, vr, v))
+			e = append(e, dicomtest.Str(tag, vr, v))
 		}
 	}
 	if s.charset != nil {
-		e = append(e, Str(0x00080005, "CS", s.charset...))
+		e = append(e, dicomtest.Str(0x00080005, "CS", s.charset...))
 	}
 	if s.patientName != nil {
-		e = append(e, RawE(0x00100010, "PN", s.patientName))
+		e = append(e, dicomtest.RawE(0x00100010, "PN", s.patientName))
 	}
 	opt(0x00080020, "DA", s.studyDate)
 	opt(0x00080030, "TM", s.studyTime)
@@ -96,11 +97,11 @@ func (s spec) bytes() []byte {
 	opt(0x00100040, "CS", s.patientSex)
 	opt(0x00180015, "CS", s.bodyPart)
 	if !s.noPixels {
-		e = append(e, imageElems(2, 2, 16, 0, "MONOCHROME2")...)
-		e = append(e, E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{1, 2, 3, uint16(s.instanceNumber)}})
+		e = append(e, dicomtest.ImageElems(2, 2, 16, 0, "MONOCHROME2")...)
+		e = append(e, dicomtest.E{Tag: 0x7FE00010, VR: "OW", U16: []uint16{1, 2, 3, uint16(s.instanceNumber)}})
 	}
 	e = append(e, s.extra...)
-	f := File{TS: s.ts, Elems: e}
+	f := dicomtest.File{TS: s.ts, Elems: e}
 	if s.omitSOPInstanceID {
 		f.NoMetaSOPInstance = true
 	}
@@ -172,7 +173,10 @@ func uid() string {
 	return fmt.Sprintf("1.2.826.0.1.3680043.10.543.7.%d", n0)
 }
 
-func newUIDs() UIDs { s := uid(); return UIDs{Study: s, Series: s + ".1", SOP: s + ".1.1"} }
+func newUIDs() dicomtest.UIDs {
+	s := uid()
+	return dicomtest.UIDs{Study: s, Series: s + ".1", SOP: s + ".1.1"}
+}
 
 func TestIngestStoreAndReingest(t *testing.T) {
 	st, dir := newStore(t)
@@ -182,7 +186,7 @@ func TestIngestStoreAndReingest(t *testing.T) {
 	if res.Outcome != store.Stored {
 		t.Fatalf("first ingest outcome %v", res.Outcome)
 	}
-	if res.SHA256 != shaOf(b) || res.SOPInstanceUID != u.SOP || res.StudyInstanceUID != u.Study || res.SeriesInstanceUID != u.Series || res.SOPClassUID != sopClassCT {
+	if res.SHA256 != shaOf(b) || res.SOPInstanceUID != u.SOP || res.StudyInstanceUID != u.Study || res.SeriesInstanceUID != u.Series || res.SOPClassUID != dicomtest.SOPClassCT {
 		t.Errorf("result %+v", res)
 	}
 	blob := filepath.Join(dir, "blobs", res.SHA256[:2], res.SHA256+".dcm")
@@ -358,7 +362,7 @@ func TestIngestInvalid(t *testing.T) {
 		"preamble and DICM":    {preamble, 0, store.ErrInvalid},
 		"garbage after DICM":   {append(slices.Clone(preamble), random...), 0, store.ErrInvalid},
 		"missing SOP UID":      {spec{u: newUIDs(), omitSOPInstanceID: true}.bytes(), 0, store.ErrInvalid},
-		"missing study UID":    {spec{u: UIDs{Series: "1.2.3", SOP: "1.2.3.4"}}.bytes(), 0, store.ErrInvalid},
+		"missing study UID":    {spec{u: dicomtest.UIDs{Series: "1.2.3", SOP: "1.2.3.4"}}.bytes(), 0, store.ErrInvalid},
 		"oversized":            {valid, int64(len(valid) - 1), store.ErrTooLarge},
 		"oversized by a lot":   {append(slices.Clone(valid), make([]byte, 1<<20)...), 1 << 19, store.ErrTooLarge},
 		"text file":            {[]byte(strings.Repeat("hello world\n", 30)), 0, store.ErrInvalid},
@@ -428,7 +432,7 @@ func TestIngestConcurrent(t *testing.T) {
 	for i := 0; i < 150; i++ {
 		study := studies[i%10]
 		series := fmt.Sprintf("%s.%d", study, i%3+1)
-		inputs = append(inputs, spec{u: UIDs{Study: study, Series: series, SOP: fmt.Sprintf("%s.%d", series, i)},
+		inputs = append(inputs, spec{u: dicomtest.UIDs{Study: study, Series: series, SOP: fmt.Sprintf("%s.%d", series, i)},
 			instanceNumber: i, modality: []string{"CT", "MR", "US"}[i%3], patientName: []byte(fmt.Sprintf("P%d^X", i%10))}.bytes())
 	}
 	for i := 0; i < 50; i++ {
@@ -491,7 +495,7 @@ func TestIngestConcurrent(t *testing.T) {
 // searchFixture stores a few studies for the Search tests.
 type searchFixture struct {
 	st      *store.Store
-	studies map[string]UIDs // by label
+	studies map[string]dicomtest.UIDs // by label
 }
 
 func gb18030(s string) []byte {
@@ -501,13 +505,13 @@ func gb18030(s string) []byte {
 
 func newSearchFixture(t *testing.T) *searchFixture {
 	st, _ := newStore(t)
-	f := &searchFixture{st: st, studies: map[string]UIDs{}}
+	f := &searchFixture{st: st, studies: map[string]dicomtest.UIDs{}}
 	add := func(label string, s spec, more ...spec) {
 		s.u = newUIDs()
 		f.studies[label] = s.u
 		ingest(t, st, s.bytes(), "")
 		for i, m := range more {
-			m.u = UIDs{Study: s.u.Study, Series: fmt.Sprintf("%s.%d", s.u.Study, i+2), SOP: fmt.Sprintf("%s.%d.1", s.u.Study, i+2)}
+			m.u = dicomtest.UIDs{Study: s.u.Study, Series: fmt.Sprintf("%s.%d", s.u.Study, i+2), SOP: fmt.Sprintf("%s.%d.1", s.u.Study, i+2)}
 			if m.patientName == nil {
 				m.patientName, m.charset, m.patientID = s.patientName, s.charset, s.patientID
 			}
@@ -700,7 +704,7 @@ func TestSearchSeriesAndInstances(t *testing.T) {
 		{"all instances", store.Query{Level: store.InstanceLevel}, 6},
 		{"instances of a series", store.Query{Level: store.InstanceLevel, StudyUID: wei.Study, SeriesUID: wei.Series}, 1},
 		{"SOP UID list", store.Query{Level: store.InstanceLevel, Match: map[string]string{"SOPInstanceUID": wei.SOP + "," + f.studies["muller"].SOP}}, 2},
-		{"SOP class", store.Query{Level: store.InstanceLevel, Match: map[string]string{"SOPClassUID": sopClassCT}}, 6},
+		{"SOP class", store.Query{Level: store.InstanceLevel, Match: map[string]string{"SOPClassUID": dicomtest.SOPClassCT}}, 6},
 		{"instance number", store.Query{Level: store.InstanceLevel, Match: map[string]string{"InstanceNumber": "0"}}, 6},
 		{"unknown study", store.Query{Level: store.InstanceLevel, StudyUID: "1.2.3"}, 0},
 	} {
@@ -714,7 +718,7 @@ func TestSearchSeriesAndInstances(t *testing.T) {
 	rows, _ = f.search(t, store.Query{Level: store.InstanceLevel, Match: map[string]string{"SOPInstanceUID": wei.SOP}})
 	if len(rows) == 1 {
 		in := rows[0].Instance
-		if in == nil || in.SOPUID != wei.SOP || in.TransferSyntax != tsExplicitLE || in.Rows.Int64 != 2 || in.Frames.Int64 != 1 || in.BitsAllocated.Int64 != 16 {
+		if in == nil || in.SOPUID != wei.SOP || in.TransferSyntax != dicomtest.TSExplicitLE || in.Rows.Int64 != 2 || in.Frames.Int64 != 1 || in.BitsAllocated.Int64 != 16 {
 			t.Errorf("instance row %+v", in)
 		}
 	}
@@ -831,7 +835,7 @@ func TestCleanShutdownMarker(t *testing.T) {
 func TestLayoutAndMetadata(t *testing.T) {
 	st, _ := newStore(t)
 	u := newUIDs()
-	b := spec{u: u, patientName: []byte("Doe^J"), extra: []E{RawE(0x00420011, "OB", make([]byte, 1000))}}.bytes()
+	b := spec{u: u, patientName: []byte("Doe^J"), extra: []dicomtest.E{dicomtest.RawE(0x00420011, "OB", make([]byte, 1000))}}.bytes()
 	ingest(t, st, b, "")
 	list, _ := st.Instances(context.Background(), u.Study, u.Series, u.SOP)
 	l, err := st.Layout(context.Background(), list[0].PK)
@@ -868,7 +872,7 @@ func TestRebuildIndex(t *testing.T) {
 		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
 			dir := t.TempDir()
 			st := openStore(t, dir, 0)
-			var us []UIDs
+			var us []dicomtest.UIDs
 			for i := range 5 {
 				u := newUIDs()
 				us = append(us, u)

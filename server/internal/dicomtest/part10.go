@@ -1,12 +1,11 @@
-package dicomweb_test
+// Package dicomtest writes DICOM Part 10 files for tests.
+package dicomtest
 
 // A small DICOM Part 10 writer for tests: explicit/implicit VR little endian, explicit VR big
 // endian, deflated, encapsulated pixel data (with or without a Basic Offset Table), nested
 // sequences of defined or undefined length. It writes exactly what it is told (no dictionary,
 // no validation), so tests can also build files that are wrong on purpose.
 //
-// The same file is copied into server/store and server/dicomweb (test files cannot be
-// imported across packages); keep the copies in step.
 
 import (
 	"bytes"
@@ -20,16 +19,16 @@ import (
 
 // Transfer syntax UIDs used by the tests.
 const (
-	tsImplicitLE   = "1.2.840.10008.1.2"
-	tsExplicitLE   = "1.2.840.10008.1.2.1"
-	tsDeflated     = "1.2.840.10008.1.2.1.99"
-	tsExplicitBE   = "1.2.840.10008.1.2.2"
-	tsJPEGBaseline = "1.2.840.10008.1.2.4.50"
-	tsJPEGLossless = "1.2.840.10008.1.2.4.70"
-	tsRLE          = "1.2.840.10008.1.2.5"
+	TSImplicitLE   = "1.2.840.10008.1.2"
+	TSExplicitLE   = "1.2.840.10008.1.2.1"
+	TSDeflated     = "1.2.840.10008.1.2.1.99"
+	TSExplicitBE   = "1.2.840.10008.1.2.2"
+	TSJPEGBaseline = "1.2.840.10008.1.2.4.50"
+	TSJPEGLossless = "1.2.840.10008.1.2.4.70"
+	TSRLE          = "1.2.840.10008.1.2.5"
 
-	sopClassSC = "1.2.840.10008.5.1.4.1.1.7"
-	sopClassCT = "1.2.840.10008.5.1.4.1.1.2"
+	SOPClassSC = "1.2.840.10008.5.1.4.1.1.7"
+	SOPClassCT = "1.2.840.10008.5.1.4.1.1.2"
 )
 
 // E is one data element to write.
@@ -62,7 +61,7 @@ type Item struct {
 	UndefLen bool
 }
 
-func tagOf(g, e uint16) uint32 { return uint32(g)<<16 | uint32(e) }
+func TagOf(g, e uint16) uint32 { return uint32(g)<<16 | uint32(e) }
 
 // Str makes a text element.
 func Str(tag uint32, vr string, vals ...string) E { return E{Tag: tag, VR: vr, Str: vals} }
@@ -234,15 +233,15 @@ func (en enc) elem(b []byte, e E) []byte {
 func DataSet(ts string, elems []E) []byte {
 	en := enc{bo: binary.LittleEndian}
 	switch ts {
-	case tsImplicitLE:
+	case TSImplicitLE:
 		en.implicit = true
-	case tsExplicitBE:
+	case TSExplicitBE:
 		en.bo = binary.BigEndian
 	}
 	return en.elems(nil, elems)
 }
 
-func find(elems []E, tag uint32) string {
+func findValue(elems []E, tag uint32) string {
 	for _, e := range elems {
 		if e.Tag == tag && len(e.Str) > 0 {
 			return e.Str[0]
@@ -273,14 +272,14 @@ func Meta(ts, sopClass, sopInstance string, withInstance bool) []byte {
 func (f File) Bytes() []byte {
 	ts := f.TS
 	if ts == "" {
-		ts = tsExplicitLE
+		ts = TSExplicitLE
 	}
 	class, inst := f.MetaSOPClass, f.MetaSOPInstance
 	if class == "" {
-		class = find(f.Elems, 0x00080016)
+		class = findValue(f.Elems, 0x00080016)
 	}
 	if inst == "" {
-		inst = find(f.Elems, 0x00080018)
+		inst = findValue(f.Elems, 0x00080018)
 	}
 	var out bytes.Buffer
 	if f.Preamble != nil {
@@ -291,13 +290,13 @@ func (f File) Bytes() []byte {
 	out.WriteString("DICM")
 	out.Write(Meta(ts, class, inst, !f.NoMetaSOPInstance))
 	dsTS := ts
-	if ts == tsDeflated {
-		dsTS = tsExplicitLE
-	} else if ts != tsImplicitLE && ts != tsExplicitBE {
-		dsTS = tsExplicitLE
+	if ts == TSDeflated {
+		dsTS = TSExplicitLE
+	} else if ts != TSImplicitLE && ts != TSExplicitBE {
+		dsTS = TSExplicitLE
 	}
 	ds := DataSet(dsTS, f.Elems)
-	if ts == tsDeflated {
+	if ts == TSDeflated {
 		var z bytes.Buffer
 		w, _ := flate.NewWriter(&z, flate.BestCompression)
 		w.Write(ds)
@@ -311,8 +310,8 @@ func (f File) Bytes() []byte {
 // UIDs of a generated instance.
 type UIDs struct{ Study, Series, SOP string }
 
-// baseElems are the identifying attributes every generated instance has.
-func baseElems(u UIDs, sopClass string) []E {
+// BaseElems are the identifying attributes every generated instance has.
+func BaseElems(u UIDs, sopClass string) []E {
 	return []E{
 		Str(0x00080016, "UI", sopClass),
 		Str(0x00080018, "UI", u.SOP),
@@ -321,8 +320,8 @@ func baseElems(u UIDs, sopClass string) []E {
 	}
 }
 
-// imageElems describes native or encapsulated pixel data of rows x cols, frames frames.
-func imageElems(rows, cols, bits, frames int, photometric string) []E {
+// ImageElems describes native or encapsulated pixel data of rows x cols, frames frames.
+func ImageElems(rows, cols, bits, frames int, photometric string) []E {
 	e := []E{
 		US(0x00280002, 1),
 		Str(0x00280004, "CS", photometric),
@@ -339,8 +338,8 @@ func imageElems(rows, cols, bits, frames int, photometric string) []E {
 	return e
 }
 
-// pixels16 returns n 16-bit pixel values that differ from each other and from their byte swaps.
-func pixels16(n int, seed int) []uint16 {
+// Pixels16 returns n 16-bit pixel values that differ from each other and from their byte swaps.
+func Pixels16(n int, seed int) []uint16 {
 	p := make([]uint16, n)
 	for i := range p {
 		p[i] = uint16(seed*7919 + i*257 + 1)
@@ -348,7 +347,7 @@ func pixels16(n int, seed int) []uint16 {
 	return p
 }
 
-func le16(p []uint16) []byte {
+func LE16(p []uint16) []byte {
 	var b []byte
 	for _, x := range p {
 		b = binary.LittleEndian.AppendUint16(b, x)
@@ -356,7 +355,7 @@ func le16(p []uint16) []byte {
 	return b
 }
 
-func be16(p []uint16) []byte {
+func BE16(p []uint16) []byte {
 	var b []byte
 	for _, x := range p {
 		b = binary.BigEndian.AppendUint16(b, x)
@@ -364,11 +363,15 @@ func be16(p []uint16) []byte {
 	return b
 }
 
-// jpegFrag is a fake JPEG fragment: SOI when start is set, then filler.
-func jpegFrag(start bool, n int, fill byte) []byte {
+// JPEGFragment is a fake JPEG fragment: SOI when start is set, then filler.
+func JPEGFragment(start bool, n int, fill byte) []byte {
 	b := bytes.Repeat([]byte{fill}, n)
 	if start && n >= 2 {
 		b[0], b[1] = 0xFF, 0xD8
 	}
 	return b
 }
+
+// ExplicitLE encodes elements in explicit VR little endian with nothing before them (for
+// files that are broken on purpose, such as meta information without a transfer syntax).
+func ExplicitLE(elems []E) []byte { return enc{bo: binary.LittleEndian}.elems(nil, elems) }
