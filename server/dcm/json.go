@@ -284,11 +284,7 @@ func (j *jsonEncoder) attribute(b []byte, e *dicom.Element, path string, cs *cha
 			b = append(b, ']')
 		}
 	case "IS", "DS":
-		var vals []string
-		if top || e.Tag != tag.SpecificCharacterSet {
-			vals = decodeStrings(e, cs)
-		}
-		if !allEmpty(vals) {
+		if vals := decodeStrings(e, cs); !allEmpty(vals) {
 			b = append(b, `,"Value":[`...)
 			for i, v := range vals {
 				if i > 0 {

@@ -185,15 +185,8 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		}
 		nums = append(nums, n)
 	}
-	list, err := s.st.Instances(r.Context(), study, series, instance)
-	if err != nil {
-		s.storeError(w, r, err, "instance")
-		return
-	}
-	in := &list[0]
-	layout, err := s.st.Layout(r.Context(), in.PK)
-	if err != nil {
-		s.storeError(w, r, err, "instance")
+	in, layout, ok := s.instanceLayout(w, r, study, series, instance)
+	if !ok {
 		return
 	}
 	if len(layout.Frames) == 0 {
@@ -327,6 +320,21 @@ func negotiateFrames(accept, stored string, encapsulated bool) (ts, partType str
 	return "", "", false, false
 }
 
+// instanceLayout finds one instance and its stored layout, answering the error itself.
+func (s *Service) instanceLayout(w http.ResponseWriter, r *http.Request, study, series, instance string) (*store.Instance, *store.StoredLayout, bool) {
+	list, err := s.st.Instances(r.Context(), study, series, instance)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return nil, nil, false
+	}
+	layout, err := s.st.Layout(r.Context(), list[0].PK)
+	if err != nil {
+		s.storeError(w, r, err, "instance")
+		return nil, nil, false
+	}
+	return &list[0], layout, true
+}
+
 // bulkdata answers Retrieve Bulkdata (PS3.18 10.4.1.1.4) for the BulkDataURIs in metadata.
 func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 	study, series, instance, ok := uids(w, r)
@@ -334,15 +342,8 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := r.PathValue("path")
-	list, err := s.st.Instances(r.Context(), study, series, instance)
-	if err != nil {
-		s.storeError(w, r, err, "instance")
-		return
-	}
-	in := &list[0]
-	layout, err := s.st.Layout(r.Context(), in.PK)
-	if err != nil {
-		s.storeError(w, r, err, "instance")
+	in, layout, ok := s.instanceLayout(w, r, study, series, instance)
+	if !ok {
 		return
 	}
 	span, ok := layout.Bulk[path]

@@ -342,10 +342,10 @@ func globPattern(v string) string {
 	return b.String()
 }
 
-// Instances lists the instances of a study, series or single instance for retrieval.
-// Empty seriesUID or sopUID widens the scope. ErrNotFound when nothing matches.
-func (s *Store) Instances(ctx context.Context, studyUID, seriesUID, sopUID string) ([]Instance, error) {
-	q := `SELECT ` + instanceCols + ` FROM instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ?`
+// scopedInstances selects cols of the instances of a study, series or one instance, in
+// series and instance number order.
+func scopedInstances(cols, studyUID, seriesUID, sopUID string) (string, []any) {
+	q := `SELECT ` + cols + ` FROM instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ?`
 	args := []any{studyUID}
 	if seriesUID != "" {
 		q += " AND se.series_uid = ?"
@@ -355,7 +355,13 @@ func (s *Store) Instances(ctx context.Context, studyUID, seriesUID, sopUID strin
 		q += " AND i.sop_uid = ?"
 		args = append(args, sopUID)
 	}
-	q += " ORDER BY se.series_number, se.pk, i.instance_number, i.pk"
+	return q + " ORDER BY se.series_number, se.pk, i.instance_number, i.pk", args
+}
+
+// Instances lists the instances of a study, series or single instance for retrieval.
+// Empty seriesUID or sopUID widens the scope. ErrNotFound when nothing matches.
+func (s *Store) Instances(ctx context.Context, studyUID, seriesUID, sopUID string) ([]Instance, error) {
+	q, args := scopedInstances(instanceCols, studyUID, seriesUID, sopUID)
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing instances: %w", err)
@@ -381,17 +387,7 @@ func (s *Store) Instances(ctx context.Context, studyUID, seriesUID, sopUID strin
 // WriteMetadata writes the DICOM JSON array of every instance in scope to w, straight from the
 // metadata computed at ingest (no file is parsed). rewrite is applied to each object.
 func (s *Store) WriteMetadata(ctx context.Context, w io.Writer, studyUID, seriesUID, sopUID string, rewrite func([]byte) []byte) error {
-	q := `SELECT i.metadata FROM instances i JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk WHERE st.study_uid = ?`
-	args := []any{studyUID}
-	if seriesUID != "" {
-		q += " AND se.series_uid = ?"
-		args = append(args, seriesUID)
-	}
-	if sopUID != "" {
-		q += " AND i.sop_uid = ?"
-		args = append(args, sopUID)
-	}
-	q += " ORDER BY se.series_number, se.pk, i.instance_number, i.pk"
+	q, args := scopedInstances("i.metadata", studyUID, seriesUID, sopUID)
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("reading metadata: %w", err)
