@@ -321,6 +321,7 @@ func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 
 // record is what goes into the index for one instance.
 type record struct {
+	path                                        string // relative to the data directory
 	sha                                         string
 	size                                        int64
 	studyUID, seriesUID, sopUID, sopClass, ts   string
@@ -432,8 +433,12 @@ func buildRecord(f io.ReaderAt, size int64, in *dcm.Instance) (*record, error) {
 
 func nullInt(v int, ok bool) sql.NullInt64 { return sql.NullInt64{Int64: int64(v), Valid: ok} }
 
-// blobPath is where an object with this SHA-256 lives, relative to the data directory.
-func blobPath(sha string) string { return filepath.Join("blobs", sha[:2], sha+".dcm") }
+// blobPath is where a new object with this SHA-256 goes, relative to the data directory: one
+// directory per day of arrival, so a group commit touches (and fsyncs) one directory, and
+// retention and backups can work day by day. The index records each file's path.
+func blobPath(sha string, now time.Time) string {
+	return filepath.Join("blobs", now.UTC().Format("2006/01/02"), sha+".dcm")
+}
 
 // writer commits queued instances in groups: it moves their files into place, fsyncs the
 // directories once per group, then indexes the whole group in one transaction.
@@ -527,15 +532,18 @@ func (s *Store) place(batch []*pending) []*pending {
 				rec.sopUID, existing, rec.sha))
 			s.log.Warn("conflicting instance set aside", "sop_instance_uid", rec.sopUID, "stored_sha256", existing, "new_sha256", rec.sha, "path", dst)
 		default:
-			rel := blobPath(rec.sha)
-			dst := filepath.Join(s.dir, rel)
+			rec.path = blobPath(rec.sha, time.Now())
+			dst := filepath.Join(s.dir, rec.path)
 			if _, ok := s.dirs[filepath.Dir(dst)]; !ok {
 				if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 					p.err = fmt.Errorf("creating blob directory: %w", err)
 					os.Remove(p.tmpPath)
 					continue
 				}
-				dirs[filepath.Join(s.dir, "blobs")] = true // a new subdirectory is an entry of blobs/
+				// New day directories are entries of their parents.
+				dirs[filepath.Dir(filepath.Dir(dst))] = true
+				dirs[filepath.Dir(filepath.Dir(filepath.Dir(dst)))] = true
+				dirs[filepath.Join(s.dir, "blobs")] = true
 			}
 			if err := os.Rename(p.tmpPath, dst); err != nil {
 				p.err = fmt.Errorf("moving instance into place: %w", err)
@@ -549,20 +557,18 @@ func (s *Store) place(batch []*pending) []*pending {
 			toIndex = append(toIndex, p)
 		}
 	}
-	for d := range dirs {
-		if err := s.syncDirCached(d); err != nil {
-			s.mu.Lock()
-			for _, p := range toIndex {
-				delete(s.inflight, p.rec.sopUID)
-			}
-			s.mu.Unlock()
-			for _, p := range batch {
-				if p.err == nil {
-					p.err = fmt.Errorf("syncing directory %s: %w", d, err)
-				}
-			}
-			return nil
+	if err := s.syncDirs(dirs); err != nil {
+		s.mu.Lock()
+		for _, p := range toIndex {
+			delete(s.inflight, p.rec.sopUID)
 		}
+		s.mu.Unlock()
+		for _, p := range batch {
+			if p.err == nil {
+				p.err = fmt.Errorf("syncing directories: %w", err)
+			}
+		}
+		return nil
 	}
 	return toIndex
 }
@@ -639,7 +645,7 @@ func insertRecord(tx txStmts, r *record) (studyPK int64, newSeries bool, err err
 		frames, bits_allocated, transfer_syntax, path, size, sha256, metadata, layout, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.sopUID, seriesPK, r.sopClass, r.instanceNumber, r.rows, r.cols, r.frames, r.bits, r.ts,
-		blobPath(r.sha), r.size, r.sha, r.metadata, r.layout, now)
+		r.path, r.size, r.sha, r.metadata, r.layout, now)
 	if err != nil {
 		return 0, false, fmt.Errorf("indexing instance: %w", err)
 	}
@@ -725,6 +731,9 @@ func (s *Store) reindex(ctx context.Context, path, sha string) error {
 		return err
 	}
 	rec.sha = sha
+	if rec.path, err = filepath.Rel(s.dir, path); err != nil {
+		return err
+	}
 	var existing string
 	if err := s.db.QueryRowContext(ctx, `SELECT sha256 FROM instances WHERE sop_uid = ?`, rec.sopUID).Scan(&existing); err == nil {
 		return fmt.Errorf("SOP Instance UID %s already indexed with SHA-256 %s", rec.sopUID, existing)
@@ -732,18 +741,40 @@ func (s *Store) reindex(ctx context.Context, path, sha string) error {
 	return s.index(ctx, []*pending{{rec: rec}})
 }
 
-// syncDirCached fsyncs a directory through a handle kept open (opening costs more than the
-// fsync on this kind of machine). Only the writer goroutine calls it.
-func (s *Store) syncDirCached(dir string) error {
-	d, ok := s.dirs[dir]
-	if !ok {
-		var err error
-		if d, err = os.Open(dir); err != nil {
-			return err
+// syncDirs fsyncs directories concurrently: the file system commits concurrent fsyncs together.
+func (s *Store) syncDirs(dirs map[string]bool) error {
+	handles := make([]*os.File, 0, len(dirs))
+	for d := range dirs {
+		h, ok := s.dirs[d]
+		if !ok {
+			var err error
+			if h, err = os.Open(d); err != nil {
+				return fmt.Errorf("opening directory %s: %w", d, err)
+			}
+			if len(s.dirs) > 64 {
+				for k, old := range s.dirs { // past days are rarely written again
+					old.Close()
+					delete(s.dirs, k)
+				}
+			}
+			s.dirs[d] = h
 		}
-		s.dirs[dir] = d
+		handles = append(handles, h)
 	}
-	return d.Sync()
+	if len(handles) == 1 {
+		return handles[0].Sync()
+	}
+	errs := make(chan error, len(handles))
+	for _, h := range handles {
+		go func() { errs <- h.Sync() }()
+	}
+	var first error
+	for range handles {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func syncDir(dir string) error {

@@ -189,7 +189,14 @@ func TestIngestStoreAndReingest(t *testing.T) {
 	if res.SHA256 != shaOf(b) || res.SOPInstanceUID != u.SOP || res.StudyInstanceUID != u.Study || res.SeriesInstanceUID != u.Series || res.SOPClassUID != dicomtest.SOPClassCT {
 		t.Errorf("result %+v", res)
 	}
-	blob := filepath.Join(dir, "blobs", res.SHA256[:2], res.SHA256+".dcm")
+	stored, err := st.Instances(context.Background(), u.Study, u.Series, u.SOP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := st.FilePath(&stored[0])
+	if filepath.Base(blob) != res.SHA256+".dcm" || !strings.HasPrefix(blob, filepath.Join(dir, "blobs")+"/") {
+		t.Errorf("blob stored at %s", blob)
+	}
 	got, err := os.ReadFile(blob)
 	if err != nil || !bytes.Equal(got, b) {
 		t.Fatalf("blob %s: %v, equal=%v", blob, err, bytes.Equal(got, b))
@@ -247,7 +254,7 @@ func TestIngestConflict(t *testing.T) {
 	if err != nil || !bytes.Equal(kept, second) {
 		t.Errorf("conflicting bytes not kept in conflicts/: %v", err)
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "blobs", shaOf(first)[:2], shaOf(first)+".dcm")); !bytes.Equal(got, first) {
+	if got, _ := os.ReadFile(st.FilePath(&list[0])); !bytes.Equal(got, first) {
 		t.Errorf("first blob changed")
 	}
 	if f := files(t, dir, "blobs"); len(f) != 1 {
