@@ -12,7 +12,7 @@ run: build
 
 vet:
 	$(GO) vet ./...
-	gofmt -l server client web bench | (! grep .)
+	gofmt -l server client web bench tests | (! grep .)
 
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm
 # dicomweb-client against a real server.
