@@ -117,8 +117,15 @@ func BulkPath(parent string, group, element uint16) string {
 
 func itemPath(seqPath string, item int) string { return seqPath + "." + strconv.Itoa(item) }
 
-// maxDepth bounds sequence nesting so hostile files cannot exhaust the stack.
-const maxDepth = 32
+// Limits that keep a hostile file from exhausting the server: sequence nesting (stack),
+// element count (the library keeps every element in memory; the largest enhanced multi-frame
+// objects seen have a few hundred thousand), and the inflated size of a deflated data set
+// (a deflate stream can expand ~1000 times).
+const (
+	maxDepth        = 32
+	maxElements     = 2_000_000
+	maxInflatedSize = 512 << 20
+)
 
 // reader is a position-tracking reader over a file with a read-ahead window.
 type reader struct {
@@ -145,6 +152,9 @@ func (r *reader) fill(n int) ([]byte, error) {
 			if err != nil {
 				if len(r.buf) >= n {
 					break
+				}
+				if errors.Is(err, ErrMalformed) {
+					return nil, err
 				}
 				return nil, malformed("truncated at offset %d", r.pos)
 			}
@@ -207,6 +217,7 @@ func (r *reader) atEnd() bool {
 }
 
 type walker struct {
+	elements int
 	origBO binary.ByteOrder // the file's byte order (bo changes inside UN sequences)
 	// signedPixels is set once a Pixel Representation of 1 was seen (implicit VR only).
 	signedPixels bool
@@ -301,6 +312,9 @@ func (w *walker) walk(path string, depth int, limit int64, delimited bool) error
 				return nil
 			}
 			return malformed("unexpected item tag (FFFE,%04X) at offset %d", h.element, start)
+		}
+		if w.elements++; w.elements > maxElements {
+			return malformed("more than %d elements", maxElements)
 		}
 		if err := w.element(path, depth, h, start); err != nil {
 			return err
@@ -468,7 +482,8 @@ func scanLayout(src io.ReaderAt, size, datasetOffset int64, ts transferSyntax) (
 	if ts.deflated {
 		l.Deflated = true
 		// Offsets in a deflated data set count inflated bytes from the data set start.
-		r = &reader{stream: flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset)), pos: datasetOffset, base: datasetOffset}
+		inflated := flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset))
+		r = &reader{stream: &capReader{r: inflated, left: maxInflatedSize}, pos: datasetOffset, base: datasetOffset}
 	}
 	w := &walker{r: r, bo: ts.byteOrder, origBO: ts.byteOrder, implicit: ts.implicit, layout: l}
 	if err := w.walk("", 0, -1, false); err != nil {
@@ -500,4 +515,22 @@ func validVR(vr string) bool {
 		return true
 	}
 	return false
+}
+
+// capReader fails once more than left bytes were read (deflate bombs).
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, malformed("deflated data set inflates to more than %d bytes", maxInflatedSize)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
