@@ -218,7 +218,7 @@ func (r *reader) atEnd() bool {
 
 type walker struct {
 	elements int
-	origBO binary.ByteOrder // the file's byte order (bo changes inside UN sequences)
+	origBO   binary.ByteOrder // the file's byte order (bo changes inside UN sequences)
 	// signedPixels is set once a Pixel Representation of 1 was seen (implicit VR only).
 	signedPixels bool
 	r            *reader
