@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"sanping/server/auth"
 	"sanping/server/dicomweb"
 	"sanping/server/store"
+	"sanping/server/webserver"
 	"sanping/web"
 )
 
@@ -39,6 +41,7 @@ type Config struct {
 	TLSCert, TLSKey string
 	MaxRequestBody  int64
 	AdminPassword   string
+	CORSOrigins     []string
 }
 
 func envOr(key, def string) string {
@@ -59,6 +62,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 	fl.StringVar(&cfg.TLSCert, "tls-cert", os.Getenv("SANPING_TLS_CERT"), "TLS certificate file (PEM); with -tls-key serves HTTPS with HSTS")
 	fl.StringVar(&cfg.TLSKey, "tls-key", os.Getenv("SANPING_TLS_KEY"), "TLS private key file (PEM)")
 	fl.Int64Var(&cfg.MaxRequestBody, "max-body", 8<<30, "largest accepted upload request body in bytes")
+	corsOrigins := fl.String("cors-origins", os.Getenv("SANPING_CORS_ORIGINS"), "comma-separated origins (scheme://host[:port]) of browser viewers allowed to call the API, e.g. an OHIF deployment")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -70,6 +74,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger)
 		return errors.New("-tls-cert and -tls-key go together")
 	}
 	cfg.AdminPassword = os.Getenv("SANPING_ADMIN_PASSWORD")
+	if *corsOrigins != "" {
+		cfg.CORSOrigins = strings.Split(*corsOrigins, ",")
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -121,7 +128,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 
 	tlsOn := cfg.TLSCert != ""
 	srv := &http.Server{
-		Handler:           securityHeaders(tlsOn, accessLog(log, mux)),
+		Handler:           webserver.SecurityHeaders(tlsOn, webserver.CORS(cfg.CORSOrigins, webserver.AccessLog(log, mux))),
 		ReadHeaderTimeout: 20 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -158,57 +165,4 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	}
 	log.Info("stopped")
 	return nil
-}
-
-func securityHeaders(tlsOn bool, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		if tlsOn {
-			h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-		}
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		next.ServeHTTP(w, r)
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(p)
-	s.bytes += int64(n)
-	return n, err
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// accessLog records every request with who made it: until the audit trail lands, this is the
-// record of access to patient data.
-func accessLog(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		user, _, _ := r.BasicAuth() // as claimed; a 401 says it was not proven
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "status", rec.status,
-			"bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "user", user, "remote", r.RemoteAddr)
-	})
 }

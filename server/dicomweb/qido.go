@@ -113,7 +113,7 @@ func (s *Service) qido(level store.Level) http.HandlerFunc {
 		out := make([][]byte, 0, len(rows))
 		samples := map[int64]map[string]json.RawMessage{}
 		for i := range rows {
-			o := s.qidoObject(level, &rows[i], base)
+			o := s.qidoObject(level, &rows[i], base, study == "")
 			if len(include) > 0 || includeAll {
 				if err := s.addIncluded(r.Context(), o, level, &rows[i], include, includeAll, samples, base); err != nil {
 					s.storeError(w, r, err, "search")
@@ -157,13 +157,16 @@ func acceptsJSON(h string) bool {
 	return false
 }
 
-func (s *Service) qidoObject(level store.Level, row *store.Row, base string) *object {
+// qidoObject builds one result. withStudy adds the study's attributes to series and instance
+// results of searches not scoped to one study, so a client can tell the studies apart.
+func (s *Service) qidoObject(level store.Level, row *store.Row, base string, withStudy bool) *object {
 	o := newObject()
 	st := row.Study
 	o.str("00080005", "CS", "ISO_IR 192") // all JSON is UTF-8
+	o.str("00080056", "CS", "ONLINE")     // InstanceAvailability: everything is on local disk
 	o.str("0020000D", "UI", st.StudyUID)
 	studyURL := base + "/studies/" + st.StudyUID
-	if level == store.StudyLevel {
+	if level == store.StudyLevel || withStudy {
 		o.str("00080020", "DA", st.StudyDate)
 		o.str("00080030", "TM", st.StudyTime)
 		o.str("00080050", "SH", st.Accession)
@@ -178,7 +181,9 @@ func (s *Service) qidoObject(level store.Level, row *store.Row, base string) *ob
 		o.str("00200010", "SH", st.StudyID)
 		o.ints("00201206", "IS", st.NumSeries)
 		o.ints("00201208", "IS", st.NumInstances)
-		return o
+		if level == store.StudyLevel {
+			return o
+		}
 	}
 	se := row.Series
 	seriesURL := studyURL + "/series/" + se.SeriesUID
