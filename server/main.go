@@ -14,8 +14,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
