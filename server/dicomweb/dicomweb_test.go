@@ -31,7 +31,7 @@ const (
 )
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 	st  *store.Store
 	dir string
@@ -39,7 +39,7 @@ type env struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newEnv(t *testing.T, maxBody int64) *env {
+func newEnv(t testing.TB, maxBody int64) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
