@@ -119,6 +119,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := os.MkdirAll(s.tmpDir, 0o750); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("creating temporary directory: %w", err)
+	}
+	spreadSubdirectories(s.tmpDir)
 	for i := range tmpSlots {
 		if err := os.MkdirAll(s.slotDir(i), 0o750); err != nil {
 			db.Close()
