@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sanping/server/dcm"
 	"strings"
 
@@ -54,12 +53,7 @@ func (s *Store) prepare(sp *spooled) (*record, error) {
 	if sp.mem != nil {
 		src = bytes.NewReader(*sp.mem)
 	} else {
-		f, err := os.Open(sp.path)
-		if err != nil {
-			return nil, fmt.Errorf("opening received instance: %w", err)
-		}
-		defer f.Close()
-		src = f
+		src = sp.f
 	}
 	in, err := dcm.Parse(src, sp.size)
 	if err != nil {

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sanping/server/dcm"
@@ -79,6 +82,16 @@ func (s *Store) reindex(ctx context.Context, path, sha string) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
+	}
+	// A file is renamed into blobs/ before its data fsync returns (the two are synced together),
+	// so after a crash its content may be incomplete: it was never acknowledged, and its name,
+	// the SHA-256 of the complete content, tells.
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+		return fmt.Errorf("content (SHA-256 %s) does not match the name: written incompletely before a crash", got)
 	}
 	in, err := dcm.Parse(f, st.Size())
 	if err != nil {

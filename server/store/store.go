@@ -65,27 +65,29 @@ type Result struct {
 type Store struct {
 	dir     string
 	tmpDir  string
-	slots   chan int            // temporary subdirectories, one writer each (see spool)
-	dirs    map[string]*os.File // open directory handles for fsync, owned by the writer
+	slots   chan int // temporary subdirectories handed out in turn (see spool)
 	maxSize int64
 	db      *sql.DB
 	log     *slog.Logger
 	stmts   stmtCache
-	queue   chan *pending
-	done    chan struct{}
+	queue   chan *pending // to the indexer
+	done    chan struct{} // closed when the indexer has drained the queue
 	closing sync.Once
-	mu      sync.RWMutex // guards closed and inflight
+	dirMu   sync.Mutex
+	dirs    map[string]*os.File // open directory handles for fsync
+	mu      sync.Mutex          // guards closed and inflight
 	closed  bool
-	// inflight maps SOP Instance UIDs placed but not yet indexed to their SHA-256.
-	inflight map[string]string
+	// inflight holds a claim for every SOP Instance UID being ingested, so that two uploads of
+	// one instance are decided one after the other.
+	inflight map[string]chan struct{}
+	active   sync.WaitGroup // ingests holding a claim; Close waits for them
 }
 
+// pending is an instance whose file is durable, waiting for its index commit.
 type pending struct {
-	tmpPath string
-	rec     *record
-	result  *Result
-	err     error
-	done    chan struct{}
+	rec  *record
+	err  error
+	done chan struct{}
 }
 
 // Open opens or creates the store in cfg.Dir and recovers from an unclean shutdown.
@@ -113,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating index schema: %w", err)
 	}
-	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]string{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
+	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]chan struct{}{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx, newIndex, len(blobs) > 0); err != nil {
 		db.Close()
@@ -131,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.slots <- i
 	}
-	go s.writer()
+	go s.indexer()
 	return s, nil
 }
 
@@ -163,12 +165,15 @@ func (s *Store) Close() error {
 	s.closing.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		close(s.queue)
 		s.mu.Unlock()
+		s.active.Wait() // ingests under way finish (their instances are indexed)
+		close(s.queue)
 		<-s.done
+		s.dirMu.Lock()
 		for _, d := range s.dirs {
 			d.Close()
 		}
+		s.dirMu.Unlock()
 		if e := writeFileSync(filepath.Join(s.dir, cleanMarker), []byte(time.Now().UTC().Format(time.RFC3339))); e != nil {
 			err = e
 		}
@@ -184,54 +189,204 @@ const cleanMarker = "clean-shutdown"
 // Ingest reads one Part 10 file from r and stores it durably. It returns after the file and
 // its index entry are on disk. A non-empty study makes an instance of any other study fail
 // with ErrStudyMismatch, unstored (STOW-RS to /studies/{study}).
+//
+// The request's goroutine does the file work (spool, parse, rename, fsync of the file and its
+// directory together); only the index commit is shared, in groups, by the indexer.
 func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result, error) {
 	sp, err := s.spool(r)
 	if err != nil {
 		return nil, err
 	}
-	defer sp.release()
-	keep := false
-	defer func() {
-		if !keep {
-			os.Remove(sp.path)
-		}
-	}()
+	defer sp.close()
 	rec, err := s.prepare(sp)
 	if err != nil {
 		return nil, err
 	}
+	res := &Result{StudyInstanceUID: rec.studyUID, SeriesInstanceUID: rec.seriesUID, SOPInstanceUID: rec.sopUID,
+		SOPClassUID: rec.sopClass, SHA256: sp.sha, Warnings: rec.warnings}
 	if study != "" && rec.studyUID != study {
-		return &Result{StudyInstanceUID: rec.studyUID, SeriesInstanceUID: rec.seriesUID, SOPInstanceUID: rec.sopUID, SOPClassUID: rec.sopClass},
-			fmt.Errorf("%w: the instance's Study Instance UID %s is not %s", ErrStudyMismatch, rec.studyUID, study)
+		return res, fmt.Errorf("%w: the instance's Study Instance UID %s is not %s", ErrStudyMismatch, rec.studyUID, study)
 	}
 	rec.sha = sp.sha
-	p := &pending{tmpPath: sp.path, rec: rec, done: make(chan struct{})}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, ErrClosed
+	release, err := s.claim(rec.sopUID)
+	if err != nil {
+		return nil, err
 	}
-	keep = true // the writer owns the file now
+	defer release()
+	// The work below is not abandoned when ctx ends: what is started is finished or undone.
+	ctx = context.WithoutCancel(ctx)
+	var existing string
+	err = s.lookupSHA(ctx, rec.sopUID, &existing)
+	switch {
+	case err == nil && existing == rec.sha:
+		res.Outcome = AlreadyStored
+		return res, nil
+	case err == nil:
+		return s.setAside(sp, res, existing)
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("looking up SOP Instance UID: %w", err)
+	}
+	rec.path = blobPath(rec.sha, time.Now(), sp.slot)
+	if err := s.place(sp, rec.path); err != nil {
+		return nil, err
+	}
+	p := &pending{rec: rec, done: make(chan struct{})}
 	s.queue <- p
-	s.mu.RUnlock()
-	// The write is not abandoned when ctx ends: a queued instance is committed or cleaned up.
 	<-p.done
-	return p.result, p.err
+	if p.err != nil {
+		// The file stays in place: a resend then succeeds, and recovery indexes it after an
+		// unclean stop.
+		return nil, p.err
+	}
+	res.Outcome = Stored
+	return res, nil
+}
+
+// claim waits until no other ingest of uid is under way and registers this one.
+func (s *Store) claim(uid string) (release func(), err error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		other, busy := s.inflight[uid]
+		if !busy {
+			mine := make(chan struct{})
+			s.inflight[uid] = mine
+			s.active.Add(1)
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				delete(s.inflight, uid)
+				s.mu.Unlock()
+				close(mine)
+				s.active.Done()
+			}, nil
+		}
+		s.mu.Unlock()
+		<-other
+	}
+}
+
+// place moves a spooled file to its blob path and makes it durable: the file's data and the
+// new directory entry are fsynced concurrently (the file system commits them together).
+func (s *Store) place(sp *spooled, rel string) error {
+	dst := filepath.Join(s.dir, rel)
+	dirs, err := s.ensureDir(filepath.Dir(dst))
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(sp.path, dst); err != nil {
+		return fmt.Errorf("moving instance into place: %w", err)
+	}
+	sp.path = dst // from now on the file is not temporary
+	sp.placed = true
+	return s.syncAll(sp.f, dirs)
+}
+
+// setAside keeps different bytes sent under a known SOP Instance UID in conflicts/: the stored
+// object stays (a stored record is never overwritten in place) and the caller is warned.
+func (s *Store) setAside(sp *spooled, res *Result, existing string) (*Result, error) {
+	dst := filepath.Join(s.dir, "conflicts", sp.sha+".dcm")
+	if err := os.Rename(sp.path, dst); err != nil {
+		return nil, fmt.Errorf("keeping conflicting instance: %w", err)
+	}
+	sp.path, sp.placed = dst, true
+	if err := s.syncAll(sp.f, []string{filepath.Dir(dst)}); err != nil {
+		return nil, err
+	}
+	res.Outcome = Conflict
+	res.Warnings = append(res.Warnings, fmt.Sprintf(
+		"SOP Instance UID %s is already stored with different content (SHA-256 %s); the stored object was kept and this one set aside for review (SHA-256 %s)",
+		res.SOPInstanceUID, existing, sp.sha))
+	s.log.Warn("conflicting instance set aside", "sop_instance_uid", res.SOPInstanceUID, "stored_sha256", existing, "new_sha256", sp.sha, "path", dst)
+	return res, nil
+}
+
+// ensureDir creates dir if needed and returns the directories to fsync for a new entry in it:
+// dir itself, and the parents of any directory it had to create.
+func (s *Store) ensureDir(dir string) ([]string, error) {
+	s.dirMu.Lock()
+	_, known := s.dirs[dir]
+	s.dirMu.Unlock()
+	if known {
+		return []string{dir}, nil
+	}
+	dirs := []string{dir}
+	for d := dir; d != s.dir; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		dirs = append(dirs, filepath.Dir(d))
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating blob directory: %w", err)
+	}
+	return dirs, nil
+}
+
+// syncAll fsyncs a file and directories concurrently.
+func (s *Store) syncAll(f *os.File, dirs []string) error {
+	errs := make(chan error, len(dirs)+1)
+	go func() { errs <- f.Sync() }()
+	for _, d := range dirs {
+		go func() { errs <- s.syncDir(d) }()
+	}
+	var first error
+	for range len(dirs) + 1 {
+		if err := <-errs; err != nil && first == nil {
+			first = fmt.Errorf("syncing stored instance: %w", err)
+		}
+	}
+	return first
+}
+
+// syncDir fsyncs a directory through a handle kept open (an open costs more than the fsync
+// here). Handles of at most 256 directories are kept; past days are rarely written again.
+func (s *Store) syncDir(dir string) error {
+	s.dirMu.Lock()
+	h, ok := s.dirs[dir]
+	s.dirMu.Unlock()
+	if !ok {
+		var err error
+		if h, err = os.Open(dir); err != nil {
+			return err
+		}
+		s.dirMu.Lock()
+		if old, raced := s.dirs[dir]; raced {
+			h.Close()
+			h = old
+		} else if len(s.dirs) < 256 {
+			s.dirs[dir] = h
+		} else {
+			defer h.Close()
+		}
+		s.dirMu.Unlock()
+	}
+	return h.Sync()
 }
 
 // spooled is a received instance in a fsynced temporary file; small ones are also kept in
 // memory so parsing costs no further system calls.
 type spooled struct {
-	path string
-	sha  string
-	size int64
-	mem  *[]byte // nil for large instances
+	f      *os.File // open until the instance is done with
+	path   string
+	placed bool // moved to blobs/ or conflicts/; otherwise removed on close
+	slot   int
+	sha    string
+	size   int64
+	mem    *[]byte // nil for large instances
 }
 
-func (sp *spooled) release() {
+func (sp *spooled) close() {
 	if sp.mem != nil {
 		memPool.Put(sp.mem)
 		sp.mem = nil
+	}
+	sp.f.Close()
+	if !sp.placed {
+		os.Remove(sp.path)
 	}
 }
 
@@ -249,7 +404,8 @@ const tmpSlots = 32
 
 func (s *Store) slotDir(i int) string { return filepath.Join(s.tmpDir, fmt.Sprintf("%02d", i)) }
 
-// spool copies r to a fsynced temporary file, hashing it on the way.
+// spool copies r to a temporary file, hashing it on the way. The file is fsynced when it is
+// placed (see place), together with its directory.
 func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 	slot := <-s.slots
 	f, err := os.CreateTemp(s.slotDir(slot), "in-*")
@@ -257,14 +413,10 @@ func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating temporary file: %w", err)
 	}
-	sp := &spooled{path: f.Name()}
+	sp := &spooled{f: f, path: f.Name(), slot: slot}
 	defer func() {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("closing temporary file: %w", cerr)
-		}
 		if err != nil {
-			sp.release()
-			os.Remove(f.Name())
+			sp.close()
 		}
 	}()
 	h := sha256.New()
@@ -310,48 +462,9 @@ func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 	if size > s.maxSize {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, s.maxSize)
 	}
-	if err = f.Sync(); err != nil {
-		return nil, fmt.Errorf("syncing temporary file: %w", err)
-	}
 	sp.size = size
 	sp.sha = hex.EncodeToString(h.Sum(nil))
 	return sp, nil
-}
-
-// syncDirs fsyncs directories concurrently: the file system commits concurrent fsyncs together.
-func (s *Store) syncDirs(dirs map[string]bool) error {
-	handles := make([]*os.File, 0, len(dirs))
-	for d := range dirs {
-		h, ok := s.dirs[d]
-		if !ok {
-			var err error
-			if h, err = os.Open(d); err != nil {
-				return fmt.Errorf("opening directory %s: %w", d, err)
-			}
-			if len(s.dirs) > 64 {
-				for k, old := range s.dirs { // past days are rarely written again
-					old.Close()
-					delete(s.dirs, k)
-				}
-			}
-			s.dirs[d] = h
-		}
-		handles = append(handles, h)
-	}
-	if len(handles) == 1 {
-		return handles[0].Sync()
-	}
-	errs := make(chan error, len(handles))
-	for _, h := range handles {
-		go func() { errs <- h.Sync() }()
-	}
-	var first error
-	for range handles {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 func syncDir(dir string) error {

@@ -5,24 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 )
 
 // blobPath is where a new object with this SHA-256 goes, relative to the data directory: one
-// directory per day of arrival, so a group commit touches (and fsyncs) one directory, and
-// retention and backups can work day by day. The index records each file's path.
-func blobPath(sha string, now time.Time) string {
-	return filepath.Join("blobs", now.UTC().Format("2006/01/02"), sha+".dcm")
+// directory per day of arrival (retention and backups can work day by day), split by upload
+// slot so concurrent uploads do not contend on one directory. The index records each path.
+func blobPath(sha string, now time.Time, slot int) string {
+	return filepath.Join("blobs", now.UTC().Format("2006/01/02"), fmt.Sprintf("%02d", slot), sha+".dcm")
 }
 
-// writer commits queued instances in groups: it moves their files into place, fsyncs the
-// directories once per group, then indexes the whole group in one transaction.
-func (s *Store) writer() {
-	indexQ := make(chan placed, 1)
-	go s.indexer(indexQ)
+// indexer commits the index entries of instances whose files are durable, in groups: one
+// SQLite transaction (one WAL fsync) for whatever is waiting, then the answers.
+func (s *Store) indexer() {
+	defer close(s.done)
 	for first := range s.queue {
 		batch := []*pending{first}
 	drain:
@@ -37,118 +35,15 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		// Stage one (files in place, directories synced) of this group runs while stage two
-		// (the index transaction) of the previous group waits for its fsync.
-		indexQ <- placed{batch: batch, toIndex: s.place(batch)}
-	}
-	close(indexQ)
-}
-
-type placed struct {
-	batch, toIndex []*pending
-}
-
-// indexer is the writer's second stage: one transaction per group, then the answers.
-func (s *Store) indexer(q <-chan placed) {
-	defer close(s.done)
-	for pl := range q {
-		if len(pl.toIndex) > 0 {
-			if err := s.index(context.Background(), pl.toIndex); err != nil {
-				for _, p := range pl.toIndex {
-					p.err = fmt.Errorf("indexing instance: %w", err)
-				}
-				// The files stay in place: a resend then succeeds idempotently, and recovery
-				// indexes them after an unclean stop.
+		if err := s.index(context.Background(), batch); err != nil {
+			for _, p := range batch {
+				p.err = fmt.Errorf("indexing instance: %w", err)
 			}
-			s.mu.Lock()
-			for _, p := range pl.toIndex {
-				delete(s.inflight, p.rec.sopUID)
-			}
-			s.mu.Unlock()
 		}
-		for _, p := range pl.batch {
+		for _, p := range batch {
 			close(p.done)
 		}
 	}
-}
-
-// place is the writer's first stage: decide each instance's outcome, move new files into
-// place and fsync their directories. It returns the instances to index.
-func (s *Store) place(batch []*pending) []*pending {
-	ctx := context.Background()
-	dirs := map[string]bool{}
-	var toIndex []*pending
-	for _, p := range batch {
-		rec := p.rec
-		p.result = &Result{StudyInstanceUID: rec.studyUID, SeriesInstanceUID: rec.seriesUID,
-			SOPInstanceUID: rec.sopUID, SOPClassUID: rec.sopClass, SHA256: rec.sha, Warnings: rec.warnings}
-		s.mu.RLock()
-		existing, ok := s.inflight[rec.sopUID]
-		s.mu.RUnlock()
-		if ok {
-			// stored by an earlier group whose index commit is still running
-		} else if err := s.lookupSHA(ctx, rec.sopUID, &existing); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			p.err = fmt.Errorf("looking up SOP Instance UID: %w", err)
-			os.Remove(p.tmpPath)
-			continue
-		}
-		switch {
-		case existing == rec.sha:
-			p.result.Outcome = AlreadyStored
-			os.Remove(p.tmpPath)
-		case existing != "":
-			p.result.Outcome = Conflict
-			dst := filepath.Join(s.dir, "conflicts", rec.sha+".dcm")
-			if err := os.Rename(p.tmpPath, dst); err != nil {
-				p.err = fmt.Errorf("keeping conflicting instance: %w", err)
-				os.Remove(p.tmpPath)
-				continue
-			}
-			dirs[filepath.Dir(dst)] = true
-			p.result.Warnings = append(p.result.Warnings, fmt.Sprintf(
-				"SOP Instance UID %s is already stored with different content (SHA-256 %s); the stored object was kept and this one set aside for review (SHA-256 %s)",
-				rec.sopUID, existing, rec.sha))
-			s.log.Warn("conflicting instance set aside", "sop_instance_uid", rec.sopUID, "stored_sha256", existing, "new_sha256", rec.sha, "path", dst)
-		default:
-			rec.path = blobPath(rec.sha, time.Now())
-			dst := filepath.Join(s.dir, rec.path)
-			if _, ok := s.dirs[filepath.Dir(dst)]; !ok {
-				if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-					p.err = fmt.Errorf("creating blob directory: %w", err)
-					os.Remove(p.tmpPath)
-					continue
-				}
-				// New day directories are entries of their parents.
-				dirs[filepath.Dir(filepath.Dir(dst))] = true
-				dirs[filepath.Dir(filepath.Dir(filepath.Dir(dst)))] = true
-				dirs[filepath.Join(s.dir, "blobs")] = true
-			}
-			if err := os.Rename(p.tmpPath, dst); err != nil {
-				p.err = fmt.Errorf("moving instance into place: %w", err)
-				os.Remove(p.tmpPath)
-				continue
-			}
-			dirs[filepath.Dir(dst)] = true
-			s.mu.Lock()
-			s.inflight[rec.sopUID] = rec.sha
-			s.mu.Unlock()
-			toIndex = append(toIndex, p)
-		}
-	}
-	if err := s.syncDirs(dirs); err != nil {
-		s.mu.Lock()
-		for _, p := range toIndex {
-			delete(s.inflight, p.rec.sopUID)
-		}
-		s.mu.Unlock()
-		for _, p := range batch {
-			if p.err == nil {
-				p.err = fmt.Errorf("syncing directories: %w", err)
-			}
-		}
-		return nil
-	}
-	return toIndex
 }
 
 func (s *Store) lookupSHA(ctx context.Context, sopUID string, sha *string) error {
