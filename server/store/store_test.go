@@ -916,3 +916,39 @@ func TestRebuildIndex(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoveryIncompleteBlob: a blob renamed into place whose data never reached the disk (the
+// crash came between the rename and the fsync) is not indexed: its content does not match the
+// SHA-256 in its name. It was never acknowledged; it is kept aside in conflicts/.
+func TestRecoveryIncompleteBlob(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir, 0)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	u := newUIDs()
+	full := spec{u: u, patientName: []byte("Half^Written")}.bytes()
+	sha := shaOf(full)
+	p := filepath.Join(dir, "blobs", "2026", "11", "28", "03", sha+".dcm")
+	os.MkdirAll(filepath.Dir(p), 0o750)
+	if err := os.WriteFile(p, full[:len(full)/2], 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "clean-shutdown"))
+	st = openStore(t, dir, 0)
+	defer st.Close()
+	if n := count(t, st.DB(), "instances"); n != 0 {
+		t.Fatalf("%d instances indexed from an incomplete blob", n)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("incomplete blob left in blobs/: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "conflicts", sha+".dcm")); err != nil {
+		t.Errorf("incomplete blob not kept in conflicts/: %v", err)
+	}
+	// The instance can be sent again and is stored whole.
+	res := ingest(t, st, full, "")
+	if res.Outcome != store.Stored {
+		t.Fatalf("resend: %v", res.Outcome)
+	}
+}
