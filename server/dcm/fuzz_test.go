@@ -87,7 +87,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
-		in, err, libraryPanic := parseGuarded(r, int64(len(b)))
+		in, libraryPanic, err := parseGuarded(r, int64(len(b)))
 		if libraryPanic != "" {
 			t.Fatal(bugLibraryPanic + libraryPanic)
 		}
@@ -145,7 +145,7 @@ func FuzzParse(f *testing.F) {
 
 // parseGuarded runs Parse and recovers a panic raised inside github.com/suyashkumar/dicom,
 // returning where it happened. Panics anywhere else (Sanping's own code) are not recovered.
-func parseGuarded(r *bytes.Reader, size int64) (in *dcm.Instance, err error, libraryPanic string) {
+func parseGuarded(r *bytes.Reader, size int64) (in *dcm.Instance, libraryPanic string, err error) {
 	defer func() {
 		p := recover()
 		if p == nil {
@@ -165,7 +165,7 @@ func parseGuarded(r *bytes.Reader, size int64) (in *dcm.Instance, err error, lib
 		}
 	}()
 	in, err = dcm.Parse(r, size)
-	return in, err, ""
+	return in, "", err
 }
 
 // panicSite returns the function that panicked: the first frame after the runtime's panic
@@ -207,7 +207,7 @@ func checkTranscode(t *testing.T, b []byte, in *dcm.Instance) {
 		}
 		return
 	}
-	got, err, libraryPanic := parseGuarded(bytes.NewReader(out.Bytes()), int64(out.Len()))
+	got, libraryPanic, err := parseGuarded(bytes.NewReader(out.Bytes()), int64(out.Len()))
 	if libraryPanic != "" {
 		t.Fatal(bugLibraryPanic + libraryPanic)
 	}

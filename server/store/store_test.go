@@ -343,10 +343,10 @@ func (e *errAfter) Read(p []byte) (int, error) {
 
 // safeIngest calls Ingest and turns a panic into a value, so a known crash can be reported
 // as a skipped test instead of taking the suite down.
-func safeIngest(st *store.Store, r io.Reader, study string) (res *store.Result, err error, panicked any) {
+func safeIngest(st *store.Store, r io.Reader, study string) (res *store.Result, panicked any, err error) {
 	defer func() { panicked = recover() }()
 	res, err = st.Ingest(context.Background(), r, study)
-	return res, err, nil
+	return res, nil, err
 }
 
 const bugSpoolNilRelease = "regression: store.go spool: every error return (`return nil, err`) sets the named result sp to nil, then the " +
@@ -387,7 +387,7 @@ func TestIngestInvalid(t *testing.T) {
 			dir := t.TempDir()
 			st := openStore(t, dir, tc.max)
 			defer st.Close()
-			res, err, p := safeIngest(st, bytes.NewReader(tc.b), "")
+			res, p, err := safeIngest(st, bytes.NewReader(tc.b), "")
 			if p != nil {
 				t.Fatalf("%s: %v", bugSpoolNilRelease, p)
 			}
@@ -401,7 +401,7 @@ func TestIngestInvalid(t *testing.T) {
 		dir := t.TempDir()
 		st := openStore(t, dir, 0)
 		defer st.Close()
-		_, err, p := safeIngest(st, &errAfter{r: bytes.NewReader(valid[:len(valid)/2])}, "")
+		_, p, err := safeIngest(st, &errAfter{r: bytes.NewReader(valid[:len(valid)/2])}, "")
 		if p != nil {
 			t.Fatalf("%s: %v", bugSpoolNilRelease, p)
 		}
