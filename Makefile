@@ -10,9 +10,12 @@ build:
 run: build
 	./$(BIN)
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
 	gofmt -l server client web bench tests | (! grep .)
+	$(GO) run $(STATICCHECK) ./...
 
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm
 # dicomweb-client against a real server.
