@@ -66,6 +66,13 @@ func New(cfg Config) *Service {
 	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/metadata", s.metadata)
 	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", s.frames)
 	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", s.bulkdata)
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/rendered", s.renderedInstance(false))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", s.renderedInstance(false))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/rendered", s.renderedSeries(false))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/thumbnail", s.renderedInstance(true))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail", s.renderedInstance(true))
+	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/thumbnail", s.renderedSeries(true))
+	m.HandleFunc("GET "+b+"/studies/{study}/thumbnail", s.renderedSeries(true))
 	m.HandleFunc(b+"/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such DICOMweb resource: "+r.Method+" "+r.URL.Path)
 	})

@@ -52,7 +52,8 @@ type Series struct {
 // Instance is an instance row: what readers need to serve it without parsing.
 type Instance struct {
 	PK                                 int64
-	SOPUID, SOPClass, TransferSyntax   string
+	SOPUID, SeriesUID, SOPClass        string
+	TransferSyntax                     string
 	InstanceNumber, Rows, Cols, Frames sql.NullInt64
 	BitsAllocated                      sql.NullInt64
 	Path                               string
@@ -127,7 +128,7 @@ var ErrBadQuery = errors.New("bad query")
 const (
 	studyCols    = `st.pk, st.study_uid, st.patient_name, pa.patient_id, pa.issuer, pa.birth_date, pa.sex, st.study_date, st.study_time, st.accession, st.study_id, st.description, st.referring, st.modalities, st.num_series, st.num_instances`
 	seriesCols   = `se.pk, se.series_uid, se.modality, se.description, se.series_date, se.series_time, se.body_part, se.pps_start_date, se.pps_start_time, se.series_number, se.num_instances`
-	instanceCols = `i.pk, i.sop_uid, i.sop_class, i.transfer_syntax, i.instance_number, i.rows, i.columns, i.frames, i.bits_allocated, i.path, i.size, i.sha256`
+	instanceCols = `i.pk, i.sop_uid, se.series_uid, i.sop_class, i.transfer_syntax, i.instance_number, i.rows, i.columns, i.frames, i.bits_allocated, i.path, i.size, i.sha256`
 )
 
 // Search runs a QIDO query. It returns up to q.Limit rows and whether more matched.
@@ -213,7 +214,7 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Row, bool, error) {
 }
 
 func (in *Instance) scanDest() []any {
-	return []any{&in.PK, &in.SOPUID, &in.SOPClass, &in.TransferSyntax, &in.InstanceNumber, &in.Rows, &in.Cols,
+	return []any{&in.PK, &in.SOPUID, &in.SeriesUID, &in.SOPClass, &in.TransferSyntax, &in.InstanceNumber, &in.Rows, &in.Cols,
 		&in.Frames, &in.BitsAllocated, &in.Path, &in.Size, &in.SHA256}
 }
 

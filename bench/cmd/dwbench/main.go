@@ -47,9 +47,13 @@ const (
 	scMetadata  = "series-metadata"
 	scQIDO      = "qido-instances"
 	scFrame     = "wado-frame"
+	// Rendering (render.go).
+	scRenderCRPNG  = "rendered-cr-png"
+	scRenderCRJPEG = "rendered-cr-jpeg-1024"
+	scRenderCTPNG  = "rendered-ct-png"
 )
 
-var allScenarios = []string{scStowSmall, scStowCT, scMetadata, scQIDO, scFrame}
+var allScenarios = []string{scStowSmall, scStowCT, scMetadata, scQIDO, scFrame, scRenderCRPNG, scRenderCRJPEG, scRenderCTPNG}
 
 type config struct {
 	sanping, orthanc   string
@@ -74,6 +78,12 @@ type config struct {
 	smallRows, seriesR int
 	sanpingPID         int
 	orthancPID         int
+	crRows, crCols     int
+	renderN            int
+	renderMax          time.Duration
+	renderWorkers      int
+	renderCTN          int
+	renderCTMax        time.Duration
 }
 
 type server struct {
@@ -132,7 +142,10 @@ type row struct {
 	what       string
 	throughput bool    // true: requests/s, higher is better; false: median latency
 	target     float64 // Sanping/Orthanc advantage wanted; 0 = informational
-	res        map[string]*measure
+	// maxMedian, when > 0, is an absolute target instead: Sanping's median
+	// latency must be below it (met whether or not Orthanc ran).
+	maxMedian time.Duration
+	res       map[string]*measure
 }
 
 type bench struct {
@@ -141,6 +154,7 @@ type bench struct {
 	servers []*server
 	rows    []*row
 	errors  int
+	dir     string // where the generated files go
 }
 
 func main() {
@@ -167,13 +181,20 @@ func main() {
 	flag.DurationVar(&cfg.wait, "wait", 90*time.Second, "wait this long for each server to answer before starting")
 	flag.DurationVar(&cfg.pause, "pause", 2*time.Second, "idle pause (after sync(2)) before each server's run")
 	flag.StringVar(&cfg.tmp, "tmp", "", "directory for the generated files (default: a new temp dir, removed at exit)")
-	flag.BoolVar(&cfg.keep, "keep", false, "keep the generated files")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the generated files (and the first rendered image of each rendered-* run, in the same directory)")
 	flag.StringVar(&cfg.first, "first", "sanping", "which server runs first in each scenario: sanping or orthanc")
 	flag.StringVar(&cfg.frameAccept, "frame-accept", `multipart/related; type="application/octet-stream"; transfer-syntax=*`, "Accept header for wado-frame")
 	flag.IntVar(&cfg.maxErrors, "max-errors", 20, "abort a scenario run on one server after this many errors")
 	flag.DurationVar(&cfg.reqTimeout, "timeout", 120*time.Second, "per-request timeout")
 	flag.IntVar(&cfg.sanpingPID, "sanping-pid", 0, "Sanping's process id, to report its CPU time per run (optional)")
 	flag.IntVar(&cfg.orthancPID, "orthanc-pid", 0, "Orthanc's process id, to report its CPU time per run (optional)")
+	flag.IntVar(&cfg.crRows, "cr-rows", 1760, "rendered-cr-*: rows of the CR image")
+	flag.IntVar(&cfg.crCols, "cr-cols", 2140, "rendered-cr-*: columns of the CR image")
+	flag.IntVar(&cfg.renderN, "render-n", 30, "rendered-cr-*: timed requests per run")
+	flag.DurationVar(&cfg.renderMax, "render-max", 20*time.Second, "rendered-cr-*: stop a run early after this long")
+	flag.IntVar(&cfg.renderWorkers, "render-workers", 2, "rendered-cr-png: workers of its concurrent run (the other run is sequential)")
+	flag.IntVar(&cfg.renderCTN, "render-ct-n", 2000, "rendered-ct-png: number of requests (-workers workers)")
+	flag.DurationVar(&cfg.renderCTMax, "render-ct-max", 30*time.Second, "rendered-ct-png: stop early after this long")
 	flag.Parse()
 
 	for _, s := range strings.Split(scen, ",") {
@@ -194,6 +215,9 @@ func main() {
 	}
 	if cfg.workers < 1 || cfg.latencyN < 1 || cfg.frameN < 1 {
 		fatalf("-workers, -latency-n and -frame-n must be >= 1")
+	}
+	if cfg.renderN < 1 || cfg.renderWorkers < 1 || cfg.renderCTN < 1 || cfg.crRows < 1 || cfg.crCols < 1 || cfg.crRows > 65535 || cfg.crCols > 65535 {
+		fatalf("-render-n, -render-workers, -render-ct-n must be >= 1; -cr-rows, -cr-cols in 1..65535")
 	}
 
 	b := &bench{cfg: cfg}
@@ -282,6 +306,7 @@ func (b *bench) run() int {
 		logf("FATAL: %v", err)
 		return 1
 	}
+	b.dir = dir
 	root := uidRoot(rnd[:])
 	logf("UID root for this run: %s; data in %s", root, dir)
 
@@ -300,9 +325,16 @@ func (b *bench) run() int {
 			return 1
 		}
 	}
-	needSeries := want(scMetadata) || want(scQIDO) || want(scFrame)
+	needSeries := want(scMetadata) || want(scQIDO) || want(scFrame) || want(scRenderCTPNG)
 	if needSeries {
 		if series, err = generate(dir, "series", root+".3", "CT", b.cfg.seriesN, b.cfg.seriesN, b.cfg.seriesR, b.cfg.seriesR, 3); err != nil {
+			logf("FATAL: %v", err)
+			return 1
+		}
+	}
+	var cr *dataset
+	if want(scRenderCRPNG) || want(scRenderCRJPEG) {
+		if cr, err = generateCR(dir, root+".4", b.cfg.crRows, b.cfg.crCols, 4); err != nil {
 			logf("FATAL: %v", err)
 			return 1
 		}
@@ -314,13 +346,12 @@ func (b *bench) run() int {
 	if ct != nil {
 		b.rows = append(b.rows, b.stowRow(scStowCT, ct, 1.2))
 	}
+	var seriesOK map[string]bool
 	if series != nil {
 		setup := b.stowRow("stow-ct512 (setup)", series, 0)
 		b.rows = append(b.rows, setup)
-		ok := map[string]bool{}
-		for name, m := range setup.res {
-			ok[name] = m.errs == 0 && m.skipped == "" && m.requests == len(series.instances)
-		}
+		ok := storedOK(setup, series)
+		seriesOK = ok
 		if want(scMetadata) {
 			b.rows = append(b.rows, b.latencyRow(scMetadata, series, ok))
 		}
@@ -330,6 +361,20 @@ func (b *bench) run() int {
 		if want(scFrame) {
 			b.rows = append(b.rows, b.frameRow(series, ok))
 		}
+	}
+	if cr != nil {
+		setup := b.stowRow("stow-cr (setup)", cr, 0)
+		b.rows = append(b.rows, setup)
+		ok := storedOK(setup, cr)
+		if want(scRenderCRPNG) {
+			b.rows = append(b.rows, b.renderCRPNGRows(cr, ok)...)
+		}
+		if want(scRenderCRJPEG) {
+			b.rows = append(b.rows, b.renderCRJPEGRow(cr, ok))
+		}
+	}
+	if series != nil && want(scRenderCTPNG) {
+		b.rows = append(b.rows, b.renderCTPNGRow(series, seriesOK))
 	}
 
 	report := b.report(root)
@@ -628,6 +673,15 @@ func (b *bench) stowRow(name string, ds *dataset, target float64) *row {
 	return r
 }
 
+// storedOK tells, per server, whether a setup STOW row stored all of ds.
+func storedOK(setup *row, ds *dataset) map[string]bool {
+	ok := map[string]bool{}
+	for name, m := range setup.res {
+		ok[name] = m.errs == 0 && m.skipped == "" && m.requests == len(ds.instances)
+	}
+	return ok
+}
+
 const boundary = "dwbench-7c1f0e2b9a4d4b0c8e6f"
 
 func (b *bench) stowOne(s *server, in *instance) (time.Duration, int64, error) {
@@ -835,6 +889,15 @@ func (b *bench) report(root string) string {
 		if r.target > 0 {
 			target = fmt.Sprintf(">= %.1fx", r.target)
 		}
+		if r.maxMedian > 0 {
+			target = fmt.Sprintf("Sanping p50 < %v", r.maxMedian)
+			if valid(sp) {
+				met = "no"
+				if sp.pct(.5) < r.maxMedian {
+					met = "yes"
+				}
+			}
+		}
 		if valid(sp) && valid(or) {
 			var x float64
 			if r.throughput {
@@ -905,6 +968,8 @@ func cell(r *row, m *measure) string {
 	switch {
 	case m == nil:
 		return "not run"
+	case strings.HasPrefix(m.skipped, "not supported"):
+		return m.skipped
 	case m.skipped != "":
 		return "skipped"
 	case m.errs > 0:

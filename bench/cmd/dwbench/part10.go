@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/big"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ const (
 	tsExplicitLE    = "1.2.840.10008.1.2.1"
 	sopClassMR      = "1.2.840.10008.5.1.4.1.1.4"
 	sopClassCT      = "1.2.840.10008.5.1.4.1.1.2"
+	sopClassCR      = "1.2.840.10008.5.1.4.1.1.1"
 	implClassUID    = "2.25.196032846318937605817370218290731935143"
 	implVersionName = "DWBENCH_1"
 )
@@ -221,6 +223,110 @@ func makePixels(rows, cols, slice int, seed uint64, ct bool) []byte {
 			v += uint16(x & 63)
 			out[i] = byte(v)
 			out[i+1] = byte(v >> 8)
+			i += 2
+		}
+	}
+	return out
+}
+
+// makeCR builds the Part 10 bytes for one Computed Radiography image (CR
+// Image Storage): a chest-like projection of s.rows x s.cols, MONOCHROME1
+// (low stored values display bright), 12 bits stored in 16, unsigned, with
+// a window. s.modality, slice geometry and frameOfRef are ignored.
+func makeCR(s sliceSpec) []byte {
+	pixels := makeChestPixels(s.rows, s.cols, s.seed)
+	elems := []element{
+		strElem(0x00080005, "CS", "ISO_IR 100"),
+		strElem(0x00080008, "CS", "ORIGINAL", "PRIMARY"),
+		strElem(0x00080016, "UI", sopClassCR),
+		strElem(0x00080018, "UI", s.sopUID),
+		strElem(0x00080020, "DA", "20240115"),
+		strElem(0x00080030, "TM", "101500"),
+		strElem(0x00080050, "SH", s.accession),
+		strElem(0x00080060, "CS", "CR"),
+		strElem(0x00080070, "LO", "DWBENCH"),
+		strElem(0x00080090, "PN", ""),
+		strElem(0x0008103E, "LO", s.seriesDesc),
+		strElem(0x00100010, "PN", s.patientName),
+		strElem(0x00100020, "LO", s.patientID),
+		strElem(0x00100030, "DA", "19700101"),
+		strElem(0x00100040, "CS", "O"),
+		strElem(0x00180015, "CS", "CHEST"),
+		strElem(0x00181164, "DS", "0.2", "0.2"),
+		strElem(0x00185101, "CS", "PA"),
+		strElem(0x0020000D, "UI", s.studyUID),
+		strElem(0x0020000E, "UI", s.seriesUID),
+		strElem(0x00200010, "SH", s.studyID),
+		strElem(0x00200011, "IS", fmt.Sprint(s.seriesNumber)),
+		strElem(0x00200013, "IS", fmt.Sprint(s.instanceNum)),
+		strElem(0x00200020, "CS", "L", "F"),
+		usElem(0x00280002, 1),
+		strElem(0x00280004, "CS", "MONOCHROME1"),
+		usElem(0x00280010, uint16(s.rows)),
+		usElem(0x00280011, uint16(s.cols)),
+		usElem(0x00280100, 16),
+		usElem(0x00280101, 12),
+		usElem(0x00280102, 11),
+		usElem(0x00280103, 0),
+		strElem(0x00281050, "DS", "2500"),
+		strElem(0x00281051, "DS", "2800"),
+		{0x7FE00010, "OW", pixels},
+	}
+	return part10(sopClassCR, s.sopUID, elems, len(pixels))
+}
+
+// ellipseIn is 1 well inside the ellipse centred on (cx, cy) with radii
+// (rx, ry), 0 outside it, with a smooth ramp over the outer ~15 % of the
+// radius (so edges are soft, as in a projection image).
+func ellipseIn(x, y, cx, cy, rx, ry float64) float64 {
+	dx, dy := (x-cx)/rx, (y-cy)/ry
+	e := dx*dx + dy*dy
+	switch {
+	case e >= 1:
+		return 0
+	case e <= 0.72:
+		return 1
+	}
+	t := (1 - e) / 0.28 // 0 at the edge, 1 inside
+	return t * t * (3 - 2*t)
+}
+
+// makeChestPixels draws a chest-like projection: direct exposure around a
+// body, two lungs with curved ribs, heart and spine, a slight heel-effect
+// gradient, plus xorshift noise. Values are attenuation subtracted from
+// the direct-exposure level, as MONOCHROME1 stores them (air = high =
+// dark on display, bone = low = bright), 12 bits in 16, little endian.
+func makeChestPixels(rows, cols int, seed uint64) []byte {
+	out := make([]byte, rows*cols*2)
+	x := seed*0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D
+	fr, fc := float64(rows), float64(cols)
+	i := 0
+	for y := 0; y < rows; y++ {
+		v := float64(y) / fr
+		for c := 0; c < cols; c++ {
+			u := float64(c) / fc
+			att := 1900 * ellipseIn(u, v, 0.5, 0.58, 0.40, 0.56) // body
+			if att > 0 {
+				lung := ellipseIn(u, v, 0.335, 0.47, 0.115, 0.31) + ellipseIn(u, v, 0.665, 0.47, 0.115, 0.31)
+				if lung > 0 {
+					// Ribs: bands curving down from the spine.
+					d := u - 0.5
+					ph := 14 * (v - 0.9*d*d)
+					r := 0.5 + 0.5*math.Cos(2*math.Pi*ph)
+					r *= r
+					att += lung * (300*r*r - 950)
+				}
+				att += 550 * ellipseIn(u, v, 0.555, 0.63, 0.11, 0.13) // heart
+				att += 650 * ellipseIn(u, v, 0.5, 0.55, 0.028, 0.6)   // spine
+			}
+			val := 3750 - att - 150*u
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			val += float64(int(x&127) - 64)
+			p := uint16(max(0, min(4095, int(val))))
+			out[i] = byte(p)
+			out[i+1] = byte(p >> 8)
 			i += 2
 		}
 	}
