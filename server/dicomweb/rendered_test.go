@@ -226,3 +226,74 @@ func voiArgs(opt string) []string {
 	}
 	return []string{opt}
 }
+
+// TestRenderedColorMatchesDCMTK: an RGB image stored natively, as RLE, and as baseline JPEG
+// (which DCMTK writes as YBR_FULL_422) renders like dcmj2pnm, channel by channel.
+func TestRenderedColorMatchesDCMTK(t *testing.T) {
+	for _, tool := range []string{"dcmj2pnm", "dcmcrle", "dcmcjpeg"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
+		}
+	}
+	const rows, cols = 64, 80
+	rgb := make([]byte, 0, rows*cols*3)
+	for y := range rows {
+		for x := range cols {
+			rgb = append(rgb, byte(x*3), byte(y*4), byte(128+int(40*math.Sin(float64(x+y)/6))))
+		}
+	}
+	dir := t.TempDir()
+	e := newEnv(t, 0)
+	for i, conv := range [][]string{nil, {"dcmcrle"}, {"dcmcjpeg", "+eb", "+un"}} {
+		u := dicomtest.UIDs{Study: fmt.Sprintf("1.2.826.0.1.88.%d", i), Series: fmt.Sprintf("1.2.826.0.1.88.%d.1", i), SOP: fmt.Sprintf("1.2.826.0.1.88.%d.1.1", i)}
+		elems := append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
+			dicomtest.US(0x00280002, 3), dicomtest.Str(0x00280004, "CS", "RGB"), dicomtest.US(0x00280006, 0),
+			dicomtest.US(0x00280010, rows), dicomtest.US(0x00280011, cols),
+			dicomtest.US(0x00280100, 8), dicomtest.US(0x00280101, 8), dicomtest.US(0x00280102, 7), dicomtest.US(0x00280103, 0),
+			dicomtest.RawE(0x7FE00010, "OB", rgb))
+		file := filepath.Join(dir, fmt.Sprintf("rgb%d.dcm", i))
+		os.WriteFile(file, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: elems}.Bytes(), 0o600)
+		name := "native"
+		if conv != nil {
+			name = conv[0]
+			out := filepath.Join(dir, fmt.Sprintf("rgb%d-c.dcm", i))
+			if b, err := exec.Command(conv[0], append(conv[1:], file, out)...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", conv, err, b)
+			}
+			file = out
+		}
+		data, _ := os.ReadFile(file)
+		e.mustStow(data)
+		want := filepath.Join(dir, fmt.Sprintf("rgb%d.png", i))
+		if b, err := exec.Command("dcmj2pnm", "+on", file, want).CombinedOutput(); err != nil {
+			t.Fatalf("dcmj2pnm: %v\n%s", err, b)
+		}
+		wb, _ := os.ReadFile(want)
+		ref := decodeImage(t, wb, "image/png")
+		r := e.get(fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/rendered", base, u.Study, u.Series, u.SOP), "image/png")
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: rendered %d %s", name, r.status, r.body)
+		}
+		got := decodeImage(t, r.body, "image/png")
+		maxDiff := 0
+		for y := range rows {
+			for x := range cols {
+				r1, g1, b1, _ := got.At(x, y).RGBA()
+				r2, g2, b2, _ := ref.At(x, y).RGBA()
+				for _, d := range []int{int(r1>>8) - int(r2>>8), int(g1>>8) - int(g2>>8), int(b1>>8) - int(b2>>8)} {
+					maxDiff = max(maxDiff, max(d, -d))
+				}
+			}
+		}
+		t.Logf("%s: max channel difference %d", name, maxDiff)
+		// Lossy color JPEG allows one level more: Go's inverse DCT rounds unlike libjpeg's
+		// islow one, and chroma upsampling and YCbCr conversion carry that into the channels.
+		tolerance := 2
+		if name == "dcmcjpeg" {
+			tolerance = 3
+		}
+		if maxDiff > tolerance {
+			t.Errorf("%s: a channel differs from dcmj2pnm by %d levels", name, maxDiff)
+		}
+	}
+}
