@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"sanping/server/dcm"
 	"sanping/server/render"
@@ -268,7 +269,9 @@ func (s *Service) renderFrame(r *http.Request, in *store.Instance, layout *store
 		return nil, err
 	}
 	fr := layout.Frames[frame-1]
-	raw := make([]byte, fr.Size())
+	rawp := frameBuffer(int(fr.Size()))
+	defer framePool.Put(rawp)
+	raw := *rawp
 	off := 0
 	for _, sp := range fr {
 		if _, err := io.ReadFull(dcm.SpanReader(f, dl, sp), raw[off:off+int(sp.Length)]); err != nil {
@@ -288,4 +291,17 @@ func (s *Service) renderFrame(r *http.Request, in *store.Instance, layout *store
 		img = render.Resize(img, rr.viewW, rr.viewH)
 	}
 	return img, nil
+}
+
+// framePool reuses frame buffers: a radiograph's frame is 7-8 MB, and zeroing a new one for
+// every rendering cost more than reading it.
+var framePool sync.Pool
+
+func frameBuffer(n int) *[]byte {
+	if b, ok := framePool.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n)
+	return &b
 }

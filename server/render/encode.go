@@ -48,6 +48,10 @@ func Encode(w io.Writer, img image.Image, mediaType string, quality int) error {
 	}
 	switch mt {
 	case "image/png":
+		switch img.(type) {
+		case *image.Gray, *image.RGBA, *image.NRGBA:
+			return encodePNG(w, img)
+		}
 		return pngEncoder.Encode(w, img)
 	case "image/jpeg", "image/jpg":
 		if quality == 0 {
