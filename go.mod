@@ -3,6 +3,7 @@ module sanping
 go 1.26.0
 
 require (
+	github.com/klauspost/compress v1.20.4
 	github.com/suyashkumar/dicom v1.1.0
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sync v0.25.0
