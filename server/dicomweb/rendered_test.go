@@ -297,3 +297,60 @@ func TestRenderedColorMatchesDCMTK(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderedFramesMatchDCMTK: each frame of a multi-frame instance (native and RLE) renders
+// like dcmj2pnm's rendering of that frame.
+func TestRenderedFramesMatchDCMTK(t *testing.T) {
+	for _, tool := range []string{"dcmj2pnm", "dcmcrle"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
+		}
+	}
+	const rows, cols, frames = 40, 50, 3
+	pix := make([]uint16, 0, rows*cols*frames)
+	for f := range frames {
+		for y := range rows {
+			for x := range cols {
+				pix = append(pix, uint16(100*f+x*20+y*7+(x*y)%13))
+			}
+		}
+	}
+	dir := t.TempDir()
+	e := newEnv(t, 0)
+	for i, conv := range [][]string{nil, {"dcmcrle"}} {
+		u := dicomtest.UIDs{Study: fmt.Sprintf("1.2.826.0.1.66.%d", i), Series: fmt.Sprintf("1.2.826.0.1.66.%d.1", i), SOP: fmt.Sprintf("1.2.826.0.1.66.%d.1.1", i)}
+		elems := append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
+			append(dicomtest.ImageElems(rows, cols, 16, frames, "MONOCHROME2"), dicomtest.RawE(0x7FE00010, "OW", dicomtest.LE16(pix)))...)
+		file := filepath.Join(dir, fmt.Sprintf("mf%d.dcm", i))
+		os.WriteFile(file, dicomtest.File{TS: dicomtest.TSExplicitLE, Elems: elems}.Bytes(), 0o600)
+		if conv != nil {
+			out := filepath.Join(dir, fmt.Sprintf("mf%d-c.dcm", i))
+			if b, err := exec.Command(conv[0], append(conv[1:], file, out)...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", conv, err, b)
+			}
+			file = out
+		}
+		data, _ := os.ReadFile(file)
+		e.mustStow(data)
+		for f := 1; f <= frames; f++ {
+			want := filepath.Join(dir, fmt.Sprintf("mf%d-%d.png", i, f))
+			if b, err := exec.Command("dcmj2pnm", "+on", "+Wm", "+F", fmt.Sprint(f), file, want).CombinedOutput(); err != nil {
+				t.Fatalf("dcmj2pnm: %v\n%s", err, b)
+			}
+			wb, _ := os.ReadFile(want)
+			ref := decodeImage(t, wb, "image/png")
+			r := e.get(fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/frames/%d/rendered", base, u.Study, u.Series, u.SOP, f), "image/png")
+			if r.status != http.StatusOK {
+				t.Fatalf("frame %d: %d %s", f, r.status, r.body)
+			}
+			got := decodeImage(t, r.body, "image/png")
+			for y := range rows {
+				for x := range cols {
+					if d := grey(got, x, y) - grey(ref, x, y); d > 2 || d < -2 {
+						t.Fatalf("variant %d frame %d pixel (%d,%d): %d vs DCMTK %d", i, f, x, y, grey(got, x, y), grey(ref, x, y))
+					}
+				}
+			}
+		}
+	}
+}
