@@ -2,8 +2,8 @@ package render
 
 import (
 	"bytes"
-	"github.com/klauspost/compress/flate"
 	"encoding/binary"
+	"github.com/klauspost/compress/flate"
 	"hash/adler32"
 	"hash/crc32"
 	"image"
