@@ -3,11 +3,13 @@ package render
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 
+	"sanping/server/render/jpegbase"
 	"sanping/server/render/jpegll"
 	"sanping/server/render/rle"
 )
@@ -90,9 +92,14 @@ func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attr
 		b.BitsAllocated = 16
 		return out, &b, nil
 	case tsJPEGBaseline, tsJPEGExtended:
-		img, err := jpeg.Decode(bytes.NewReader(frame))
+		// jpegbase decodes exactly as libjpeg (and so DCMTK) does; image/jpeg, whose inverse DCT
+		// and chroma upsampling differ by up to a few levels, reads what jpegbase does not.
+		img, err := jpegbase.Decode(frame)
+		if errors.Is(err, jpegbase.ErrUnsupported) {
+			img, err = jpeg.Decode(bytes.NewReader(frame))
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: JPEG frame (Go's decoder reads 8-bit baseline and extended JPEG only): %v", ErrUnsupported, err)
+			return nil, nil, fmt.Errorf("%w: JPEG frame (8-bit baseline and extended JPEG only): %v", ErrUnsupported, err)
 		}
 		return nativeFromImage(img, a)
 	}
@@ -119,10 +126,16 @@ func nativeFromImage(img image.Image, a *Attributes) ([]byte, *Attributes, error
 	}
 	b.SamplesPerPixel = 3
 	b.Photometric = "RGB"
-	if yc, ok := img.(*image.YCbCr); ok {
-		return ycbcrToRGB(yc), &b, nil
-	}
 	out := make([]byte, 0, 3*r.Dx()*r.Dy())
+	if m, ok := img.(*image.RGBA); ok {
+		for y := 0; y < r.Dy(); y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*r.Dx()]
+			for x := 0; x < r.Dx(); x++ {
+				out = append(out, row[4*x], row[4*x+1], row[4*x+2])
+			}
+		}
+		return out, &b, nil
+	}
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		for x := r.Min.X; x < r.Max.X; x++ {
 			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
@@ -130,94 +143,4 @@ func nativeFromImage(img image.Image, a *Attributes) ([]byte, *Attributes, error
 		}
 	}
 	return out, &b, nil
-}
-
-// ycbcrToRGB converts a decoded JPEG to interleaved RGB the way libjpeg (and so DCMTK) does:
-// subsampled chroma is upsampled with libjpeg's "fancy" triangle filter, not repeated as Go's
-// image.YCbCr.At does (which put edges up to 6 levels away from dcmj2pnm), then converted
-// with the JFIF equations, rounded.
-func ycbcrToRGB(m *image.YCbCr) []byte {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	cb := upsample(m, m.Cb)
-	cr := upsample(m, m.Cr)
-	out := make([]byte, 0, 3*w*h)
-	for y := range h {
-		for x := range w {
-			yy := float64(m.Y[y*m.YStride+x])
-			b := cb[y*w+x] - 128
-			r := cr[y*w+x] - 128
-			out = append(out, clamp8(yy+1.402*r), clamp8(yy-0.344136*b-0.714136*r), clamp8(yy+1.772*b))
-		}
-	}
-	return out
-}
-
-// upsample returns a full-resolution chroma plane with libjpeg's h2v1/h2v2 "fancy" upsampling,
-// in its integer arithmetic and rounding (jdsample.c), so results match DCMTK's.
-func upsample(m *image.YCbCr, plane []byte) []float64 {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	cw, ch := (w+1)/2, (h+1)/2
-	hs, vs := 1, 1
-	switch m.SubsampleRatio {
-	case image.YCbCrSubsampleRatio422:
-		hs, ch = 2, h
-	case image.YCbCrSubsampleRatio420:
-		hs, vs = 2, 2
-	case image.YCbCrSubsampleRatio440:
-		vs, cw = 2, w
-	default:
-		cw, ch = w, h
-	}
-	at := func(x, y int) int {
-		x, y = min(max(x, 0), cw-1), min(max(y, 0), ch-1)
-		return int(plane[y*m.CStride+x])
-	}
-	out := make([]float64, w*h)
-	for y := range h {
-		cy := y / vs
-		ny := cy
-		if vs == 2 {
-			ny = cy + 1
-			if y%2 == 0 {
-				ny = cy - 1
-			}
-		}
-		// colsum is libjpeg's vertical pass: 3 x nearer row + farther row (or 4 x the row).
-		colsum := func(cx int) int {
-			if vs == 2 {
-				return 3*at(cx, cy) + at(cx, ny)
-			}
-			return 4 * at(cx, cy)
-		}
-		for x := range w {
-			cx := x / hs
-			var v int
-			switch {
-			case hs == 2 && vs == 1 && x%2 == 0:
-				v = (3*at(cx, cy) + at(cx-1, cy) + 1) >> 2
-			case hs == 2 && vs == 1:
-				v = (3*at(cx, cy) + at(cx+1, cy) + 2) >> 2
-			case hs == 2 && x%2 == 0:
-				v = (3*colsum(cx) + colsum(cx-1) + 8) >> 4
-			case hs == 2:
-				v = (3*colsum(cx) + colsum(cx+1) + 7) >> 4
-			case vs == 2:
-				v = (colsum(cx) + 1 + y%2) >> 2
-			default:
-				v = at(cx, cy)
-			}
-			out[y*w+x] = float64(v)
-		}
-	}
-	return out
-}
-
-func clamp8(v float64) byte {
-	switch {
-	case v <= 0:
-		return 0
-	case v >= 255:
-		return 255
-	}
-	return byte(v + 0.5)
 }
