@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sanping/server/audit"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +157,98 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return certPath, keyPath
+}
+
+// TestAuditTrailOfPatientAccess: uploads and reads through DICOMweb leave entries in the
+// hash-chained trail, coalesced per study and minute, and `server audit verify` finds the chain
+// intact, then names the entry an intruder changed.
+func TestAuditTrailOfPatientAccess(t *testing.T) {
+	dir := t.TempDir()
+	addr, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "pw"})
+	data := minimalInstance("1.2.826.0.1.55", "1.2.826.0.1.55.1", "1.2.826.0.1.55.1.1")
+	body := "--B\r\nContent-Type: application/dicom\r\n\r\n" + string(data) + "\r\n--B--\r\n"
+	req, _ := http.NewRequest("POST", "http://"+addr+"/dicom-web/studies", strings.NewReader(body))
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
+	req.SetBasicAuth("admin", "pw")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("STOW: %d", res.StatusCode)
+	}
+	for range 3 { // three reads of one study within a minute: one entry
+		req, _ = http.NewRequest("GET", "http://"+addr+"/dicom-web/studies/1.2.826.0.1.55/metadata", nil)
+		req.SetBasicAuth("admin", "pw")
+		res, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"audit", "verify", "-data", dir}, &out, slog.Default()); err != nil {
+		t.Fatalf("audit verify: %v", err)
+	}
+	if !strings.Contains(out.String(), "holds: 2 entries") {
+		t.Fatalf("audit verify said %q, want 2 entries (upload, one coalesced read)", out.String())
+	}
+	// An intruder edits an entry behind the application's back.
+	db, err := sql.Open("sqlite", filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := db.Query(`SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_log'`)
+	var triggers []string
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		triggers = append(triggers, n)
+	}
+	rows.Close()
+	for _, n := range triggers {
+		if _, err := db.Exec(`DROP TRIGGER "` + n + `"`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`UPDATE audit_log SET actor = 'someone-else' WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	err = run(context.Background(), []string{"audit", "verify", "-data", dir}, &out, slog.Default())
+	var broken *audit.BrokenError
+	if !errors.As(err, &broken) || broken.Seq != 1 {
+		t.Fatalf("audit verify after tampering: %v, want entry 1 named", err)
+	}
+}
+
+// minimalInstance is a small valid Part 10 file (explicit VR little endian, no pixel data).
+func minimalInstance(study, series, sop string) []byte {
+	le := func(b []byte, v uint16) []byte { return append(b, byte(v), byte(v>>8)) }
+	elem := func(b []byte, g, e uint16, vr, val string) []byte {
+		if len(val)%2 == 1 {
+			val += "\x00"
+		}
+		b = le(le(b, g), e)
+		b = append(b, vr...)
+		return append(le(b, uint16(len(val))), val...)
+	}
+	var meta []byte
+	meta = elem(meta, 0x0002, 0x0002, "UI", "1.2.840.10008.5.1.4.1.1.7")
+	meta = elem(meta, 0x0002, 0x0003, "UI", sop)
+	meta = elem(meta, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1")
+	f := append(make([]byte, 128), "DICM"...)
+	f = le(le(f, 0x0002), 0x0000)
+	f = append(f, 'U', 'L', 4, 0, byte(len(meta)), byte(len(meta)>>8), 0, 0)
+	f = append(f, meta...)
+	f = elem(f, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.7")
+	f = elem(f, 0x0008, 0x0018, "UI", sop)
+	f = elem(f, 0x0010, 0x0010, "PN", "Audit^Test")
+	f = elem(f, 0x0020, 0x000D, "UI", study)
+	f = elem(f, 0x0020, 0x000E, "UI", series)
+	return f
 }

@@ -141,6 +141,8 @@ func (s *Service) qido(level store.Level) http.HandlerFunc {
 		}
 		buf.WriteByte(']')
 		w.Write(buf.Bytes())
+		// A search shows patient names and IDs: recorded with the query as the object.
+		s.record(r, "patient.search", "qido:"+r.URL.Path+"?"+r.URL.RawQuery, "success")
 	}
 }
 

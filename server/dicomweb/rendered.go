@@ -197,6 +197,7 @@ func (s *Service) renderOne(w http.ResponseWriter, r *http.Request, study, serie
 			w.Header().Set("Content-Type", rr.mediaType)
 			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 			w.Write(b)
+			s.record(r, "image.read", studyObject(study), "success")
 			return
 		}
 	}
@@ -223,6 +224,7 @@ func (s *Service) renderOne(w http.ResponseWriter, r *http.Request, study, serie
 	w.Header().Set("Content-Type", rr.mediaType)
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.Write(buf.Bytes())
+	s.record(r, "image.read", studyObject(study), "success")
 }
 
 // writeCache stores a rendered thumbnail (temp + rename; a cache needs no fsync).

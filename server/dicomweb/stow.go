@@ -132,6 +132,13 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.writeStowResponse(w, r, status, study, stored, failed, "")
+	studies := map[string]bool{}
+	for _, ok := range stored {
+		if !studies[ok.res.StudyInstanceUID] {
+			studies[ok.res.StudyInstanceUID] = true
+			s.record(r, "study.upload", studyObject(ok.res.StudyInstanceUID), "success")
+		}
+	}
 }
 
 func isBodyError(err error) bool {

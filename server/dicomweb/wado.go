@@ -62,6 +62,7 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	mw.Close()
+	s.record(r, "study.download", studyObject(study), "success")
 }
 
 func (s *Service) writeFilePart(mw *multipart.Writer, in *store.Instance, transcode bool) error {
@@ -132,6 +133,7 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bw.Flush()
+	s.record(r, "study.read", studyObject(study), "success")
 }
 
 func appendReplaced(dst, src, old, repl []byte) []byte {
@@ -241,6 +243,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", partType+"; transfer-syntax="+ts)
 		w.Header().Set("Content-Length", strconv.FormatInt(fr.Size(), 10))
 		writeFrame(w, fr)
+		s.record(r, "image.read", studyObject(study), "success")
 		return
 	}
 	mw := multipart.NewWriter(w)
@@ -260,6 +263,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	mw.Close()
+	s.record(r, "image.read", studyObject(study), "success")
 }
 
 // Media types of compressed frames (PS3.18 Table 8.7.3-2).
@@ -390,6 +394,7 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(span.Length, 10))
 		io.Copy(w, src)
+		s.record(r, "image.read", studyObject(study), "success")
 		return
 	}
 	mw := multipart.NewWriter(w)
@@ -405,4 +410,5 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mw.Close()
+	s.record(r, "image.read", studyObject(study), "success")
 }
