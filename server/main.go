@@ -119,6 +119,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	if err := trail.VerifyTail(ctx, 1000); err != nil {
 		log.Error("AUDIT TRAIL BROKEN: entries were changed or removed", "err", err)
 	}
+	au.SetAudit(trail)
 	generated, err := au.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sanping/server/audit"
+	"sanping/server/store"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,11 @@ func TestAuditTrailOfPatientAccess(t *testing.T) {
 		}
 		res.Body.Close()
 	}
+	bad, _ := http.NewRequest("GET", "http://"+addr+"/dicom-web/studies", nil)
+	bad.SetBasicAuth("admin", "guess")
+	if res, err := http.DefaultClient.Do(bad); err == nil {
+		res.Body.Close()
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +200,26 @@ func TestAuditTrailOfPatientAccess(t *testing.T) {
 	if err := run(context.Background(), []string{"audit", "verify", "-data", dir}, &out, slog.Default()); err != nil {
 		t.Fatalf("audit verify: %v", err)
 	}
-	if !strings.Contains(out.String(), "holds: 2 entries") {
-		t.Fatalf("audit verify said %q, want 2 entries (upload, one coalesced read)", out.String())
+	// login (verified once, then cached), the upload, one coalesced read, the failed login.
+	if !strings.Contains(out.String(), "holds: 4 entries") {
+		t.Fatalf("audit verify said %q, want 4 entries", out.String())
+	}
+	db0, _ := store.OpenDB(filepath.Join(dir, "index.db"))
+	trail, err := audit.Open(context.Background(), db0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := trail.List(context.Background(), audit.Filter{})
+	db0.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.Action+":"+e.Outcome)
+	}
+	if got := strings.Join(actions, " "); got != "login:success study.upload:success study.read:success login.failed:failure" {
+		t.Fatalf("audit entries: %s", got)
 	}
 	// An intruder edits an entry behind the application's back.
 	db, err := sql.Open("sqlite", filepath.Join(dir, "index.db"))

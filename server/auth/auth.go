@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"sanping/server/audit"
+
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/sync/singleflight"
 )
@@ -76,6 +78,25 @@ type Service struct {
 	// checks makes concurrent requests with the same credentials share one argon2id check
 	// (a PACS peer opening 8 connections at once would otherwise pay it 8 times).
 	checks singleflight.Group
+	trail  *audit.Log
+}
+
+// SetAudit makes logins and failed logins go to the audit trail. Successful checks are
+// recorded when the password is verified (not on every request the cache answers); failures
+// are coalesced per user and minute, so guessing cannot flood the trail.
+func (s *Service) SetAudit(l *audit.Log) { s.trail = l }
+
+func (s *Service) audit(r *http.Request, user, action, outcome string, p *Principal) {
+	if s.trail == nil {
+		return
+	}
+	e := audit.Entry{Actor: user, Action: action, Object: "user:" + user, Outcome: outcome, IP: r.RemoteAddr, UserAgent: r.UserAgent(), Detail: "HTTP Basic"}
+	if p != nil {
+		e.Role = strings.Join(p.Roles, ",")
+	}
+	if _, err := s.trail.Read(context.WithoutCancel(r.Context()), e); err != nil {
+		s.log.Error("audit trail: login entry not written", "user", user, "err", err)
+	}
 }
 
 type cachedCredential struct {
@@ -217,9 +238,13 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	v, err, _ := s.checks.Do(string(key[:]), func() (any, error) {
 		p, err := s.Login(context.WithoutCancel(r.Context()), user, pass)
+		if errors.Is(err, ErrUnauthenticated) {
+			s.audit(r, user, "login.failed", "failure", nil)
+		}
 		if err != nil {
 			return nil, err
 		}
+		s.audit(r, user, "login", "success", p)
 		s.mu.Lock()
 		if len(s.cache) > 10000 {
 			clear(s.cache)
