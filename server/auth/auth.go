@@ -66,6 +66,10 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 var (
 	ErrUnauthenticated = errors.New("authentication required")
 	ErrForbidden       = errors.New("not allowed")
+	// ErrLocked: the account is locked after repeated failed logins; ErrLockedNow: this
+	// failure locked it. Both are ErrUnauthenticated to callers that only ask that.
+	ErrLocked    = fmt.Errorf("%w: account locked after %d failed logins", ErrUnauthenticated, maxFailedLogins)
+	ErrLockedNow = fmt.Errorf("%w: too many failed logins", ErrLocked)
 )
 
 // Service authenticates users kept in the shared SQLite database.
@@ -112,8 +116,16 @@ CREATE TABLE IF NOT EXISTS users (
 	username      TEXT NOT NULL UNIQUE,
 	password_hash TEXT NOT NULL,
 	roles         TEXT NOT NULL DEFAULT '',
-	created_at    INTEGER NOT NULL
+	created_at    INTEGER NOT NULL,
+	failed_logins INTEGER NOT NULL DEFAULT 0,
+	locked_until  INTEGER NOT NULL DEFAULT 0
 );`
+
+// Lockout policy: this many failed logins in a row lock an account for lockDuration.
+const (
+	maxFailedLogins = 5
+	lockDuration    = 30 * time.Minute
+)
 
 // New prepares the users table in db.
 func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
@@ -122,6 +134,12 @@ func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
 	}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("creating users table: %w", err)
+	}
+	// Databases made before the lockout columns existed get them.
+	for _, col := range []string{"failed_logins INTEGER NOT NULL DEFAULT 0", "locked_until INTEGER NOT NULL DEFAULT 0"} {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE users ADD COLUMN `+col); err != nil && !strings.Contains(err.Error(), "duplicate column") {
+			return nil, fmt.Errorf("adding users column: %w", err)
+		}
 	}
 	return &Service{db: db, log: log, cache: map[[32]byte]cachedCredential{}}, nil
 }
@@ -206,9 +224,11 @@ func CheckPassword(encoded, password string) bool {
 
 // Login checks a username and password.
 func (s *Service) Login(ctx context.Context, username, password string) (*Principal, error) {
-	var pk int64
+	var pk, lockedUntil int64
+	var failed int
 	var hash, roles string
-	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, roles FROM users WHERE username = ?`, username).Scan(&pk, &hash, &roles)
+	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, roles, failed_logins, locked_until FROM users WHERE username = ?`,
+		username).Scan(&pk, &hash, &roles, &failed, &lockedUntil)
 	if errors.Is(err, sql.ErrNoRows) {
 		CheckPassword(HashPassword("timing"), password) // same work whether or not the user exists
 		return nil, ErrUnauthenticated
@@ -216,10 +236,58 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Princi
 	if err != nil {
 		return nil, fmt.Errorf("looking up user: %w", err)
 	}
+	now := time.Now()
+	if lockedUntil > now.UnixMilli() {
+		return nil, ErrLocked
+	}
 	if !CheckPassword(hash, password) {
+		// The count and the lock are one statement, so concurrent guesses cannot slip past it.
+		var failed int
+		// After an expired lock the count starts again.
+		const next = `CASE WHEN locked_until > 0 AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END`
+		err := s.db.QueryRowContext(ctx, `UPDATE users SET failed_logins = `+next+`,
+			locked_until = CASE WHEN `+next+` >= :max THEN :until ELSE 0 END
+			WHERE pk = :pk RETURNING failed_logins`,
+			sql.Named("now", now.UnixMilli()), sql.Named("max", maxFailedLogins),
+			sql.Named("until", now.Add(lockDuration).UnixMilli()), sql.Named("pk", pk)).Scan(&failed)
+		if err != nil {
+			return nil, fmt.Errorf("counting failed login: %w", err)
+		}
+		if failed >= maxFailedLogins {
+			s.forget(username)
+			return nil, ErrLockedNow
+		}
 		return nil, ErrUnauthenticated
 	}
+	if failed > 0 || lockedUntil > 0 {
+		if _, err := s.db.ExecContext(ctx, `UPDATE users SET failed_logins = 0, locked_until = 0 WHERE pk = ?`, pk); err != nil {
+			return nil, fmt.Errorf("resetting failed logins: %w", err)
+		}
+	}
 	return &Principal{UserID: pk, Username: username, Roles: strings.Split(roles, ","), Method: "basic"}, nil
+}
+
+// Unlock clears a lockout (admins; the CLI comes with the accounts issue).
+func (s *Service) Unlock(ctx context.Context, username string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET failed_logins = 0, locked_until = 0 WHERE username = ?`, username)
+	if err != nil {
+		return fmt.Errorf("unlocking %s: %w", username, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("unlocking %s: no such user", username)
+	}
+	return nil
+}
+
+// forget drops a user's cached credentials (after a lockout).
+func (s *Service) forget(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, c := range s.cache {
+		if c.p.Username == username {
+			delete(s.cache, k)
+		}
+	}
 }
 
 // Authenticate finds the principal of a request (HTTP Basic for now).
@@ -238,7 +306,12 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	v, err, _ := s.checks.Do(string(key[:]), func() (any, error) {
 		p, err := s.Login(context.WithoutCancel(r.Context()), user, pass)
-		if errors.Is(err, ErrUnauthenticated) {
+		switch {
+		case errors.Is(err, ErrLockedNow):
+			s.audit(r, user, "login.lockout", "failure", nil)
+		case errors.Is(err, ErrLocked):
+			s.audit(r, user, "login.locked", "denied", nil)
+		case errors.Is(err, ErrUnauthenticated):
 			s.audit(r, user, "login.failed", "failure", nil)
 		}
 		if err != nil {

@@ -2,12 +2,14 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"sanping/server/store"
 )
@@ -146,5 +148,51 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 	}
 	if len(s.cache) != 1 {
 		t.Fatalf("cache holds %d entries", len(s.cache))
+	}
+}
+
+func TestLockout(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	if _, err := s.Bootstrap(ctx, "right"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= maxFailedLogins; i++ {
+		_, err := s.Login(ctx, "admin", "wrong")
+		if i < maxFailedLogins && (!errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrLocked)) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+		if i == maxFailedLogins && !errors.Is(err, ErrLockedNow) {
+			t.Fatalf("failure %d did not lock: %v", i, err)
+		}
+	}
+	if _, err := s.Login(ctx, "admin", "right"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("locked account accepted the right password: %v", err)
+	}
+	// The lock runs out: the right password works again and the count starts afresh.
+	if _, err := s.db.Exec(`UPDATE users SET locked_until = ? WHERE username = 'admin'`, time.Now().Add(-time.Second).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Login(ctx, "admin", "right"); err != nil {
+		t.Fatalf("after the lock expired: %v", err)
+	}
+	for i := 1; i < maxFailedLogins; i++ {
+		if _, err := s.Login(ctx, "admin", "wrong"); errors.Is(err, ErrLocked) {
+			t.Fatalf("locked again after %d failures", i)
+		}
+	}
+	// An admin unlocks.
+	s.Login(ctx, "admin", "wrong")
+	if _, err := s.Login(ctx, "admin", "right"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("not locked after %d more failures: %v", maxFailedLogins, err)
+	}
+	if err := s.Unlock(ctx, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Login(ctx, "admin", "right"); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	if err := s.Unlock(ctx, "nobody"); err == nil {
+		t.Fatal("unlocking an unknown user succeeded")
 	}
 }
