@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"sanping/server/dcm"
+	"sanping/server/render"
 	"sanping/server/store"
 )
 
@@ -211,7 +212,18 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	ts, partType, single, ok := negotiateFrames(r.Header.Get("Accept"), in.TransferSyntax, layout.Encapsulated)
+	accept := r.Header.Get("Accept")
+	ts, partType, single, ok := negotiateFrames(accept, in.TransferSyntax, layout.Encapsulated)
+	// PS3.18 8.7.3.5.2: octet-stream without a transfer syntax means explicit VR little endian.
+	// Lossless frames (RLE, JPEG lossless) are decoded for such a request; lossy ones are sent
+	// as stored, their syntax named in the part.
+	var native *nativeFrames
+	if wantsNative(accept) && losslessDecodable(in.TransferSyntax) {
+		if nf, err := s.nativeFrames(r, in, layout); err == nil {
+			native, ts, partType, ok = nf, dcm.ExplicitVRLittleEndian, "application/octet-stream", true
+			single = single && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(accept)), "multipart/")
+		}
+	}
 	if !ok {
 		problem(w, http.StatusNotAcceptable, fmt.Sprintf("frames of this instance are stored as %s and served as multipart/related; type=\"application/octet-stream\" (or the codec's media type) with transfer-syntax=* or %s; transcoding is not supported", in.TransferSyntax, storedOrNative(in.TransferSyntax, layout.Encapsulated)))
 		return
@@ -227,6 +239,14 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeFrame := func(dst io.Writer, fr dcm.Frame) error {
+		if native != nil {
+			b, err := native.decode(f, dl, fr)
+			if err != nil {
+				return err
+			}
+			_, err = dst.Write(b)
+			return err
+		}
 		for _, sp := range fr {
 			src := dcm.SpanReader(f, dl, sp)
 			if swap > 0 {
@@ -240,8 +260,20 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	}
 	if single && len(nums) == 1 {
 		fr := layout.Frames[nums[0]-1]
+		if native != nil {
+			b, err := native.decode(f, dl, fr)
+			if err != nil {
+				problem(w, http.StatusUnprocessableEntity, "stored frame cannot be decoded: "+err.Error())
+				return
+			}
+			w.Header().Set("Content-Type", partType+"; transfer-syntax="+ts)
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Write(b)
+			s.record(r, "image.read", studyObject(study), "success")
+			return
+		}
 		w.Header().Set("Content-Type", partType+"; transfer-syntax="+ts)
-		w.Header().Set("Content-Length", strconv.FormatInt(fr.Size(), 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(native.size(fr), 10))
 		writeFrame(w, fr)
 		s.record(r, "image.read", studyObject(study), "success")
 		return
@@ -252,7 +284,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		fr := layout.Frames[n-1]
 		h := textproto.MIMEHeader{}
 		h.Set("Content-Type", partType+"; transfer-syntax="+ts)
-		h.Set("Content-Length", strconv.FormatInt(fr.Size(), 10))
+		h.Set("Content-Length", strconv.FormatInt(native.size(fr), 10))
 		h.Set("Content-Location", s.baseURL(r)+"/studies/"+study+"/series/"+series+"/instances/"+instance+"/frames/"+strconv.Itoa(n))
 		pw, err := mw.CreatePart(h)
 		if err != nil {
@@ -411,4 +443,78 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 	}
 	mw.Close()
 	s.record(r, "image.read", studyObject(study), "success")
+}
+
+// wantsNative reports an Accept asking for octet-stream frames with no transfer syntax or with
+// explicit VR little endian (not "*", which takes what is stored).
+func wantsNative(accept string) bool {
+	if accept == "" {
+		return false // no preference: stored frames, as before
+	}
+	for _, m := range parseAccept(accept) {
+		if pt, _ := m.partType(); pt == "application/octet-stream" {
+			ts := m.params["transfer-syntax"]
+			return ts == "" || ts == dcm.ExplicitVRLittleEndian
+		}
+	}
+	return false
+}
+
+func losslessDecodable(ts string) bool {
+	switch ts {
+	case dcm.RLELossless, "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70":
+		return true
+	}
+	return false
+}
+
+// nativeFrames decodes lossless compressed frames to native little endian pixel data.
+type nativeFrames struct {
+	attrs   *render.Attributes
+	ts, vr  string
+	frameSz int64
+}
+
+func (s *Service) nativeFrames(r *http.Request, in *store.Instance, layout *store.StoredLayout) (*nativeFrames, error) {
+	meta, err := s.st.InstanceMetadata(r.Context(), in.PK)
+	if err != nil {
+		return nil, err
+	}
+	a, err := render.AttributesFromJSON(meta, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Decoded color frames are pixel-interleaved; an instance that says otherwise keeps its
+	// stored frames rather than mislabelled native ones.
+	if a.SamplesPerPixel != 1 && a.PlanarConfiguration != 0 {
+		return nil, fmt.Errorf("planar color")
+	}
+	size := int64(a.Rows) * int64(a.Columns) * int64(a.SamplesPerPixel) * int64(a.BitsAllocated/8)
+	return &nativeFrames{attrs: a, ts: in.TransferSyntax, vr: layout.PixelVR, frameSz: size}, nil
+}
+
+func (n *nativeFrames) size(fr dcm.Frame) int64 {
+	if n == nil {
+		return fr.Size()
+	}
+	return n.frameSz
+}
+
+func (n *nativeFrames) decode(f io.ReaderAt, dl *dcm.Layout, fr dcm.Frame) ([]byte, error) {
+	raw := make([]byte, 0, fr.Size())
+	for _, sp := range fr {
+		b, err := dcm.ReadSpan(f, dl, sp)
+		if err != nil {
+			return nil, err
+		}
+		raw = append(raw, b...)
+	}
+	out, _, err := render.DecodeFrame(raw, n.ts, n.vr, n.attrs)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(out)) != n.frameSz {
+		return nil, fmt.Errorf("decoded frame has %d bytes, want %d", len(out), n.frameSz)
+	}
+	return out, nil
 }
