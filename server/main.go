@@ -30,7 +30,7 @@ import (
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if err := run(context.Background(), os.Args[1:], os.Stdout, log); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, log); err != nil {
 		fmt.Fprintln(os.Stderr, "sanping:", err)
 		os.Exit(1)
 	}
@@ -53,12 +53,15 @@ func envOr(key, def string) string {
 	return def
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
 	if len(args) > 0 && args[0] == "serve" {
 		args = args[1:]
 	}
 	if len(args) > 1 && args[0] == "audit" && args[1] == "verify" {
 		return auditVerify(ctx, args[2:], stdout)
+	}
+	if len(args) > 0 && args[0] == "user" {
+		return userCommand(ctx, args[1:], stdin, stdout)
 	}
 	fl := flag.NewFlagSet("server", flag.ContinueOnError)
 	var cfg Config

@@ -131,11 +131,11 @@ func TestServeTLSWithHSTS(t *testing.T) {
 
 func TestRunFlagsAndEnv(t *testing.T) {
 	t.Setenv("SANPING_ADDR", "127.0.0.1:1")
-	if err := run(context.Background(), []string{"-tls-cert", "x"}, io.Discard, slog.Default()); err == nil ||
+	if err := run(context.Background(), []string{"-tls-cert", "x"}, nil, io.Discard, slog.Default()); err == nil ||
 		!strings.Contains(err.Error(), "go together") {
 		t.Fatalf("-tls-cert without -tls-key: %v", err)
 	}
-	if err := run(context.Background(), []string{"bogus"}, io.Discard, slog.Default()); err == nil {
+	if err := run(context.Background(), []string{"bogus"}, nil, io.Discard, slog.Default()); err == nil {
 		t.Fatal("unknown subcommand accepted")
 	}
 }
@@ -197,7 +197,7 @@ func TestAuditTrailOfPatientAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"audit", "verify", "-data", dir}, &out, slog.Default()); err != nil {
+	if err := run(context.Background(), []string{"audit", "verify", "-data", dir}, nil, &out, slog.Default()); err != nil {
 		t.Fatalf("audit verify: %v", err)
 	}
 	// login (verified once, then cached), the upload, one coalesced read, the failed login.
@@ -243,7 +243,7 @@ func TestAuditTrailOfPatientAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	err = run(context.Background(), []string{"audit", "verify", "-data", dir}, &out, slog.Default())
+	err = run(context.Background(), []string{"audit", "verify", "-data", dir}, nil, &out, slog.Default())
 	var broken *audit.BrokenError
 	if !errors.As(err, &broken) || broken.Seq != 1 {
 		t.Fatalf("audit verify after tampering: %v, want entry 1 named", err)
@@ -275,4 +275,52 @@ func minimalInstance(study, series, sop string) []byte {
 	f = elem(f, 0x0020, 0x000D, "UI", study)
 	f = elem(f, 0x0020, 0x000E, "UI", series)
 	return f
+}
+
+// TestUserCommand: the admin CLI adds, lists, locks, unlocks and re-passwords accounts in the
+// data directory, reading passwords from standard input.
+func TestUserCommand(t *testing.T) {
+	dir := t.TempDir()
+	// A first start creates the database and admin.
+	_, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "first-pw"})
+	stop()
+	cmd := func(stdin string, args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), append([]string{"user"}, args...), strings.NewReader(stdin), &out, slog.Default())
+		return out.String(), err
+	}
+	if out, err := cmd("village-pw-1\n", "add", "-data", dir, "-roles", "clinic", "village1"); err != nil || !strings.Contains(out, "added") {
+		t.Fatalf("add: %v %s", err, out)
+	}
+	if _, err := cmd("short\n", "add", "-data", dir, "village2"); err == nil {
+		t.Fatal("a 5-character password was accepted")
+	}
+	if _, err := cmd("", "lock", "-data", dir, "village1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd("", "list", "-data", dir)
+	if err != nil || !strings.Contains(out, "village1") || !strings.Contains(out, "locked by an admin") || !strings.Contains(out, "admin") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if _, err := cmd("", "unlock", "-data", dir, "village1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd("second-pw\n", "passwd", "-data", dir, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd("", "unlock", "-data", dir, "nobody"); err == nil {
+		t.Fatal("unlocking an unknown user succeeded")
+	}
+	// The server takes the new password.
+	addr, _, _ := startServer(t, Config{DataDir: dir})
+	req, _ := http.NewRequest("GET", "http://"+addr+"/dicom-web/studies", nil)
+	req.SetBasicAuth("admin", "second-pw")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("login with the new password: %d", res.StatusCode)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -276,6 +277,68 @@ func (s *Service) Unlock(ctx context.Context, username string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("unlocking %s: no such user", username)
 	}
+	return nil
+}
+
+// User is an account as the admin CLI lists it.
+type User struct {
+	Username    string
+	Roles       []string
+	LockedUntil time.Time // zero when not locked
+	Failed      int
+}
+
+// Users lists the accounts.
+func (s *Service) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT username, roles, locked_until, failed_logins FROM users ORDER BY username`)
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		var roles string
+		var locked int64
+		if err := rows.Scan(&u.Username, &roles, &locked, &u.Failed); err != nil {
+			return nil, fmt.Errorf("listing users: %w", err)
+		}
+		u.Roles = strings.Split(roles, ",")
+		if locked > time.Now().UnixMilli() {
+			u.LockedUntil = time.UnixMilli(locked).UTC()
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// SetPassword replaces a user's password and clears a lockout.
+func (s *Service) SetPassword(ctx context.Context, username, password string) error {
+	if password == "" {
+		return fmt.Errorf("a password is required")
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE username = ?`,
+		HashPassword(password), username)
+	if err != nil {
+		return fmt.Errorf("setting the password of %s: %w", username, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("setting the password of %s: no such user", username)
+	}
+	s.forget(username)
+	return nil
+}
+
+// Lock locks an account until an admin unlocks it.
+func (s *Service) Lock(ctx context.Context, username string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET locked_until = ? WHERE username = ?`, int64(math.MaxInt64), username)
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", username, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("locking %s: no such user", username)
+	}
+	s.forget(username)
 	return nil
 }
 
