@@ -17,24 +17,6 @@ import (
 	"sanping/server/internal/dicomtest"
 )
 
-// requireTools skips the test when a DCMTK binary is missing (CI installs DCMTK).
-func requireTools(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("DCMTK tool %s not in PATH", n)
-		}
-	}
-}
-
-func run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
 // writePGM writes an 8-bit binary PGM and returns its pixels.
 func writePGM(t testing.TB, path string, w, h int) []byte {
 	t.Helper()
@@ -122,20 +104,20 @@ func swapPairs(b []byte) []byte {
 // syntax and dcmcjpeg/dcmcrle; the frames read through the spans are the PGM's pixels
 // (native) or the fragments dcmdump +W writes (encapsulated).
 func TestDCMTKSingleFrame(t *testing.T) {
-	requireTools(t, "img2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
+	dicomtest.NeedTools(t, "img2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
 	for _, size := range [][2]int{{16, 8}, {17, 9}} {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
 			dir := t.TempDir()
 			p := func(n string) string { return filepath.Join(dir, n) }
 			pix := writePGM(t, p("a.pgm"), size[0], size[1])
 			pgmToBMP(t, p("a.pgm"), p("a.bmp"))
-			run(t, "img2dcm", "-q", "-i", "BMP", p("a.bmp"), p("a.dcm"))
-			run(t, "dcmconv", "-q", "+ti", p("a.dcm"), p("ti.dcm"))
-			run(t, "dcmconv", "-q", "+te", p("a.dcm"), p("te.dcm"))
-			run(t, "dcmconv", "-q", "+tb", p("a.dcm"), p("tb.dcm"))
-			run(t, "dcmconv", "-q", "+td", p("a.dcm"), p("td.dcm"))
-			run(t, "dcmcjpeg", "-q", p("a.dcm"), p("jpeg.dcm"))
-			run(t, "dcmcrle", "-q", p("a.dcm"), p("rle.dcm"))
+			dicomtest.Run(t, "img2dcm", "-q", "-i", "BMP", p("a.bmp"), p("a.dcm"))
+			dicomtest.Run(t, "dcmconv", "-q", "+ti", p("a.dcm"), p("ti.dcm"))
+			dicomtest.Run(t, "dcmconv", "-q", "+te", p("a.dcm"), p("te.dcm"))
+			dicomtest.Run(t, "dcmconv", "-q", "+tb", p("a.dcm"), p("tb.dcm"))
+			dicomtest.Run(t, "dcmconv", "-q", "+td", p("a.dcm"), p("td.dcm"))
+			dicomtest.Run(t, "dcmcjpeg", "-q", p("a.dcm"), p("jpeg.dcm"))
+			dicomtest.Run(t, "dcmcrle", "-q", p("a.dcm"), p("rle.dcm"))
 			for _, tc := range []struct {
 				file, ts string
 				want     []byte
@@ -174,7 +156,7 @@ func TestDCMTKSingleFrame(t *testing.T) {
 			}
 			// Decompressed again by DCMTK, the frames are the PGM's pixels.
 			if _, err := exec.LookPath("dcmdjpeg"); err == nil {
-				run(t, "dcmdjpeg", "-q", p("jpeg.dcm"), p("dj.dcm"))
+				dicomtest.Run(t, "dcmdjpeg", "-q", p("jpeg.dcm"), p("dj.dcm"))
 				in, r := parseFile(t, p("dj.dcm"))
 				if f := frameBytes(t, in, r); len(f) != 1 || !bytes.Equal(f[0], pix) {
 					t.Errorf("dcmdjpeg round trip: frames differ from the PGM")
@@ -190,7 +172,7 @@ func head(b []byte) []byte { return b[:min(len(b), 32)] }
 // compressed by dcmcjpeg (one fragment per frame; 1 KB fragments with and without a Basic
 // Offset Table) and dcmcrle.
 func TestDCMTKMultiFrame(t *testing.T) {
-	requireTools(t, "dump2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
+	dicomtest.NeedTools(t, "dump2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
 	const rows, cols, nframes = 48, 64, 3
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
@@ -223,15 +205,15 @@ func TestDCMTKMultiFrame(t *testing.T) {
 	if err := os.WriteFile(p("mf.dump"), []byte(dump), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "dump2dcm", "-q", "+te", p("mf.dump"), p("mf.dcm"))
-	run(t, "dcmconv", "-q", "+ti", p("mf.dcm"), p("ti.dcm"))
-	run(t, "dcmconv", "-q", "+tb", p("mf.dcm"), p("tb.dcm"))
-	run(t, "dcmconv", "-q", "+td", p("mf.dcm"), p("td.dcm"))
-	run(t, "dcmcjpeg", "-q", p("mf.dcm"), p("j1.dcm"))
-	run(t, "dcmcjpeg", "-q", "+fs", "1", p("mf.dcm"), p("jfrag.dcm"))
-	run(t, "dcmcjpeg", "-q", "+fs", "1", "-ot", p("mf.dcm"), p("jfragnobot.dcm"))
-	run(t, "dcmcrle", "-q", p("mf.dcm"), p("rle.dcm"))
-	run(t, "dcmcrle", "-q", "-ot", p("mf.dcm"), p("rlenobot.dcm"))
+	dicomtest.Run(t, "dump2dcm", "-q", "+te", p("mf.dump"), p("mf.dcm"))
+	dicomtest.Run(t, "dcmconv", "-q", "+ti", p("mf.dcm"), p("ti.dcm"))
+	dicomtest.Run(t, "dcmconv", "-q", "+tb", p("mf.dcm"), p("tb.dcm"))
+	dicomtest.Run(t, "dcmconv", "-q", "+td", p("mf.dcm"), p("td.dcm"))
+	dicomtest.Run(t, "dcmcjpeg", "-q", p("mf.dcm"), p("j1.dcm"))
+	dicomtest.Run(t, "dcmcjpeg", "-q", "+fs", "1", p("mf.dcm"), p("jfrag.dcm"))
+	dicomtest.Run(t, "dcmcjpeg", "-q", "+fs", "1", "-ot", p("mf.dcm"), p("jfragnobot.dcm"))
+	dicomtest.Run(t, "dcmcrle", "-q", p("mf.dcm"), p("rle.dcm"))
+	dicomtest.Run(t, "dcmcrle", "-q", "-ot", p("mf.dcm"), p("rlenobot.dcm"))
 	frameSize := rows * cols * 2
 	for _, tc := range []struct {
 		file         string

@@ -7,8 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"sanping/server/internal/dicomtest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,20 +19,8 @@ import (
 // loopback HTTP (set SANPING_BENCH_FILES to a directory of .dcm files; bench/cmd/dwbench -keep
 // writes one). It is the in-process twin of bench/'s stow-small scenario, for profiling.
 func BenchmarkSTOWSmall(b *testing.B) {
-	dir := os.Getenv("SANPING_BENCH_FILES")
-	if dir == "" {
-		b.Skip("SANPING_BENCH_FILES not set")
-	}
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
-	if len(paths) == 0 {
-		b.Skip("no files")
-	}
 	var bodies [][]byte
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, data := range dicomtest.BenchFiles(b) {
 		var body bytes.Buffer
 		fmt.Fprintf(&body, "--B\r\nContent-Type: application/dicom\r\n\r\n")
 		body.Write(data)

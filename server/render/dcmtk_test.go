@@ -25,15 +25,6 @@ import (
 // maxDiff is the largest per-pixel difference from dcmj2pnm that the tests accept.
 const maxDiff = 2
 
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (DCMTK)", tool)
-		}
-	}
-}
-
 // rng is a small deterministic generator (xorshift64*).
 type rng struct{ s uint64 }
 
@@ -588,7 +579,7 @@ func dcmtkCases() []dcmtkCase {
 }
 
 func TestDCMTKCompare(t *testing.T) {
-	needTools(t, "dcmj2pnm", "dcm2json")
+	dicomtest.NeedTools(t, "dcmj2pnm", "dcm2json")
 	for _, c := range dcmtkCases() {
 		t.Run(c.name, func(t *testing.T) {
 			maxd, mean := compareWithDCMTK(t, c)
@@ -600,7 +591,7 @@ func TestDCMTKCompare(t *testing.T) {
 // TestDCMTKCompareSuyashkumar renders the uncompressed test files of github.com/suyashkumar/dicom
 // (made explicit VR little endian by dcmconv, pixel data extracted by dcmdump +W).
 func TestDCMTKCompareSuyashkumar(t *testing.T) {
-	needTools(t, "dcmj2pnm", "dcm2json", "dcmconv", "dcmdump")
+	dicomtest.NeedTools(t, "dcmj2pnm", "dcm2json", "dcmconv", "dcmdump")
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/suyashkumar/dicom").Output()
 	if err != nil || len(bytes.TrimSpace(out)) == 0 {
 		t.Skipf("github.com/suyashkumar/dicom not available: %v", err)

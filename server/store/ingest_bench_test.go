@@ -3,30 +3,14 @@ package store
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
+	"sanping/server/internal/dicomtest"
 	"testing"
 )
 
 // BenchmarkIngestSmall measures ingest of ~65 KB MR instances (set SANPING_BENCH_FILES to a
 // directory of .dcm files; bench/cmd/dwbench -keep writes one).
 func BenchmarkIngestSmall(b *testing.B) {
-	dir := os.Getenv("SANPING_BENCH_FILES")
-	if dir == "" {
-		b.Skip("SANPING_BENCH_FILES not set")
-	}
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
-	if len(paths) == 0 {
-		b.Skip("no files")
-	}
-	var files [][]byte
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		files = append(files, data)
-	}
+	files := dicomtest.BenchFiles(b)
 	st, err := Open(context.Background(), Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)

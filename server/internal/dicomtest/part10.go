@@ -13,8 +13,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // Transfer syntax UIDs used by the tests.
@@ -375,3 +379,44 @@ func JPEGFragment(start bool, n int, fill byte) []byte {
 // ExplicitLE encodes elements in explicit VR little endian with nothing before them (for
 // files that are broken on purpose, such as meta information without a transfer syntax).
 func ExplicitLE(elems []E) []byte { return enc{bo: binary.LittleEndian}.elems(nil, elems) }
+
+// NeedTools skips the test unless every named program (DCMTK's, usually) is on PATH; CI
+// installs them, so a skip there is a missing install step.
+func NeedTools(tb testing.TB, names ...string) {
+	tb.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			tb.Skipf("%s not installed (apt-get install dcmtk)", n)
+		}
+	}
+}
+
+// Run runs a program and fails the test with its output if it fails.
+func Run(tb testing.TB, name string, args ...string) {
+	tb.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// BenchFiles reads the .dcm files of the directory named by SANPING_BENCH_FILES (bench/cmd/dwbench
+// -keep writes one), skipping the benchmark when it is not set.
+func BenchFiles(b *testing.B) [][]byte {
+	dir := os.Getenv("SANPING_BENCH_FILES")
+	if dir == "" {
+		b.Skip("SANPING_BENCH_FILES not set")
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	if len(paths) == 0 {
+		b.Skip("no .dcm files in SANPING_BENCH_FILES")
+	}
+	var files [][]byte
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		files = append(files, data)
+	}
+	return files
+}

@@ -9,20 +9,11 @@ import (
 	"image/color"
 	"image/jpeg"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"sanping/server/internal/dicomtest"
 	"strconv"
 	"testing"
 )
-
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (DCMTK)", tool)
-		}
-	}
-}
 
 type rng struct{ s uint64 }
 
@@ -169,14 +160,6 @@ func nativePixels(t *testing.T, f []byte) []byte {
 	return nil
 }
 
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-}
-
 // pnm parses a binary PGM/PPM.
 func pnm(t *testing.T, b []byte) (w, h int, px []byte) {
 	t.Helper()
@@ -269,7 +252,7 @@ func checkAgainstDCMTK(t *testing.T, dir, comp string, rows, cols, spp int) {
 	}
 
 	plain := filepath.Join(dir, "plain.dcm")
-	run(t, "dcmdjpeg", comp, plain)
+	dicomtest.Run(t, "dcmdjpeg", comp, plain)
 	pf, err := os.ReadFile(plain)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +283,7 @@ func checkAgainstDCMTK(t *testing.T, dir, comp string, rows, cols, spp int) {
 	}
 
 	ppm := filepath.Join(dir, "out.pnm")
-	run(t, "dcmj2pnm", comp, ppm)
+	dicomtest.Run(t, "dcmj2pnm", comp, ppm)
 	pb, err := os.ReadFile(ppm)
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +298,7 @@ func checkAgainstDCMTK(t *testing.T, dir, comp string, rows, cols, spp int) {
 }
 
 func TestAgainstDcmcjpeg(t *testing.T) {
-	needTools(t, "dcmcjpeg", "dcmdjpeg", "dcmj2pnm")
+	dicomtest.NeedTools(t, "dcmcjpeg", "dcmdjpeg", "dcmj2pnm")
 	sizes := [][2]int{{64, 80}, {61, 97}, {1, 1}, {9, 3}, {17, 33}, {33, 130}}
 	type mode struct {
 		name  string
@@ -344,7 +327,7 @@ func TestAgainstDcmcjpeg(t *testing.T) {
 					t.Fatal(err)
 				}
 				args := append([]string{"+eb", "+un"}, m.flags...)
-				run(t, "dcmcjpeg", append(args, in, comp)...)
+				dicomtest.Run(t, "dcmcjpeg", append(args, in, comp)...)
 				checkAgainstDCMTK(t, dir, comp, rows, cols, m.spp)
 			})
 		}
@@ -353,7 +336,7 @@ func TestAgainstDcmcjpeg(t *testing.T) {
 
 // TestGoEncoded wraps JPEGs from image/jpeg (4:2:0 colour, grey) with img2dcm.
 func TestGoEncoded(t *testing.T) {
-	needTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
+	dicomtest.NeedTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
 	for i, sz := range [][2]int{{64, 80}, {61, 97}, {1, 1}, {3, 5}, {40, 17}} {
 		rows, cols := sz[0], sz[1]
 		for _, grey := range []bool{false, true} {
@@ -383,7 +366,7 @@ func TestGoEncoded(t *testing.T) {
 				if err := os.WriteFile(jp, buf.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				run(t, "img2dcm", jp, comp)
+				dicomtest.Run(t, "img2dcm", jp, comp)
 				spp := 3
 				if grey {
 					spp = 1
@@ -541,7 +524,7 @@ func dcOnlyJPEG(w, h int, sampling [][2]int, ri int, seed uint64) []byte {
 
 // TestRestart checks DRI/RSTn handling against DCMTK (img2dcm + dcmdjpeg).
 func TestRestart(t *testing.T) {
-	needTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
+	dicomtest.NeedTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
 	for _, tc := range []struct {
 		w, h     int
 		sampling [][2]int
@@ -564,7 +547,7 @@ func TestRestart(t *testing.T) {
 			if err := os.WriteFile(jp, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			run(t, "img2dcm", jp, comp)
+			dicomtest.Run(t, "img2dcm", jp, comp)
 			checkAgainstDCMTK(t, dir, comp, tc.h, tc.w, len(tc.sampling))
 		})
 	}

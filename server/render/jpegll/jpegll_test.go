@@ -7,8 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"sanping/server/internal/dicomtest"
 	"strings"
 	"testing"
 )
@@ -160,19 +160,7 @@ func describe(data []byte) string {
 
 func needDCMTK(tb testing.TB) {
 	tb.Helper()
-	for _, tool := range []string{"dcmcjpeg", "dcmdjpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("DCMTK not installed: %v", err)
-		}
-	}
-}
-
-func run(tb testing.TB, name string, args ...string) {
-	tb.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
+	dicomtest.NeedTools(tb, "dcmcjpeg", "dcmdjpeg")
 }
 
 // dcmtkEncode compresses im with dcmcjpeg and returns the JPEG stream and
@@ -186,7 +174,7 @@ func dcmtkEncode(tb testing.TB, dir string, im *testImage, args []string) ([]byt
 		}
 	}
 	out := filepath.Join(dir, im.name+"_"+strings.ReplaceAll(strings.Join(args, ""), "+", "_")+".dcm")
-	run(tb, "dcmcjpeg", append(append([]string{}, args...), in, out)...)
+	dicomtest.Run(tb, "dcmcjpeg", append(append([]string{}, args...), in, out)...)
 	pd, err := readPixelData(out)
 	if err != nil {
 		tb.Fatal(err)
@@ -201,7 +189,7 @@ func dcmtkEncode(tb testing.TB, dir string, im *testImage, args []string) ([]byt
 func dcmtkDecode(tb testing.TB, path string, im *testImage) []uint16 {
 	tb.Helper()
 	out := strings.TrimSuffix(path, ".dcm") + "_dec.dcm"
-	run(tb, "dcmdjpeg", "+px", path, out)
+	dicomtest.Run(tb, "dcmdjpeg", "+px", path, out)
 	pd, err := readPixelData(out)
 	if err != nil {
 		tb.Fatal(err)
@@ -738,7 +726,7 @@ func BenchmarkDcmdjpeg(b *testing.B) {
 			b.SetBytes(int64(2 * len(im.pix)))
 			b.ResetTimer()
 			for b.Loop() {
-				run(b, "dcmdjpeg", path, out)
+				dicomtest.Run(b, "dcmdjpeg", path, out)
 			}
 		})
 	}

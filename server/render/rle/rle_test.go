@@ -8,9 +8,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sanping/server/internal/dicomtest"
 	"strings"
 	"testing"
 	"time"
@@ -604,24 +604,6 @@ func BenchmarkDecode(b *testing.B) {
 // ---------------------------------------------------------------------------
 // DCMTK comparison
 
-// requireTools skips the test unless all named binaries are on PATH.
-func requireTools(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("DCMTK binary %s not found in PATH; skipping DCMTK comparison", n)
-		}
-	}
-}
-
-func run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
 // Part 10 writer (explicit VR little endian).
 
 type dcmWriter struct{ buf []byte }
@@ -956,8 +938,8 @@ func compareWithDCMTK(t *testing.T, dir string, in string, want []byte, rows, co
 	t.Helper()
 	rleFile := filepath.Join(dir, "rle.dcm")
 	decFile := filepath.Join(dir, "drle.dcm")
-	run(t, "dcmcrle", in, rleFile)
-	run(t, "dcmdrle", rleFile, decFile)
+	dicomtest.Run(t, "dcmcrle", in, rleFile)
+	dicomtest.Run(t, "dcmdrle", rleFile, decFile)
 
 	rf := readDICOM(t, rleFile)
 	if rf.ts != "1.2.840.10008.1.2.5" {
@@ -1001,7 +983,7 @@ func compareWithDCMTK(t *testing.T, dir string, in string, want []byte, rows, co
 }
 
 func TestDCMTK(t *testing.T) {
-	requireTools(t, "dcmcrle", "dcmdrle")
+	dicomtest.NeedTools(t, "dcmcrle", "dcmdrle")
 	tests := []struct {
 		name                      string
 		rows, cols, samples, bits int
@@ -1083,7 +1065,7 @@ func writeBMP(t testing.TB, path string, rgb []byte, rows, cols int) {
 
 // TestDCMTKFromBMP goes through img2dcm with a BMP written by the test.
 func TestDCMTKFromBMP(t *testing.T) {
-	requireTools(t, "img2dcm", "dcmcrle", "dcmdrle")
+	dicomtest.NeedTools(t, "img2dcm", "dcmcrle", "dcmdrle")
 	for _, g := range []struct{ rows, cols int }{{50, 75}, {37, 101}} {
 		t.Run(fmt.Sprintf("%dx%d", g.cols, g.rows), func(t *testing.T) {
 			dir := t.TempDir()
@@ -1091,7 +1073,7 @@ func TestDCMTKFromBMP(t *testing.T) {
 			bmp := filepath.Join(dir, "in.bmp")
 			writeBMP(t, bmp, rgb, g.rows, g.cols)
 			in := filepath.Join(dir, "in.dcm")
-			run(t, "img2dcm", "-i", "BMP", bmp, in)
+			dicomtest.Run(t, "img2dcm", "-i", "BMP", bmp, in)
 			f := readDICOM(t, in)
 			if f.rows != g.rows || f.cols != g.cols || f.samples != 3 || f.bits != 8 || f.photometric != "RGB" {
 				t.Fatalf("img2dcm wrote %dx%d s=%d b=%d %s", f.cols, f.rows, f.samples, f.bits, f.photometric)
@@ -1117,7 +1099,7 @@ func TestDCMTKLarge(t *testing.T) {
 	if dir == "" {
 		t.Skip("set RLE_DCMTK_LARGE=1 (or a directory to keep the files) to run")
 	}
-	requireTools(t, "dcmcrle", "dcmdrle")
+	dicomtest.NeedTools(t, "dcmcrle", "dcmdrle")
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		dir = t.TempDir()
 	}
@@ -1128,12 +1110,12 @@ func TestDCMTKLarge(t *testing.T) {
 		base := filepath.Join(dir, fmt.Sprintf("large%d", frames))
 		in, rleFile, dec := base+".dcm", base+"_rle.dcm", base+"_drle.dcm"
 		writeDICOM(t, in, image{rows: rows, cols: cols, samples: 1, bits: 16, frames: frames, pixel: native})
-		run(t, "dcmcrle", in, rleFile)
+		dicomtest.Run(t, "dcmcrle", in, rleFile)
 
 		best := time.Duration(math.MaxInt64)
 		for range 5 {
 			start := time.Now()
-			run(t, "dcmdrle", rleFile, dec)
+			dicomtest.Run(t, "dcmdrle", rleFile, dec)
 			best = min(best, time.Since(start))
 		}
 		t.Logf("dcmdrle: %d frame(s) of %dx%d 16-bit (%.1f MB) in %v: %.0f MB/s (whole process, incl. file I/O)",
