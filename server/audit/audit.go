@@ -189,6 +189,16 @@ func clean(s string) string {
 
 func normTime(t time.Time) time.Time { return time.UnixMilli(t.UnixMilli()).UTC() }
 
+type originKey struct{}
+
+type origin struct{ ip, userAgent string }
+
+// WithOrigin returns ctx carrying the client's address and user agent; Append fills an entry's
+// empty IP and UserAgent from it, so code far from the HTTP request need not pass them along.
+func WithOrigin(ctx context.Context, ip, userAgent string) context.Context {
+	return context.WithValue(ctx, originKey{}, origin{ip, userAgent})
+}
+
 // Append adds an entry durably (in its own transaction) and returns it with Seq, Time,
 // PrevHash and Hash set. Text fields are cleaned (see MaxFieldBytes); Action is required.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
@@ -197,6 +207,14 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	}
 	if e.Time.IsZero() {
 		e.Time = l.now()
+	}
+	if o, ok := ctx.Value(originKey{}).(origin); ok {
+		if e.IP == "" {
+			e.IP = o.ip
+		}
+		if e.UserAgent == "" {
+			e.UserAgent = o.userAgent
+		}
 	}
 	e.Time = normTime(e.Time)
 	for _, f := range []*string{&e.Actor, &e.Role, &e.Institution, &e.IP, &e.UserAgent,

@@ -34,10 +34,30 @@ const (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	UserID   int64
-	Username string
-	Roles    []string
-	Method   string // "basic", later "session", "token"
+	UserID      int64 // 0 for an API token
+	Username    string
+	DisplayName string
+	Roles       []string
+	// InstitutionID is the institution the caller acts for (0: none, e.g. the bootstrap admin).
+	InstitutionID   int64
+	InstitutionCode string
+	Method          string // "basic", "session" or "token"
+	TokenID         int64  // the API token used (Method "token")
+	// MustChangePassword: an admin reset the password; until it is changed, only the password
+	// change, the session and logout are allowed.
+	MustChangePassword bool
+}
+
+// AuditEntry is an audit entry with the actor's fields filled in; the IP and user agent come
+// from the request context (audit.WithOrigin).
+func (p *Principal) AuditEntry(action, object, outcome string) audit.Entry {
+	e := audit.Entry{Action: action, Object: object, Outcome: outcome}
+	if p != nil {
+		e.Actor = p.Username
+		e.Role = strings.Join(p.Roles, ",")
+		e.Institution = p.InstitutionCode
+	}
+	return e
 }
 
 // HasRole reports whether the principal holds role.
