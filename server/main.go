@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,11 +20,8 @@ import (
 	"time"
 
 	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/dicomweb"
 	"sanping/server/store"
 	"sanping/server/webserver"
-	"sanping/web"
 )
 
 func main() {
@@ -60,8 +56,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	if len(args) > 1 && args[0] == "audit" && args[1] == "verify" {
 		return auditVerify(ctx, args[2:], stdout)
 	}
-	if len(args) > 0 && args[0] == "user" {
-		return userCommand(ctx, args[1:], stdin, stdout)
+	if len(args) > 0 {
+		switch args[0] {
+		case "user":
+			return userCommand(ctx, args[1:], stdin, stdout)
+		case "site":
+			return siteCommand(ctx, args[1:], stdout)
+		case "token":
+			return tokenCommand(ctx, args[1:], stdout)
+		}
 	}
 	fl := flag.NewFlagSet("server", flag.ContinueOnError)
 	var cfg Config
@@ -109,42 +112,26 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 		return err
 	}
 	defer st.Close()
-	au, err := auth.New(ctx, st.DB(), log)
-	if err != nil {
-		return err
-	}
-	trail, err := audit.Open(ctx, st.DB(), nil)
+	tlsOn := cfg.TLSCert != ""
+	app, err := newApp(ctx, st, cfg, log)
 	if err != nil {
 		return err
 	}
 	// The chain's tail is checked on every start; a broken chain is reported loudly but does not
 	// stop the county's images from being served (`server audit verify` checks it all).
-	if err := trail.VerifyTail(ctx, 1000); err != nil {
+	if err := app.trail.VerifyTail(ctx, 1000); err != nil {
 		log.Error("AUDIT TRAIL BROKEN: entries were changed or removed", "err", err)
 	}
-	au.SetAudit(trail)
-	generated, err := au.Bootstrap(ctx, cfg.AdminPassword)
+	generated, err := app.auth.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		return err
 	}
 	if generated != "" {
 		fmt.Fprintf(stdout, "Created user admin with password: %s\n(shown once; set SANPING_ADMIN_PASSWORD to choose it)\n", generated)
 	}
-	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
-
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		io.WriteString(w, "ok\n")
-	})
-	mux.Handle("/dicom-web/", au.Middleware(dw))
-	static, err := fs.Sub(web.Files, "static")
-	if err != nil {
-		return err
-	}
-	mux.Handle("/", http.FileServerFS(static))
+	app.auth.Mount(mux, app.routes)
 
-	tlsOn := cfg.TLSCert != ""
 	srv := &http.Server{
 		Handler:           webserver.SecurityHeaders(tlsOn, webserver.CORS(cfg.CORSOrigins, webserver.AccessLog(log, mux))),
 		ReadHeaderTimeout: 20 * time.Second,

@@ -277,50 +277,111 @@ func minimalInstance(study, series, sop string) []byte {
 	return f
 }
 
-// TestUserCommand: the admin CLI adds, lists, locks, unlocks and re-passwords accounts in the
-// data directory, reading passwords from standard input.
-func TestUserCommand(t *testing.T) {
+// TestAdminCLI: the admin CLI adds sites, accounts and tokens in the data directory, lists,
+// locks, unlocks and re-passwords accounts (passwords from standard input), and every change
+// is in the audit trail.
+func TestAdminCLI(t *testing.T) {
 	dir := t.TempDir()
 	// A first start creates the database and admin.
 	_, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "first-pw"})
 	stop()
 	cmd := func(stdin string, args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(context.Background(), append([]string{"user"}, args...), strings.NewReader(stdin), &out, slog.Default())
+		err := run(context.Background(), args, strings.NewReader(stdin), &out, slog.Default())
 		return out.String(), err
 	}
-	if out, err := cmd("village-pw-1\n", "add", "-data", dir, "-roles", "clinic", "village1"); err != nil || !strings.Contains(out, "added") {
-		t.Fatalf("add: %v %s", err, out)
+	must := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := cmd(stdin, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
 	}
-	if _, err := cmd("short\n", "add", "-data", dir, "village2"); err == nil {
+	must("", "site", "add", "-data", dir, "-kind", "hospital", "-department", "放射科,超声科", "dahua", "大化县人民医院")
+	must("", "site", "add", "-data", dir, "-kind", "township", "-parent", "dahua", "duyang", "都阳镇卫生院")
+	must("", "site", "add", "-data", dir, "-kind", "clinic", "-parent", "duyang", "longshan", "龙山村卫生室")
+	if _, err := cmd("", "site", "add", "-data", dir, "-kind", "clinic", "orphan", "无上级"); err == nil {
+		t.Fatal("a clinic without a parent was added")
+	}
+	if out := must("", "site", "list", "-data", dir); !strings.Contains(out, "    longshan") || !strings.Contains(out, "放射科,超声科") {
+		t.Fatalf("site list:\n%s", out)
+	}
+	if out := must("village-pw-1\n", "user", "add", "-data", dir, "-roles", "clinic", "-institution", "longshan", "-name", "韦东平", "village1"); !strings.Contains(out, "added") {
+		t.Fatalf("add: %s", out)
+	}
+	must("doctor-pw-1\n", "user", "add", "-data", dir, "-roles", "doctor", "-institution", "dahua", "-title", "主治医师", "-specialty", "放射科", "-years", "8", "doc1")
+	if _, err := cmd("village-pw-2\n", "user", "add", "-data", dir, "-roles", "clinic", "village2"); err == nil {
+		t.Fatal("a clinic user without an institution was added")
+	}
+	if _, err := cmd("short\n", "user", "add", "-data", dir, "-institution", "longshan", "village2"); err == nil {
 		t.Fatal("a 5-character password was accepted")
 	}
-	if _, err := cmd("", "lock", "-data", dir, "village1"); err != nil {
-		t.Fatal(err)
+	must("", "user", "lock", "-data", dir, "village1")
+	out := must("", "user", "list", "-data", dir)
+	if !strings.Contains(out, "village1") || !strings.Contains(out, "韦东平") || !strings.Contains(out, "locked by an admin") || !strings.Contains(out, "主治医师") {
+		t.Fatalf("list:\n%s", out)
 	}
-	out, err := cmd("", "list", "-data", dir)
-	if err != nil || !strings.Contains(out, "village1") || !strings.Contains(out, "locked by an admin") || !strings.Contains(out, "admin") {
-		t.Fatalf("list: %v\n%s", err, out)
-	}
-	if _, err := cmd("", "unlock", "-data", dir, "village1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cmd("second-pw\n", "passwd", "-data", dir, "admin"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cmd("", "unlock", "-data", dir, "nobody"); err == nil {
+	must("", "user", "unlock", "-data", dir, "village1")
+	must("second-pw\n", "user", "passwd", "-data", dir, "admin")
+	if _, err := cmd("", "user", "unlock", "-data", dir, "nobody"); err == nil {
 		t.Fatal("unlocking an unknown user succeeded")
 	}
-	// The server takes the new password.
-	addr, _, _ := startServer(t, Config{DataDir: dir})
-	req, _ := http.NewRequest("GET", "http://"+addr+"/dicom-web/studies", nil)
-	req.SetBasicAuth("admin", "second-pw")
-	res, err := http.DefaultClient.Do(req)
+	out = must("", "token", "create", "-data", dir, "-institution", "longshan", "龙山DR")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	secret := lines[len(lines)-1]
+	if !strings.HasPrefix(secret, "spt_") {
+		t.Fatalf("token create printed:\n%s", out)
+	}
+	if out := must("", "token", "list", "-data", dir); !strings.Contains(out, "龙山DR") {
+		t.Fatalf("token list:\n%s", out)
+	}
+	// The server takes the new password and the token.
+	addr, _, stop := startServer(t, Config{DataDir: dir})
+	get := func(auth func(*http.Request)) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/dicom-web/studies", nil)
+		auth(req)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := get(func(r *http.Request) { r.SetBasicAuth("admin", "second-pw") }); got != http.StatusOK {
+		t.Fatalf("login with the new password: %d", got)
+	}
+	bearer := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+secret) }
+	if got := get(bearer); got != http.StatusOK {
+		t.Fatalf("the station token: %d", got)
+	}
+	stop()
+	must("", "token", "revoke", "-data", dir, "1")
+	addr, _, stop = startServer(t, Config{DataDir: dir})
+	if got := get(bearer); got != http.StatusUnauthorized {
+		t.Fatalf("a revoked token: %d", got)
+	}
+	stop()
+	db, err := store.OpenDB(filepath.Join(dir, "index.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("login with the new password: %d", res.StatusCode)
+	defer db.Close()
+	trail, err := audit.Open(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := trail.List(context.Background(), audit.Filter{Actor: "cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.Action)
+	}
+	want := "institution.create institution.department.create institution.department.create institution.create institution.create " +
+		"user.create user.create user.lock user.unlock user.password.reset token.create token.revoke"
+	if strings.Join(actions, " ") != want {
+		t.Fatalf("audit actions by the CLI:\n%s\nwant\n%s", strings.Join(actions, " "), want)
 	}
 }

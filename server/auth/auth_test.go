@@ -59,58 +59,63 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || len(gen) < 16 {
 		t.Fatalf("generated password %q, %v", gen, err)
 	}
-	if _, err := s.Login(context.Background(), "admin", gen); err != nil {
+	if _, err := s.login(context.Background(), "admin", gen, "test"); err != nil {
 		t.Fatalf("login with generated password: %v", err)
 	}
 	again, err := s.Bootstrap(context.Background(), "other")
 	if err != nil || again != "" {
 		t.Fatalf("second bootstrap: %q %v", again, err)
 	}
-	if _, err := s.Login(context.Background(), "admin", "other"); err == nil {
+	if _, err := s.login(context.Background(), "admin", "other", "test"); err == nil {
 		t.Fatal("second bootstrap changed the password")
 	}
 }
 
-func TestMiddleware(t *testing.T) {
+func TestGuardBasic(t *testing.T) {
 	s := newService(t)
 	if _, err := s.Bootstrap(context.Background(), "pw"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddUser(context.Background(), "village", "pw2", []string{RoleClinic}); err != nil {
+	if _, err := s.addUser(context.Background(), NewUser{Username: "village", Roles: []string{RoleAdmin}}, "pw2-long-enough"); err != nil {
 		t.Fatal(err)
 	}
-	h := s.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := FromContext(r.Context())
 		if !ok {
 			t.Error("handler reached without a principal")
 		}
 		w.Write([]byte(p.Username))
-	}))
+	})
+	mux := http.NewServeMux()
+	s.Mount(mux, []Route{
+		{Pattern: "GET /dicom-web/studies", Action: ActStudySearch, Basic: true, Handler: handler},
+		{Pattern: "GET /api/users", Action: ActAdmin, Handler: handler},
+	})
 	cases := []struct {
-		name       string
+		name, path string
 		user, pass string
 		basic      bool
 		want       int
 	}{
-		{"no credentials", "", "", false, http.StatusUnauthorized},
-		{"wrong password", "admin", "nope", true, http.StatusUnauthorized},
-		{"unknown user", "ghost", "pw", true, http.StatusUnauthorized},
-		{"admin", "admin", "pw", true, http.StatusOK},
-		{"admin again (cached)", "admin", "pw", true, http.StatusOK},
-		{"clinic user has no patient access yet", "village", "pw2", true, http.StatusForbidden},
+		{"no credentials", "/dicom-web/studies", "", "", false, http.StatusUnauthorized},
+		{"wrong password", "/dicom-web/studies", "admin", "nope", true, http.StatusUnauthorized},
+		{"unknown user", "/dicom-web/studies", "ghost", "pw", true, http.StatusUnauthorized},
+		{"admin", "/dicom-web/studies", "admin", "pw", true, http.StatusOK},
+		{"admin again (cached)", "/dicom-web/studies", "admin", "pw", true, http.StatusOK},
+		{"Basic is refused outside DICOMweb", "/api/users", "admin", "pw", true, http.StatusUnauthorized},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", "/dicom-web/studies", nil)
+			req := httptest.NewRequest("GET", c.path, nil)
 			if c.basic {
 				req.SetBasicAuth(c.user, c.pass)
 			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			mux.ServeHTTP(rec, req)
 			if rec.Code != c.want {
 				t.Fatalf("status %d, want %d (%s)", rec.Code, c.want, rec.Body.String())
 			}
-			if c.want == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
+			if c.want == http.StatusUnauthorized && strings.HasPrefix(c.path, "/dicom-web") && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
 				t.Fatalf("401 without a Basic challenge")
 			}
 			if c.want != http.StatusOK && rec.Header().Get("Content-Type") != "application/problem+json" {
@@ -135,7 +140,7 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 			defer wg.Done()
 			req := httptest.NewRequest("GET", "/", nil)
 			req.SetBasicAuth("admin", "pw")
-			_, err := s.Authenticate(req)
+			_, err := s.Authenticate(req, true)
 			errs <- err
 		}()
 	}
@@ -158,7 +163,7 @@ func TestLockout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= maxFailedLogins; i++ {
-		_, err := s.Login(ctx, "admin", "wrong")
+		_, err := s.login(ctx, "admin", "wrong", "test")
 		if i < maxFailedLogins && (!errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrLocked)) {
 			t.Fatalf("failure %d: %v", i, err)
 		}
@@ -166,30 +171,30 @@ func TestLockout(t *testing.T) {
 			t.Fatalf("failure %d did not lock: %v", i, err)
 		}
 	}
-	if _, err := s.Login(ctx, "admin", "right"); !errors.Is(err, ErrLocked) {
+	if _, err := s.login(ctx, "admin", "right", "test"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("locked account accepted the right password: %v", err)
 	}
 	// The lock runs out: the right password works again and the count starts afresh.
 	if _, err := s.db.Exec(`UPDATE users SET locked_until = ? WHERE username = 'admin'`, time.Now().Add(-time.Second).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Login(ctx, "admin", "right"); err != nil {
+	if _, err := s.login(ctx, "admin", "right", "test"); err != nil {
 		t.Fatalf("after the lock expired: %v", err)
 	}
 	for i := 1; i < maxFailedLogins; i++ {
-		if _, err := s.Login(ctx, "admin", "wrong"); errors.Is(err, ErrLocked) {
+		if _, err := s.login(ctx, "admin", "wrong", "test"); errors.Is(err, ErrLocked) {
 			t.Fatalf("locked again after %d failures", i)
 		}
 	}
 	// An admin unlocks.
-	s.Login(ctx, "admin", "wrong")
-	if _, err := s.Login(ctx, "admin", "right"); !errors.Is(err, ErrLocked) {
+	s.login(ctx, "admin", "wrong", "test")
+	if _, err := s.login(ctx, "admin", "right", "test"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("not locked after %d more failures: %v", maxFailedLogins, err)
 	}
 	if err := s.Unlock(ctx, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Login(ctx, "admin", "right"); err != nil {
+	if _, err := s.login(ctx, "admin", "right", "test"); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 	if err := s.Unlock(ctx, "nobody"); err == nil {

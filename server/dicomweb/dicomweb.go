@@ -35,7 +35,6 @@ type Service struct {
 	cfg Config
 	st  *store.Store
 	log *slog.Logger
-	mux *http.ServeMux
 }
 
 // New builds the service and its routes.
@@ -49,43 +48,54 @@ func New(cfg Config) *Service {
 	if cfg.MaxResults <= 0 {
 		cfg.MaxResults = 1000
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, mux: http.NewServeMux()}
-	b := cfg.Base
-	m := s.mux
-	m.HandleFunc("POST "+b+"/studies", s.stow)
-	m.HandleFunc("POST "+b+"/studies/{study}", s.stow)
-
-	m.HandleFunc("GET "+b+"/studies", s.qido(store.StudyLevel))
-	m.HandleFunc("GET "+b+"/series", s.qido(store.SeriesLevel))
-	m.HandleFunc("GET "+b+"/instances", s.qido(store.InstanceLevel))
-	m.HandleFunc("GET "+b+"/studies/{study}/series", s.qido(store.SeriesLevel))
-	m.HandleFunc("GET "+b+"/studies/{study}/instances", s.qido(store.InstanceLevel))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances", s.qido(store.InstanceLevel))
-
-	m.HandleFunc("GET "+b+"/studies/{study}", s.retrieve)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}", s.retrieve)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}", s.retrieve)
-	m.HandleFunc("GET "+b+"/studies/{study}/metadata", s.metadata)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/metadata", s.metadata)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/metadata", s.metadata)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", s.frames)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", s.bulkdata)
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/rendered", s.renderedInstance(false))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", s.renderedInstance(false))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/rendered", s.renderedSeries(false))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/thumbnail", s.renderedInstance(true))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail", s.renderedInstance(true))
-	m.HandleFunc("GET "+b+"/studies/{study}/series/{series}/thumbnail", s.renderedSeries(true))
-	m.HandleFunc("GET "+b+"/studies/{study}/thumbnail", s.renderedSeries(true))
-	m.HandleFunc(b+"/", func(w http.ResponseWriter, r *http.Request) {
-		problem(w, http.StatusNotFound, "no such DICOMweb resource: "+r.Method+" "+r.URL.Path)
-	})
-	return s
+	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger}
 }
 
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// HEAD is answered like GET without a body by net/http's pattern matching of GET routes.
-	s.mux.ServeHTTP(w, r)
+// Routes lists the service's routes with their authorization (auth.Guard serves them). HTTP
+// Basic is accepted on all of them, for PACS peers.
+func (s *Service) Routes() []auth.Route {
+	b := s.cfg.Base
+	study := auth.StudyParam("study")
+	read := func(pattern string, h http.HandlerFunc) auth.Route {
+		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudyRead, Object: study, Basic: true, Handler: h}
+	}
+	search := func(pattern string, level store.Level) auth.Route {
+		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudySearch, Basic: true, Handler: s.qido(level)}
+	}
+	searchIn := func(pattern string, level store.Level) auth.Route {
+		rt := read(pattern, s.qido(level))
+		return rt
+	}
+	return []auth.Route{
+		{Pattern: "POST " + b + "/studies", Action: auth.ActStudyUpload, Basic: true, Handler: http.HandlerFunc(s.stow)},
+		{Pattern: "POST " + b + "/studies/{study}", Action: auth.ActStudyUpload, Basic: true, Handler: http.HandlerFunc(s.stow)},
+
+		search("/studies", store.StudyLevel),
+		search("/series", store.SeriesLevel),
+		search("/instances", store.InstanceLevel),
+		searchIn("/studies/{study}/series", store.SeriesLevel),
+		searchIn("/studies/{study}/instances", store.InstanceLevel),
+		searchIn("/studies/{study}/series/{series}/instances", store.InstanceLevel),
+
+		read("/studies/{study}", s.retrieve),
+		read("/studies/{study}/series/{series}", s.retrieve),
+		read("/studies/{study}/series/{series}/instances/{instance}", s.retrieve),
+		read("/studies/{study}/metadata", s.metadata),
+		read("/studies/{study}/series/{series}/metadata", s.metadata),
+		read("/studies/{study}/series/{series}/instances/{instance}/metadata", s.metadata),
+		read("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", s.frames),
+		read("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", s.bulkdata),
+		read("/studies/{study}/series/{series}/instances/{instance}/rendered", s.renderedInstance(false)),
+		read("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", s.renderedInstance(false)),
+		read("/studies/{study}/series/{series}/rendered", s.renderedSeries(false)),
+		read("/studies/{study}/series/{series}/instances/{instance}/thumbnail", s.renderedInstance(true)),
+		read("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail", s.renderedInstance(true)),
+		read("/studies/{study}/series/{series}/thumbnail", s.renderedSeries(true)),
+		read("/studies/{study}/thumbnail", s.renderedSeries(true)),
+		{Pattern: b + "/", Action: auth.ActSelf, Basic: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			problem(w, http.StatusNotFound, "no such DICOMweb resource: "+r.Method+" "+r.URL.Path)
+		})},
+	}
 }
 
 // baseURL is the absolute URL of the service as the client reached it (for RetrieveURL and
@@ -153,11 +163,8 @@ func (s *Service) record(r *http.Request, action, object, outcome string) {
 	if s.cfg.Audit == nil {
 		return
 	}
-	e := audit.Entry{Action: action, Object: object, Outcome: outcome, IP: r.RemoteAddr, UserAgent: r.UserAgent()}
-	if p, ok := auth.FromContext(r.Context()); ok {
-		e.Actor = p.Username
-		e.Role = strings.Join(p.Roles, ",")
-	}
+	p, _ := auth.FromContext(r.Context())
+	e := p.AuditEntry(action, object, outcome)
 	if _, err := s.cfg.Audit.Read(context.WithoutCancel(r.Context()), e); err != nil {
 		s.log.Error("audit trail: entry not written", "action", action, "object", object, "err", err)
 	}

@@ -56,7 +56,7 @@ func newEnv(t testing.TB, maxBody int64) *env {
 	}
 	dw := dicomweb.New(dicomweb.Config{Store: st, Base: base, MaxRequestBody: maxBody, Logger: quiet()})
 	mux := http.NewServeMux()
-	mux.Handle(base+"/", au.Middleware(dw))
+	au.Mount(mux, dw.Routes())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.Close()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"sanping/server/auth"
 	"sanping/server/dcm"
 	"sanping/server/store"
 )
@@ -48,6 +49,12 @@ func (s *Service) qido(level store.Level) http.HandlerFunc {
 			return
 		}
 		q := store.Query{Level: level, StudyUID: study, SeriesUID: series, Match: map[string]string{}, Limit: s.cfg.MaxResults}
+		if p, ok := auth.FromContext(r.Context()); ok {
+			q.Scope, q.ScopeArgs = auth.StudyScope(p)
+		} else {
+			problem(w, http.StatusUnauthorized, "authentication required")
+			return
+		}
 		include := map[string]bool{} // tags to add from stored metadata
 		includeAll := false
 		var unsupported []string

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"strings"
 
+	"sanping/server/auth"
 	"sanping/server/store"
 )
 
 // Failure and warning reasons of a Store Instances response (PS3.18 10.5.3, PS3.4 B.2.3).
 const (
+	reasonNotAuthorized     = 0x0124 // PS3.7 C.5.3: Refused: Not Authorized
 	reasonProcessingFailure = 0x0110
 	reasonOutOfResources    = 0xA700
 	reasonDataSetMismatch   = 0xA900 // also used for a Study Instance UID other than the URL's
@@ -56,6 +58,13 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "multipart/related without a boundary parameter")
 		return
 	}
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		problem(w, http.StatusUnauthorized, "authentication required")
+		return
+	}
+	// What a clinic uploads is its institution's; it cannot add to another's study.
+	target := store.Target{Study: study, InstitutionID: p.InstitutionID, OwnOnly: !p.HasRole(auth.RoleAdmin)}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBody)
 	mr := multipart.NewReader(body, boundary)
 	var stored []stowSuccess
@@ -79,13 +88,16 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, part)
 			continue
 		}
-		res, err := s.st.Ingest(r.Context(), part, study)
+		res, err := s.st.IngestFor(r.Context(), part, target)
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
 			bodyErr = err
 		case errors.Is(err, store.ErrStudyMismatch):
 			failed = append(failed, stowFailure{classUID: res.SOPClassUID, instanceUID: res.SOPInstanceUID, reason: reasonDataSetMismatch,
+				comment: fmt.Sprintf("part %d: %v", parts, err)})
+		case errors.Is(err, store.ErrOtherInstitution):
+			failed = append(failed, stowFailure{classUID: res.SOPClassUID, instanceUID: res.SOPInstanceUID, reason: reasonNotAuthorized,
 				comment: fmt.Sprintf("part %d: %v", parts, err)})
 		case errors.Is(err, store.ErrInvalid):
 			failed = append(failed, stowFailure{reason: reasonCannotUnderstand, comment: fmt.Sprintf("part %d: %v", parts, err)})

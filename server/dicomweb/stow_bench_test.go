@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"sanping/server/auth"
 	"sanping/server/store"
 )
 
@@ -32,7 +33,16 @@ func BenchmarkSTOWSmall(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	srv := httptest.NewServer(New(Config{Store: st, Base: "/dicom-web"}))
+	au, err := auth.New(context.Background(), st.DB(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := au.Bootstrap(context.Background(), "bench-password"); err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	au.Mount(mux, New(Config{Store: st, Base: "/dicom-web"}).Routes())
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	var next atomic.Int64
@@ -48,6 +58,7 @@ func BenchmarkSTOWSmall(b *testing.B) {
 					return
 				}
 				req, _ := http.NewRequest("POST", srv.URL+"/dicom-web/studies", bytes.NewReader(bodies[i%int64(len(bodies))]))
+				req.SetBasicAuth("admin", "bench-password")
 				req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
 				res, err := client.Do(req)
 				if err != nil {

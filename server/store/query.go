@@ -29,6 +29,10 @@ type Query struct {
 	Fuzzy     bool
 	Limit     int
 	Offset    int
+	// Scope, when not empty, is an SQL condition over studies aliased st that every result
+	// must meet (the caller's authorization scope), with its arguments.
+	Scope     string
+	ScopeArgs []any
 }
 
 // Study is a study row joined with its patient.
@@ -153,6 +157,10 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Row, bool, error) {
 	if q.SeriesUID != "" {
 		sb.WriteString(" AND se.series_uid = ?")
 		args = append(args, q.SeriesUID)
+	}
+	if q.Scope != "" {
+		sb.WriteString(" AND (" + q.Scope + ")")
+		args = append(args, q.ScopeArgs...)
 	}
 	for kw, val := range q.Match {
 		m, ok := matchColumns[kw]

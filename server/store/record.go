@@ -29,6 +29,7 @@ type record struct {
 	rows, cols, frames, bits                    sql.NullInt64
 	metadata, layout                            []byte
 	warnings                                    []string
+	institutionID                               int64 // owner of a study this creates
 }
 
 // StoredLayout is what readers need to serve frames and bulk data without parsing.

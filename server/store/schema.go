@@ -1,5 +1,12 @@
 package store
 
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
 // schema is the index. Files are the record; the index can be rebuilt from them (recovery).
 const schema = `
 CREATE TABLE IF NOT EXISTS patients (
@@ -70,3 +77,17 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_pk, instance_number);
 CREATE INDEX IF NOT EXISTS instances_sha ON instances(sha256);
 `
+
+// migrate adds what later versions added to an index made by an earlier one.
+func migrate(ctx context.Context, db *sql.DB) error {
+	// The institution that uploaded a study first owns it (authorization scopes by it). Not in
+	// the files: an index rebuilt from blobs alone leaves studies unowned (admins only).
+	if _, err := db.ExecContext(ctx, `ALTER TABLE studies ADD COLUMN institution_id INTEGER NOT NULL DEFAULT 0`); err != nil &&
+		!strings.Contains(err.Error(), "duplicate column") {
+		return fmt.Errorf("adding studies.institution_id: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS studies_institution ON studies(institution_id)`); err != nil {
+		return fmt.Errorf("indexing studies.institution_id: %w", err)
+	}
+	return nil
+}

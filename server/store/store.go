@@ -115,6 +115,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating index schema: %w", err)
 	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]chan struct{}{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx, newIndex, len(blobs) > 0); err != nil {
@@ -193,6 +197,27 @@ const cleanMarker = "clean-shutdown"
 // The request's goroutine does the file work (spool, parse, rename, fsync of the file and its
 // directory together); only the index commit is shared, in groups, by the indexer.
 func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result, error) {
+	return s.IngestFor(ctx, r, Target{Study: study})
+}
+
+// Target says where an uploaded instance may go and who owns what it creates.
+type Target struct {
+	// Study, when not empty, is the only study the instance may belong to (STOW-RS to
+	// /studies/{study}).
+	Study string
+	// InstitutionID owns a study this upload creates (0: none, only admins see it).
+	InstitutionID int64
+	// OwnOnly refuses an instance of a study another institution owns (ErrOtherInstitution):
+	// a clinic cannot add to, and so gain sight of, another clinic's study.
+	OwnOnly bool
+}
+
+// ErrOtherInstitution: the instance belongs to a study owned by another institution.
+var ErrOtherInstitution = errors.New("the study belongs to another institution")
+
+// IngestFor is Ingest for an uploader: see Target.
+func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, error) {
+	study := t.Study
 	sp, err := s.spool(r)
 	if err != nil {
 		return nil, err
@@ -208,6 +233,17 @@ func (s *Store) Ingest(ctx context.Context, r io.Reader, study string) (*Result,
 		return res, fmt.Errorf("%w: the instance's Study Instance UID %s is not %s", ErrStudyMismatch, rec.studyUID, study)
 	}
 	rec.sha = sp.sha
+	rec.institutionID = t.InstitutionID
+	if t.OwnOnly {
+		var owner int64
+		err := s.db.QueryRowContext(ctx, `SELECT institution_id FROM studies WHERE study_uid = ?`, rec.studyUID).Scan(&owner)
+		if err == nil && owner != t.InstitutionID {
+			return res, fmt.Errorf("%w: Study Instance UID %s", ErrOtherInstitution, rec.studyUID)
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("looking up the study's owner: %w", err)
+		}
+	}
 	release, err := s.claim(rec.sopUID)
 	if err != nil {
 		return nil, err

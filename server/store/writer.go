@@ -91,11 +91,11 @@ func insertRecord(tx txStmts, r *record) (studyPK int64, newSeries bool, err err
 		return 0, false, fmt.Errorf("indexing patient: %w", err)
 	}
 	err = tx.row(`INSERT INTO studies (study_uid, patient_pk, patient_name, name_a, name_i, name_p,
-		study_date, study_time, accession, study_id, description, referring, created_at, updated_at, num_instances)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+		study_date, study_time, accession, study_id, description, referring, created_at, updated_at, num_instances, institution_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
 		ON CONFLICT (study_uid) DO UPDATE SET updated_at = excluded.updated_at, num_instances = num_instances + 1
 		RETURNING pk`, r.studyUID, patientPK, r.patientName, r.nameA, r.nameI, r.nameP,
-		r.studyDate, r.studyTime, r.accession, r.studyID, r.studyDesc, r.referring, now, now).Scan(&studyPK)
+		r.studyDate, r.studyTime, r.accession, r.studyID, r.studyDesc, r.referring, now, now, r.institutionID).Scan(&studyPK)
 	if err != nil {
 		return 0, false, fmt.Errorf("indexing study: %w", err)
 	}
