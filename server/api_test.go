@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -247,7 +248,27 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: %d, want %d: %.200s", c.name, code, c.want, body)
 		}
 	}
+	// Consent forms: only PDF, JPEG, PNG, whose bytes must match; bounded.
+	for _, c := range []struct {
+		name, ct string
+		body     []byte
+		want     int
+	}{
+		{"an executable", "application/x-msdownload", []byte("MZ\x90\x00"), 415},
+		{"an executable called a PDF", "application/pdf", []byte("MZ\x90\x00"), 422},
+		{"21 MiB", "application/pdf", append([]byte("%PDF-1.4\n"), make([]byte, 21<<20)...), 413},
+	} {
+		code, body := f.do(clinic, "PUT", "/api/consultations/"+own+"/consent-form", c.ct, c.body, nil)
+		if code != c.want {
+			t.Errorf("consent form, %s: %d, want %d: %.200s", c.name, code, c.want, body)
+		}
+	}
 	var state string
+	var consent sql.NullString
+	f.st.DB().QueryRow(`SELECT consent_sha256 FROM consultations WHERE id = ?`, own).Scan(&consent)
+	if consent.Valid {
+		t.Fatal("a refused consent form was recorded")
+	}
 	f.st.DB().QueryRow(`SELECT state FROM consultations WHERE id = ?`, own).Scan(&state)
 	if state != "requested" {
 		t.Fatalf("bad requests moved the consultation to %s", state)

@@ -13,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"sanping/server/audit"
@@ -170,6 +171,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail maps an error to one HTTP answer.
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var te *consult.TransitionError
+	var fe *consult.FieldError
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.Is(err, errUnsupportedMedia):
@@ -178,6 +180,10 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 		auth.WriteProblem(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, errBadRequest):
 		auth.WriteProblem(w, http.StatusBadRequest, err.Error())
+	case errors.As(err, &fe) && fe.Field == "contentType":
+		auth.WriteProblem(w, http.StatusUnsupportedMediaType, err.Error())
+	case errors.As(err, &fe) && fe.Field == "file" && strings.Contains(fe.Problem, "too large"):
+		auth.WriteProblem(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.As(err, &te):
 		auth.WriteProblem(w, http.StatusConflict, te.Error())
 	case errors.Is(err, auth.ErrInvalid), errors.Is(err, org.ErrInvalid), errors.Is(err, consult.ErrInvalid):

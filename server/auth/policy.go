@@ -189,12 +189,19 @@ func StudyScope(p *Principal) (string, []any) {
 	return cond + ")", args
 }
 
+// studyVisible is StudyScope for one study, written so each branch is an index lookup on the
+// study UID (the IN form of StudyScope would list a whole worklist's studies per request).
 func (s *Service) studyVisible(ctx context.Context, p *Principal, uid string) error {
-	cond, args := StudyScope(p)
+	cc, ca := ConsultationScope(p)
+	q := `SELECT EXISTS (SELECT 1 FROM consultation_studies cs JOIN consultations c ON c.id = cs.consultation_id
+		WHERE cs.study_uid = ? AND ` + cc + `)`
+	args := append([]any{uid}, ca...)
+	if p.InstitutionID != 0 && (p.HasRole(RoleClinic) || p.HasRole(RoleDoctor)) {
+		q += ` OR EXISTS (SELECT 1 FROM studies st WHERE st.study_uid = ? AND st.institution_id = ?)`
+		args = append(args, uid, p.InstitutionID)
+	}
 	var ok bool
-	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM studies st WHERE st.study_uid = ? AND `+cond+`)`,
-		append([]any{uid}, args...)...).Scan(&ok)
-	if err != nil {
+	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&ok); err != nil {
 		return fmt.Errorf("authorization: study %s: %w", uid, err)
 	}
 	if !ok {
