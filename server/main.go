@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -177,6 +178,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fl := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	dataDir := fl.String("data", envOr("SANPING_DATA", "./data"), "data directory")
+	pinned := fl.String("head", "", "SEQ:HASH printed by an earlier verify and kept elsewhere: also check that entry SEQ still has HASH, which proves the trail up to it was not rewritten")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -192,10 +194,30 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := trail.Verify(ctx); err != nil {
 		return fmt.Errorf("audit trail does not hold: %w", err)
 	}
+	if *pinned != "" {
+		// The chain only proves the file agrees with itself: someone able to write it could
+		// re-hash everything after a change. A head recorded elsewhere (printed, mailed to the
+		// county health bureau) pins the past.
+		seqText, want, ok := strings.Cut(*pinned, ":")
+		seq, err := strconv.ParseInt(seqText, 10, 64)
+		if !ok || err != nil || seq < 1 {
+			return fmt.Errorf("-head wants SEQ:HASH as printed by audit verify")
+		}
+		entries, err := trail.List(ctx, audit.Filter{Offset: int(seq - 1), Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(entries) != 1 || entries[0].Seq != seq {
+			return fmt.Errorf("audit trail does not hold: entry %d, recorded elsewhere, is missing", seq)
+		}
+		if entries[0].Hash != want {
+			return fmt.Errorf("audit trail does not hold: entry %d has hash %s, but %s was recorded: the trail was rewritten", seq, entries[0].Hash, want)
+		}
+	}
 	seq, hash, err := trail.Head(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "audit trail holds: %d entries, last hash %s\n", seq, hash)
+	fmt.Fprintf(stdout, "audit trail holds: %d entries, last hash %s\nkeep this head elsewhere and check it later with: audit verify -head %d:%s\n", seq, hash, seq, hash)
 	return nil
 }
