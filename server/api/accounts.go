@@ -349,6 +349,10 @@ func (s *Service) updateUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: a username cannot change", auth.ErrInvalid))
 		return
 	}
+	if p := principal(r); p.UserID == id && old.HasRole(auth.RoleAdmin) && !in.HasRole(auth.RoleAdmin) {
+		s.fail(w, r, fmt.Errorf("%w: admins cannot remove their own admin role", auth.ErrConflict))
+		return
+	}
 	u, err := s.auth.UpdateUser(r.Context(), id, in)
 	if err != nil {
 		s.fail(w, r, err)
