@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"path/filepath"
+	"sync"
 
 	"sanping/server/api"
 	"sanping/server/audit"
@@ -14,7 +18,10 @@ import (
 	"sanping/server/consult"
 	"sanping/server/dicomweb"
 	"sanping/server/org"
+	"sanping/server/sfu"
+	"sanping/server/signal"
 	"sanping/server/store"
+	"sanping/server/turnserver"
 	"sanping/web"
 )
 
@@ -24,7 +31,22 @@ type app struct {
 	org     *org.Service
 	consult *consult.Service
 	trail   *audit.Log
+	live    *signal.Service
+	turn    *turnserver.Server
 	routes  []auth.Route
+	closed  sync.Once
+}
+
+// close ends live rooms and stops media and TURN.
+func (a *app) close() {
+	a.closed.Do(func() {
+		if a.live != nil {
+			a.live.Close()
+		}
+		if a.turn != nil {
+			a.turn.Close()
+		}
+	})
 }
 
 // newApp opens every service on the store's database and lists the routes. Each route is an
@@ -51,8 +73,40 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 		return nil, err
 	}
 	cons.SetPasswordCheck(au.VerifyPassword)
+	var turn *turnserver.Server
+	publicIP := cfg.PublicIP
+	if cfg.TURNAddr != "" || cfg.TURNTLSAddr != "" {
+		if publicIP == "" {
+			publicIP = firstIPv4()
+		}
+		tc := turnserver.Config{Realm: "sanping", PublicIP: publicIP, UDPAddr: cfg.TURNAddr, TCPAddr: cfg.TURNAddr, Logger: log}
+		if cfg.TURNTLSAddr != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("TURN over TLS needs the server's certificate: %w", err)
+			}
+			tc.TLSAddr, tc.TLSConfig = cfg.TURNTLSAddr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		if turn, err = turnserver.New(tc); err != nil {
+			return nil, fmt.Errorf("starting TURN: %w", err)
+		}
+	}
+	sc := sfu.Config{UDPAddr: cfg.MediaUDP, TCPAddr: cfg.MediaTCP, RecordDir: filepath.Join(st.Dir(), "recordings"), Logger: log}
+	if cfg.PublicIP != "" {
+		sc.PublicIPs = []string{cfg.PublicIP}
+	}
+	live, err := signal.New(ctx, signal.Config{DB: db, Consult: cons, Trail: trail, SFU: sc, TURN: turn, AllowedOrigins: cfg.CORSOrigins, Logger: log})
+	if err != nil {
+		if turn != nil {
+			turn.Close()
+		}
+		return nil, err
+	}
+	cons.SetOnTransition(live.OnTransition)
 	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
-	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log})
+	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Quality: func(ctx context.Context, id int64) (any, error) {
+		return live.Quality(ctx, id)
+	}})
 	static, err := fs.Sub(web.Files, "static")
 	if err != nil {
 		return nil, fmt.Errorf("opening embedded web app: %w", err)
@@ -65,8 +119,9 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 		{Pattern: "/", Action: auth.ActPublic, Handler: staticFiles(static)},
 	}
 	routes = append(routes, rest.Routes()...)
+	routes = append(routes, live.Routes()...)
 	routes = append(routes, dw.Routes()...)
-	return &app{auth: au, org: orgs, consult: cons, trail: trail, routes: routes}, nil
+	return &app{auth: au, org: orgs, consult: cons, trail: trail, live: live, turn: turn, routes: routes}, nil
 }
 
 // staticFiles serves the embedded browser app (GET and HEAD only).
@@ -80,4 +135,18 @@ func staticFiles(files fs.FS) http.Handler {
 		}
 		fsrv.ServeHTTP(w, r)
 	})
+}
+
+// firstIPv4 is the machine's first non-loopback IPv4 address (TURN's relay address when
+// -public-ip is not given), or 127.0.0.1.
+func firstIPv4() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
 }

@@ -41,6 +41,14 @@ type Config struct {
 	MaxRequestBody  int64
 	AdminPassword   string
 	CORSOrigins     []string
+	// Live media: one UDP port and one TCP port (ICE-TCP) for all participants; "" picks
+	// ephemeral ports (tests). PublicIP is advertised to clients (the server's address as the
+	// clinics reach it, when it sits behind 1:1 NAT).
+	MediaUDP, MediaTCP string
+	PublicIP           string
+	// TURN on UDP and TCP (TURNAddr, e.g. ":3478") and over TLS (TURNTLSAddr, e.g. ":443",
+	// with the server's certificate), for clinics behind firewalls; "" = off.
+	TURNAddr, TURNTLSAddr string
 }
 
 func envOr(key, def string) string {
@@ -76,6 +84,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	fl.Int64Var(&cfg.MaxRequestBody, "max-body", 8<<30, "largest accepted upload request body in bytes")
 	corsOrigins := fl.String("cors-origins", os.Getenv("SANPING_CORS_ORIGINS"), "comma-separated origins (scheme://host[:port]) of browser viewers allowed to call the API, e.g. an OHIF deployment")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
+	fl.StringVar(&cfg.MediaUDP, "media-udp", envOr("SANPING_MEDIA_UDP", ":8080"), "UDP address for all live media (ICE UDP mux)")
+	fl.StringVar(&cfg.MediaTCP, "media-tcp", envOr("SANPING_MEDIA_TCP", ":8081"), "TCP address for live media over ICE-TCP (networks that block UDP); empty: off")
+	fl.StringVar(&cfg.PublicIP, "public-ip", os.Getenv("SANPING_PUBLIC_IP"), "IP address clients reach this server at, advertised for media and TURN (behind 1:1 NAT)")
+	fl.StringVar(&cfg.TURNAddr, "turn", envOr("SANPING_TURN", ":3478"), "TURN server address (UDP and TCP); empty: off")
+	fl.StringVar(&cfg.TURNTLSAddr, "turn-tls", os.Getenv("SANPING_TURN_TLS"), "TURN over TLS address, e.g. :443 (needs -tls-cert); for networks that allow only 443")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -118,6 +131,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	if err != nil {
 		return err
 	}
+	defer app.close()
 	// The chain's tail is checked on every start; a broken chain is reported loudly but does not
 	// stop the county's images from being served (`server audit verify` checks it all).
 	if err := app.trail.VerifyTail(ctx, 1000); err != nil {
@@ -166,6 +180,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown did not finish cleanly", "err", err)
 	}
+	// Live rooms end (participants get bye; their websockets are not tracked by Shutdown),
+	// their last events are written, then the store closes.
+	app.close()
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("closing store: %w", err)
 	}

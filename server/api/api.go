@@ -31,6 +31,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxConsentForm bounds an uploaded consent form scan.
 	MaxConsentForm int64
+	// Quality returns a consultation's live quality samples for its session log (nil: none).
+	Quality func(ctx context.Context, consultation int64) (any, error)
 }
 
 // Service serves the REST API.

@@ -255,5 +255,14 @@ func (s *Service) sessionLog(w http.ResponseWriter, r *http.Request) {
 		s.writeEntries(w, r, "consultation-"+strconv.FormatInt(id, 10), entries)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"consultation": c, "timeline": entriesJSON(entries)})
+	out := map[string]any{"consultation": c, "timeline": entriesJSON(entries), "quality": []any{}}
+	if s.cfg.Quality != nil {
+		q, err := s.cfg.Quality(r.Context(), id)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out["quality"] = q
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -242,6 +242,9 @@ func (s *Service) move(ctx context.Context, by *auth.Principal, id int64, to Sta
 	if err != nil {
 		return nil, err
 	}
+	if s.onTransition != nil {
+		s.onTransition(id, from, to)
+	}
 	return c, s.audit(ctx, by, id, transitionEvent(action, from, to, kv...))
 }
 

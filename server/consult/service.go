@@ -24,7 +24,13 @@ type Service struct {
 	now        func() time.Time
 	// verifyPassword re-checks a signer's password (SetPasswordCheck); nil: the hash in users.
 	verifyPassword func(ctx context.Context, userID int64, password string) error
+	// onTransition hears of start, finish, close and cancel once committed (SetOnTransition).
+	onTransition func(id int64, from, to State)
 }
+
+// SetOnTransition makes fn hear of every state change made by Start, Finish, Close, Cancel,
+// Decline and Schedule after it is committed: the live side opens and closes rooms by it.
+func (s *Service) SetOnTransition(fn func(id int64, from, to State)) { s.onTransition = fn }
 
 // SetPasswordCheck makes signing re-check passwords through check (the server passes
 // auth.Service.VerifyPassword, so wrong signing passwords count towards the account lockout

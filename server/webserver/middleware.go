@@ -18,6 +18,11 @@ func SecurityHeaders(tlsOn bool, next http.Handler) http.Handler {
 		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
+		// Nothing of Sanping may be framed by another site (clickjacking a signed-in doctor).
+		h.Set("X-Frame-Options", "DENY")
+		if h.Get("Content-Security-Policy") == "" {
+			h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

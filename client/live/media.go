@@ -1,0 +1,417 @@
+package live
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"sanping/protocol"
+)
+
+const (
+	h264Interval     = time.Second / 15 // Annex B files carry no timing
+	maxFrameInterval = 10 * time.Second // longer gaps between timestamps are treated as errors in the file
+	maxFrameBytes    = 16 << 20
+)
+
+var errNoFrames = errors.New("no frames")
+
+// frame is one video frame (an access unit for H.264) or one Opus packet, with its
+// presentation time from the start of the file.
+type frame struct {
+	data []byte
+	pts  time.Duration
+}
+
+// frameReader reads a file's frames in order; io.EOF ends the file.
+type frameReader interface {
+	next() (frame, error)
+}
+
+// source is a media file to publish.
+type source struct {
+	path  string
+	label string
+	codec webrtc.RTPCodecCapability
+	open  func(io.Reader) (frameReader, error)
+}
+
+// openSource recognizes a file by its extension and reads its first frame, so that a wrong
+// file fails Join rather than the call.
+func openSource(path, label string) (*source, error) {
+	s := &source{path: path, label: label}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".ivf":
+		s.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+		s.open = newIVFReader
+	case ".h264", ".264":
+		s.codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtpH264ConstrainedBaseline}
+		s.open = newH264Reader
+	case ".ogg", ".opus":
+		s.codec = opus
+		s.open = newOggReader
+	default:
+		return nil, fmt.Errorf("live: %s: not .ivf (VP8), .h264 (Annex B) or .ogg (Opus)", path)
+	}
+	audio := label == protocol.LabelMicrophone
+	if audio != strings.HasPrefix(s.codec.MimeType, "audio/") {
+		return nil, fmt.Errorf("live: %s: wrong kind of media for %s", path, label)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("live: %w", err)
+	}
+	defer f.Close()
+	r, err := s.open(f)
+	if err == nil {
+		_, err = r.next()
+		if errors.Is(err, io.EOF) {
+			err = errNoFrames
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("live: %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// localTrack is a file being published.
+type localTrack struct {
+	src   *source
+	track *webrtc.TrackLocalStaticSample
+	info  protocol.Track
+}
+
+// newLocalTrack makes the track of a source. Track IDs are random: the server's track lists
+// are keyed by them across the whole room.
+func newLocalTrack(s *source, participant string) (*localTrack, error) {
+	var b [6]byte
+	rand.Read(b[:])
+	id := s.label + "-" + hex.EncodeToString(b[:])
+	t, err := webrtc.NewTrackLocalStaticSample(s.codec, id, participant)
+	if err != nil {
+		return nil, fmt.Errorf("live: %w", err)
+	}
+	kind := "video"
+	if strings.HasPrefix(s.codec.MimeType, "audio/") {
+		kind = "audio"
+	}
+	return &localTrack{src: s, track: t, info: protocol.Track{ID: id, Kind: kind, Label: s.label}}, nil
+}
+
+// play publishes a file in a loop, from when the pub connection first comes up (so that
+// the first frame the server sees is the file's first keyframe) until the participant stops.
+func (p *Participant) play(lt *localTrack) {
+	defer p.wg.Done()
+	select {
+	case <-p.pubUp:
+	case <-p.ctx.Done():
+		return
+	}
+	f, err := os.Open(lt.src.path)
+	if err != nil {
+		p.log.Error("live: publishing", "file", lt.src.path, "err", err)
+		return
+	}
+	defer f.Close()
+	l, err := newLoop(f, lt.src.open)
+	if err == nil {
+		err = pace(p.ctx, l.next, lt.track.WriteSample)
+	}
+	if err != nil && p.ctx.Err() == nil {
+		p.log.Error("live: publishing", "file", lt.src.path, "err", err)
+	}
+}
+
+// pace writes samples in real time: each when it is due, counted from the first.
+func pace(ctx context.Context, next func() (media.Sample, time.Duration, error), write func(media.Sample) error) error {
+	start := time.Now()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		s, due, err := next()
+		if err != nil {
+			return err
+		}
+		if wait := time.Until(start.Add(due)); wait > 0 {
+			t.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := write(s); err != nil {
+			return err
+		}
+	}
+}
+
+// loop plays a file's frames forever, starting again at the end. It reads one frame ahead:
+// a sample's duration is the time to the next frame, and the last frame of a pass lasts as
+// long as the one before it.
+type loop struct {
+	rs       io.ReadSeeker
+	open     func(io.Reader) (frameReader, error)
+	r        frameReader
+	pending  frame
+	due      time.Duration // when pending is due, from the start of playing
+	interval time.Duration
+}
+
+func newLoop(rs io.ReadSeeker, open func(io.Reader) (frameReader, error)) (*loop, error) {
+	l := &loop{rs: rs, open: open, interval: h264Interval}
+	if err := l.rewind(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// rewind starts a pass: it opens the file from its start and reads the first frame.
+func (l *loop) rewind() error {
+	if _, err := l.rs.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r, err := l.open(l.rs)
+	if err != nil {
+		return err
+	}
+	f, err := r.next()
+	if errors.Is(err, io.EOF) {
+		return errNoFrames
+	}
+	if err != nil {
+		return err
+	}
+	l.r, l.pending = r, f
+	return nil
+}
+
+// next returns the next sample and when it is due.
+func (l *loop) next() (media.Sample, time.Duration, error) {
+	cur := l.pending
+	f, err := l.r.next()
+	switch {
+	case errors.Is(err, io.EOF):
+		if err := l.rewind(); err != nil {
+			return media.Sample{}, 0, err
+		}
+	case err != nil:
+		return media.Sample{}, 0, err
+	default:
+		if d := f.pts - cur.pts; d > 0 && d <= maxFrameInterval {
+			l.interval = d
+		}
+		l.pending = f
+	}
+	due := l.due
+	l.due += l.interval
+	return media.Sample{Data: cur.data, Duration: l.interval}, due, nil
+}
+
+// ivfReader reads VP8 frames from an IVF file. (pion's ivfreader v4.2 scales frame timestamps
+// by rate/scale rather than scale/rate, so the few bytes of header are read here.)
+type ivfReader struct {
+	r          io.Reader
+	scale      uint64 // a timestamp unit is scale/rate seconds
+	rate       uint64
+	headerSize int
+}
+
+func newIVFReader(r io.Reader) (frameReader, error) {
+	var h [32]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, fmt.Errorf("IVF header: %w", err)
+	}
+	if string(h[:4]) != "DKIF" {
+		return nil, errors.New("not an IVF file")
+	}
+	if fourcc := string(h[8:12]); fourcc != "VP80" {
+		return nil, fmt.Errorf("IVF of %q: only VP8 (VP80) is published", fourcc)
+	}
+	v := &ivfReader{r: r, rate: uint64(binary.LittleEndian.Uint32(h[16:20])), scale: uint64(binary.LittleEndian.Uint32(h[20:24]))}
+	if v.rate == 0 || v.scale == 0 {
+		return nil, errors.New("IVF header: zero time base")
+	}
+	if n := int(binary.LittleEndian.Uint16(h[6:8])); n > len(h) {
+		if _, err := io.CopyN(io.Discard, r, int64(n-len(h))); err != nil {
+			return nil, fmt.Errorf("IVF header: %w", err)
+		}
+	}
+	return v, nil
+}
+
+func (v *ivfReader) next() (frame, error) {
+	var h [12]byte
+	if _, err := io.ReadFull(v.r, h[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errors.New("IVF frame header truncated")
+		}
+		return frame{}, err
+	}
+	size := binary.LittleEndian.Uint32(h[:4])
+	if size == 0 || size > maxFrameBytes {
+		return frame{}, fmt.Errorf("IVF frame of %d bytes", size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(v.r, data); err != nil {
+		return frame{}, fmt.Errorf("IVF frame truncated: %w", err)
+	}
+	pts := float64(binary.LittleEndian.Uint64(h[4:12])) * float64(v.scale) / float64(v.rate)
+	return frame{data: data, pts: time.Duration(pts * float64(time.Second))}, nil
+}
+
+// h264Reader reads access units (all NAL units of one picture) from an Annex B stream.
+type h264Reader struct {
+	r    *h264reader.H264Reader
+	held *h264reader.NAL // the first NAL unit of the next access unit
+	n    int
+}
+
+func newH264Reader(r io.Reader) (frameReader, error) {
+	hr, err := h264reader.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	return &h264Reader{r: hr}, nil
+}
+
+func (h *h264Reader) next() (frame, error) {
+	var au []byte
+	vcl := false
+	add := func(n *h264reader.NAL) {
+		au = append(au, 0, 0, 0, 1)
+		au = append(au, n.Data...)
+		vcl = vcl || isVCL(n.UnitType)
+	}
+	if h.held != nil {
+		add(h.held)
+		h.held = nil
+	}
+	for {
+		n, err := h.r.NextNAL()
+		if errors.Is(err, io.EOF) {
+			if vcl {
+				break
+			}
+			return frame{}, io.EOF // trailing parameter sets without a picture
+		}
+		if err != nil {
+			return frame{}, err
+		}
+		if len(au)+len(n.Data) > maxFrameBytes {
+			return frame{}, errors.New("H.264 access unit too large")
+		}
+		if vcl && startsAccessUnit(n) {
+			h.held = n
+			break
+		}
+		add(n)
+	}
+	f := frame{data: au, pts: time.Duration(h.n) * h264Interval}
+	h.n++
+	return f, nil
+}
+
+func isVCL(t h264reader.NalUnitType) bool {
+	return t == h264reader.NalUnitTypeCodedSliceNonIdr || t == h264reader.NalUnitTypeCodedSliceIdr
+}
+
+// startsAccessUnit says whether a NAL unit after a picture's slices begins the next access
+// unit (H.264 7.4.1.2.3): a slice with first_mb_in_slice 0 (its ue(v) is the single bit 1),
+// or SEI, SPS, PPS or an access unit delimiter.
+func startsAccessUnit(n *h264reader.NAL) bool {
+	switch {
+	case isVCL(n.UnitType):
+		return len(n.Data) > 1 && n.Data[1]&0x80 != 0
+	case n.UnitType >= h264reader.NalUnitTypeSEI && n.UnitType <= h264reader.NalUnitTypeAUD:
+		return true
+	}
+	return false
+}
+
+// oggReader reads Opus packets from an Ogg file, one per page. The granule position at the
+// end of each page gives the next packet's start (always at 48 kHz for Opus, RFC 7845).
+// Files with several packets per page (ffmpeg's default) are refused: remux them with
+// ffmpeg -page_duration 20000.
+type oggReader struct {
+	r       *oggreader.OggReader
+	granule uint64
+}
+
+func newOggReader(r io.Reader) (frameReader, error) {
+	o, _, err := oggreader.NewWith(r)
+	if err != nil {
+		return nil, err
+	}
+	return &oggReader{r: o}, nil
+}
+
+func (o *oggReader) next() (frame, error) {
+	for {
+		data, h, err := o.r.ParseNextPage()
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = errors.New("Ogg page truncated")
+			}
+			return frame{}, err
+		}
+		if _, header := h.HeaderType(data); header || len(data) == 0 {
+			continue
+		}
+		if h.GranulePosition == ^uint64(0) || h.GranulePosition < o.granule {
+			return frame{}, errors.New("Ogg: an Opus packet spans pages or granule positions go back")
+		}
+		start := o.granule
+		o.granule = h.GranulePosition
+		if n := opusSamples(data); n == 0 || h.GranulePosition-start > uint64(n) {
+			return frame{}, fmt.Errorf("Ogg page of %d samples holds more than one Opus packet", h.GranulePosition-start)
+		}
+		return frame{data: data, pts: time.Duration(start) * time.Second / 48000}, nil
+	}
+}
+
+// opusSamples is the length of an Opus packet at 48 kHz from its TOC byte (RFC 6716 3.1),
+// or 0 if it is malformed.
+func opusSamples(packet []byte) int {
+	if len(packet) == 0 {
+		return 0
+	}
+	toc := packet[0]
+	config := int(toc >> 3)
+	var size int // samples per frame
+	switch {
+	case config < 12: // SILK: 10, 20, 40, 60 ms
+		size = []int{480, 960, 1920, 2880}[config%4]
+	case config < 16: // hybrid: 10, 20 ms
+		size = []int{480, 960}[config%2]
+	default: // CELT: 2.5, 5, 10, 20 ms
+		size = []int{120, 240, 480, 960}[config%4]
+	}
+	frames := 1
+	switch toc & 3 {
+	case 1, 2:
+		frames = 2
+	case 3:
+		if len(packet) < 2 {
+			return 0
+		}
+		frames = int(packet[1] & 0x3f)
+	}
+	return size * frames
+}

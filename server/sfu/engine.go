@@ -1,0 +1,375 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Bandwidth estimator bounds for a subscriber's peer connection (bit/s).
+const (
+	bweInitial = 600_000
+	bweMin     = 30_000
+	bweMax     = 3_000_000
+)
+
+// The NACK responder keeps this many packets per down-track: ~5 s of 500 kbit/s video, well
+// past the 100-300 ms RTT of 4G, and a quarter of pion's default memory per track.
+const nackCacheSize = 256
+
+// OpusFmtp asks for in-band FEC and DTX: on lossy 4G, FEC recovers single lost packets
+// without a retransmission round trip and DTX saves uplink during silence.
+const OpusFmtp = "minptime=10;useinbandfec=1;usedtx=1"
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBNACK},
+	{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	{Type: webrtc.TypeRTCPFBTransportCC},
+}
+
+// sfuCodecs are the codecs both peer connections of every participant offer or accept.
+func sfuCodecs() []struct {
+	params webrtc.RTPCodecParameters
+	kind   webrtc.RTPCodecType
+} {
+	video := func(pt webrtc.PayloadType, mime, fmtp string) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: videoFeedback},
+			PayloadType:        pt,
+		}
+	}
+	type c = struct {
+		params webrtc.RTPCodecParameters
+		kind   webrtc.RTPCodecType
+	}
+	return []c{
+		{webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: OpusFmtp,
+				RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}},
+			PayloadType: 111,
+		}, webrtc.RTPCodecTypeAudio},
+		{video(96, webrtc.MimeTypeVP8, ""), webrtc.RTPCodecTypeVideo},
+		{video(102, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"), webrtc.RTPCodecTypeVideo},
+		{video(108, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"), webrtc.RTPCodecTypeVideo},
+		{video(98, webrtc.MimeTypeVP9, "profile-id=0"), webrtc.RTPCodecTypeVideo},
+	}
+}
+
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range sfuCodecs() {
+		if err := me.RegisterCodec(c.params, c.kind); err != nil {
+			return nil, err
+		}
+	}
+	exts := []struct {
+		uri   string
+		kinds []webrtc.RTPCodecType
+	}{
+		{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
+		{sdp.SDESRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+		{sdp.SDESRepairRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+		{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
+	}
+	for _, e := range exts {
+		for _, k := range e.kinds {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return me, nil
+}
+
+// newPeerConnection builds one peer connection with the interceptors its direction needs:
+// a publisher's ("pub") gets NACK generation, receiver reports and TWCC feedback; a
+// subscriber's ("sub") gets a GCC estimator (handed to onBWE), TWCC sequence numbers, the NACK
+// responder and sender reports. Each gets its own registry so the estimator is known to
+// belong to this connection without matching pion's connection IDs.
+func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
+	me, err := newMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	lf := s.pionLog
+	// Registration order matters: the first registered is innermost (nearest the network).
+	switch pc {
+	case pcPublish:
+		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		reg.Add(&countingFactory{s: s})
+		reg.Add(gen)
+		rr, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		reg.Add(rr)
+		tw, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		reg.Add(tw)
+	case pcSubscribe:
+		// The leaky-bucket pacer that GCC uses by default queues without bound and copies
+		// every packet; layer selection keeps each subscriber under its estimate instead.
+		ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+			return gcc.NewSendSideBWE(
+				gcc.SendSideBWEInitialBitrate(bweInitial),
+				gcc.SendSideBWEMinBitrate(bweMin),
+				gcc.SendSideBWEMaxBitrate(bweMax),
+				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+				gcc.WithLoggerFactory(lf),
+			)
+		})
+		if err != nil {
+			return nil, err
+		}
+		ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
+		reg.Add(ccf)
+		reg.Add(&countingFactory{s: s})
+		reg.Add(twccSeqFactory{})
+		resp, err := nack.NewResponderInterceptor(nack.ResponderSize(nackCacheSize), nack.WithResponderLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		reg.Add(resp)
+		sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		reg.Add(sr)
+	default:
+		return nil, fmt.Errorf("sfu: unknown peer connection %q", pc)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.se))
+	return api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+}
+
+const (
+	pcPublish   = "pub"
+	pcSubscribe = "sub"
+)
+
+// settingEngine configures ICE for the SFU's network: one UDP port and one TCP port for all
+// peers, timeouts for 4G, advertised public addresses.
+func (s *SFU) settingEngine() error {
+	cfg := &s.cfg
+	se := webrtc.SettingEngine{LoggerFactory: s.pionLog}
+	// 4G drops out for seconds at a time: call it disconnected after 5 s, give up after 25 s.
+	se.SetICETimeouts(5*time.Second, 25*time.Second, 2*time.Second)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if len(cfg.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return fmt.Errorf("sfu: public IPs: %w", err)
+		}
+	}
+	if cfg.Net != nil {
+		se.SetNet(cfg.Net)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4}) // vnet has no IPv6 or TCP
+		s.se = se
+		return nil
+	}
+	if cfg.UDPAddr != "" {
+		conn, err := net.ListenPacket("udp", cfg.UDPAddr)
+		if err != nil {
+			return fmt.Errorf("sfu: UDP %s: %w", cfg.UDPAddr, err)
+		}
+		s.udpConn = conn
+		s.udpMux = webrtc.NewICEUDPMux(s.pionLog.NewLogger("udpmux"), conn)
+		se.SetICEUDPMux(s.udpMux)
+		if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	}
+	if cfg.TCPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TCPAddr)
+		if err != nil {
+			return fmt.Errorf("sfu: TCP %s: %w", cfg.TCPAddr, err)
+		}
+		s.tcpLn = ln
+		s.tcpMux = webrtc.NewICETCPMux(s.pionLog.NewLogger("tcpmux"), ln, 8)
+		se.SetICETCPMux(s.tcpMux)
+		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	}
+	se.SetNetworkTypes(types)
+	s.se = se
+	return nil
+}
+
+// UDPAddr is the address of the shared media UDP port, nil without one.
+func (s *SFU) UDPAddr() net.Addr {
+	if s.udpConn == nil {
+		return nil
+	}
+	return s.udpConn.LocalAddr()
+}
+
+// TCPAddr is the address of the ICE-TCP port, nil without one.
+func (s *SFU) TCPAddr() net.Addr {
+	if s.tcpLn == nil {
+		return nil
+	}
+	return s.tcpLn.Addr()
+}
+
+// countingFactory builds the interceptor that counts what pion's NACK interceptors do:
+// retransmissions to subscribers and NACKs sent to publishers. On the send path it also hands
+// each stream one reused attributes map, so the GCC writer does not allocate one per packet.
+type countingFactory struct{ s *SFU }
+
+func (f *countingFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &countingInterceptor{s: f.s}, nil
+}
+
+type countingInterceptor struct {
+	interceptor.NoOp
+	s *SFU
+}
+
+func (c *countingInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	// Original packets arrive with nil attributes and one at a time per stream (the
+	// down-track holds its lock across the write); retransmissions carry the responder's own
+	// map, which we never touch.
+	attrs := interceptor.Attributes{}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if a == nil {
+			return w.Write(h, payload, attrs)
+		}
+		if isResend(a) {
+			c.s.stats.retransmits.Add(1)
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+func (c *countingInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+		for _, p := range pkts {
+			if n, ok := p.(*rtcp.TransportLayerNack); ok {
+				c.s.stats.nacksSent.Add(int64(nackCount(n)))
+			}
+		}
+		return w.Write(pkts, a)
+	})
+}
+
+// isResend recognizes the NACK responder's retransmissions by its attribute key, a type
+// internal to pion/interceptor.
+func isResend(a interceptor.Attributes) bool {
+	for k := range a {
+		if t := reflect.TypeOf(k); t != nil && t.Name() == "ResendKey" {
+			return true
+		}
+	}
+	return false
+}
+
+func nackCount(n *rtcp.TransportLayerNack) int {
+	c := 0
+	for _, p := range n.Nacks {
+		c += len(p.PacketList())
+	}
+	return c
+}
+
+// twccSeqFactory adds transport-wide sequence numbers (the TWCC header extension) to every
+// packet a subscriber's connection sends, like pion's HeaderExtensionInterceptor but writing
+// the two bytes into a per-stream buffer instead of allocating them per packet.
+type twccSeqFactory struct{}
+
+func (twccSeqFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &twccSeq{}, nil
+}
+
+type twccSeq struct {
+	interceptor.NoOp
+	next atomic.Uint32
+}
+
+func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	var id uint8
+	for _, e := range info.RTPHeaderExtensions {
+		if e.URI == sdp.TransportCCURI {
+			id = uint8(e.ID)
+		}
+	}
+	if id == 0 {
+		return w
+	}
+	// Writes of one stream do not overlap: originals (nil attributes) are serialized by the
+	// down-track, and each retransmission (the responder's attributes) gets its own buffer.
+	var buf [2]byte
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		seq := uint16(t.next.Add(1) - 1)
+		b := buf[:]
+		if a != nil {
+			b = make([]byte, 2)
+		}
+		b[0], b[1] = byte(seq>>8), byte(seq)
+		if err := h.SetExtension(id, b); err != nil {
+			return 0, err
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+// pionLogger sends pion's logs to slog. pion's Info is chatty connection bookkeeping, so it
+// goes to Debug.
+type pionLogger struct{ l *slog.Logger }
+
+func (f pionLogger) NewLogger(scope string) logging.LeveledLogger {
+	return pionScope{f.l.With("pion", scope)}
+}
+
+type pionScope struct{ l *slog.Logger }
+
+func (p pionScope) log(level slog.Level, msg string) {
+	p.l.Log(context.Background(), level, msg)
+}
+func (p pionScope) logf(level slog.Level, format string, args ...any) {
+	if p.l.Enabled(context.Background(), level) {
+		p.l.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	}
+}
+func (p pionScope) Trace(msg string)                  {}
+func (p pionScope) Tracef(format string, args ...any) {}
+func (p pionScope) Debug(msg string)                  { p.log(slog.LevelDebug, msg) }
+func (p pionScope) Debugf(format string, args ...any) { p.logf(slog.LevelDebug, format, args...) }
+func (p pionScope) Info(msg string)                   { p.log(slog.LevelDebug, msg) }
+func (p pionScope) Infof(format string, args ...any)  { p.logf(slog.LevelDebug, format, args...) }
+func (p pionScope) Warn(msg string)                   { p.log(slog.LevelWarn, msg) }
+func (p pionScope) Warnf(format string, args ...any)  { p.logf(slog.LevelWarn, format, args...) }
+func (p pionScope) Error(msg string)                  { p.log(slog.LevelError, msg) }
+func (p pionScope) Errorf(format string, args ...any) { p.logf(slog.LevelError, format, args...) }

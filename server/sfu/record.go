@@ -1,0 +1,308 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/h264writer"
+	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
+	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
+)
+
+const (
+	recQueue   = 1024                   // packets waiting for the recorder goroutine
+	recMaxLate = 300 * time.Millisecond // how long a gap is waited for before it is skipped
+	recMaxHeld = 256                    // packets held behind a gap at most
+)
+
+var recBufs = sync.Pool{New: func() any { b := make([]byte, 1500); return &b }}
+
+// recorder writes one published track to disk: Opus to Ogg, VP8 and VP9 to IVF, H.264 to
+// Annex B. Packets are put back in order and video is written a whole frame at a time;
+// after a lost packet, video waits for the next keyframe so the file stays decodable.
+type recorder struct {
+	p     *Peer
+	ut    *upTrack
+	path  string
+	video bool
+	w     interface {
+		WriteRTP(*rtp.Packet) error
+		Close() error
+	}
+	ch   chan *[]byte
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	// Owned by the recorder goroutine.
+	next     uint16
+	started  bool
+	held     map[uint16]*rtp.Packet
+	heldAt   time.Time
+	frame    []*rtp.Packet
+	needKey  bool
+	writeErr error
+}
+
+func newRecorder(p *Peer, ut *upTrack) (*recorder, error) {
+	var ext string
+	switch codecKindOf(ut.codec.MimeType) {
+	case codecVP8, codecVP9:
+		ext = ".ivf"
+	case codecH264:
+		ext = ".h264"
+	default:
+		if !strings.EqualFold(ut.codec.MimeType, webrtc.MimeTypeOpus) {
+			return nil, fmt.Errorf("sfu: cannot record %s", ut.codec.MimeType)
+		}
+		ext = ".ogg"
+	}
+	dir := filepath.Join(p.s.cfg.RecordDir, strconv.FormatInt(p.roomID, 10))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	base := fileSafe(p.id) + "-" + fileSafe(ut.id)
+	path := filepath.Join(dir, base+ext)
+	for i := 2; ; i++ {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		path = filepath.Join(dir, fmt.Sprintf("%s-%d%s", base, i, ext))
+	}
+	r := &recorder{
+		p:     p,
+		ut:    ut,
+		path:  path,
+		video: ut.video(),
+		ch:    make(chan *[]byte, recQueue),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+		held:  map[uint16]*rtp.Packet{},
+	}
+	var err error
+	switch ext {
+	case ".ivf":
+		r.w, err = ivfwriter.New(path, ivfwriter.WithCodec(ut.codec.MimeType))
+	case ".h264":
+		r.w, err = h264writer.New(path)
+	case ".ogg":
+		ch := ut.codec.Channels
+		if ch == 0 {
+			ch = 2
+		}
+		r.w, err = oggwriter.New(path, ut.codec.ClockRate, ch)
+	}
+	if err != nil {
+		return nil, err
+	}
+	go r.run()
+	return r, nil
+}
+
+// fileSafe keeps a client-chosen ID from escaping the recording directory.
+func fileSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// push hands a packet to the recorder without waiting: if the disk falls behind, packets are
+// dropped (and the video waits for a keyframe) rather than stalling forwarding.
+func (r *recorder) push(p *rtp.Packet, _ bool) {
+	bp := recBufs.Get().(*[]byte)
+	n, err := p.MarshalTo(*bp)
+	if err != nil {
+		recBufs.Put(bp)
+		return
+	}
+	*bp = (*bp)[:n]
+	select {
+	case r.ch <- bp:
+	default:
+		*bp = (*bp)[:cap(*bp)]
+		recBufs.Put(bp)
+	}
+}
+
+// close finalizes the file (synced to disk) and reports it; it waits for the writer.
+func (r *recorder) close() {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
+}
+
+func (r *recorder) run() {
+	defer close(r.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case bp := <-r.ch:
+			r.take(bp)
+		case <-tick.C:
+			r.release(time.Now(), false)
+		case <-r.stop:
+		drain:
+			for {
+				select {
+				case bp := <-r.ch:
+					r.take(bp)
+				default:
+					break drain
+				}
+			}
+			r.release(time.Now(), true)
+			r.finish()
+			return
+		}
+	}
+}
+
+func (r *recorder) take(bp *[]byte) {
+	p := &rtp.Packet{}
+	err := p.Unmarshal(append([]byte(nil), *bp...))
+	*bp = (*bp)[:cap(*bp)]
+	recBufs.Put(bp)
+	if err != nil || len(p.Payload) == 0 {
+		return
+	}
+	if !r.started {
+		r.started, r.next = true, p.SequenceNumber
+	}
+	if seqNewer(r.next, p.SequenceNumber) {
+		return // older than what was written: late or duplicate
+	}
+	if len(r.held) == 0 {
+		r.heldAt = time.Now()
+	}
+	r.held[p.SequenceNumber] = p
+	r.release(time.Now(), false)
+}
+
+// release writes held packets in sequence; a gap is skipped once it is recMaxLate old or too
+// many packets wait behind it (all of it when flushing).
+func (r *recorder) release(now time.Time, flush bool) {
+	gap := false
+	for len(r.held) > 0 {
+		if p, ok := r.held[r.next]; ok {
+			delete(r.held, r.next)
+			r.next++
+			r.packet(p, gap)
+			gap = false
+			r.heldAt = now
+			continue
+		}
+		if !flush && now.Sub(r.heldAt) < recMaxLate && len(r.held) < recMaxHeld {
+			return
+		}
+		// Skip to the oldest packet held.
+		var oldest uint16
+		first := true
+		for s := range r.held {
+			if first || seqNewer(oldest, s) {
+				oldest, first = s, false
+			}
+		}
+		r.next = oldest
+		gap = true
+	}
+}
+
+// packet takes packets in order; gap says some were lost before this one.
+func (r *recorder) packet(p *rtp.Packet, gap bool) {
+	if !r.video {
+		r.write(p)
+		return
+	}
+	if gap {
+		r.frame = r.frame[:0]
+		r.needKey = true
+		r.ut.requestKeyframe(r.ut.recLayer)
+	}
+	if len(r.frame) > 0 && r.frame[0].Timestamp != p.Timestamp {
+		r.writeFrame() // the publisher left the marker off the last packet
+	}
+	r.frame = append(r.frame, p)
+	if p.Marker {
+		r.writeFrame()
+	}
+}
+
+func (r *recorder) writeFrame() {
+	if len(r.frame) == 0 {
+		return
+	}
+	if r.needKey {
+		if !isKeyframeStart(r.ut.ck, r.frame[0].Payload) {
+			r.frame = r.frame[:0]
+			return
+		}
+		r.needKey = false
+	}
+	for _, p := range r.frame {
+		r.write(p)
+	}
+	r.frame = r.frame[:0]
+}
+
+func (r *recorder) write(p *rtp.Packet) {
+	if r.writeErr != nil {
+		return
+	}
+	if err := r.w.WriteRTP(p); err != nil {
+		r.writeErr = err
+		r.p.log.Warn("recording", "file", r.path, "err", err)
+	}
+}
+
+func (r *recorder) finish() {
+	r.writeFrame()
+	err := r.w.Close()
+	if err == nil {
+		err = syncFile(r.path)
+	}
+	if err != nil {
+		r.p.log.Warn("recording", "file", r.path, "err", err)
+	}
+	var size int64
+	if fi, err := os.Stat(r.path); err == nil {
+		size = fi.Size()
+	}
+	r.p.s.emit(Event{
+		Room: r.p.roomID, Peer: r.p.id, Kind: EventRecording, File: r.path,
+		Detail: fmt.Sprintf("%s %s %d bytes", r.ut.kind, mimeName(r.ut.codec.MimeType), size),
+	})
+}
+
+// syncFile flushes a closed file and its directory entry to disk: the pion writers close
+// their files without fsync.
+func syncFile(path string) error {
+	for _, name := range []string{path, filepath.Dir(path)} {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+)
+
+// TestRecording: with consent, a participant's camera and microphone are written to disk;
+// the files are complete when it leaves and read back as IVF and Ogg.
+func TestRecording(t *testing.T) {
+	var events eventLog
+	dir := t.TempDir()
+	s := newTestSFU(t, Config{RecordDir: dir, OnEvent: events.add})
+	const room = 11
+	c := newTestClient(t, s, room, "clinic", clientOptions{publish: true, record: true})
+	waitFor(t, 10*time.Second, "media to arrive", func() bool {
+		p, ok := s.Peer(room, "clinic")
+		if !ok {
+			return false
+		}
+		for _, ut := range p.upTracks() {
+			if ut.layers[0].packets.Load() < 60 {
+				return false
+			}
+		}
+		return len(p.upTracks()) == 2
+	})
+	time.Sleep(time.Second)
+	c.close()
+
+	var files []string
+	for _, ext := range []string{".ivf", ".ogg"} {
+		e, ok := events.find(func(e Event) bool { return e.Kind == EventRecording && strings.HasSuffix(e.File, ext) })
+		if !ok {
+			t.Fatalf("no recording event for a %s file", ext)
+		}
+		files = append(files, e.File)
+		if want := filepath.Join(dir, "11", "clinic-clinic-"); !strings.HasPrefix(e.File, want) {
+			t.Errorf("recording at %s, want under %s", e.File, want)
+		}
+	}
+
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	iv, hdr, err := ivfreader.NewWith(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames, keyframes := 0, 0
+	for {
+		frame, _, err := iv.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", frames, err)
+		}
+		if frames == 0 && frame[0]&1 != 0 {
+			t.Errorf("the recording does not start with a keyframe")
+		}
+		if frame[0]&1 == 0 {
+			keyframes++
+		}
+		frames++
+	}
+	if frames < 20 || keyframes == 0 || hdr.NumFrames != uint32(frames) {
+		t.Errorf("IVF: %d frames (%d keyframes), header says %d", frames, keyframes, hdr.NumFrames)
+	}
+
+	a, err := os.Open(files[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	og, head, err := oggreader.NewWith(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages := 0
+	for {
+		_, _, err := og.ParseNextPage()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		pages++
+	}
+	if pages < 50 || head.SampleRate != 48000 {
+		t.Errorf("Ogg: %d pages, %d Hz", pages, head.SampleRate)
+	}
+}

@@ -1,0 +1,135 @@
+package sfu
+
+import (
+	"io"
+	"log/slog"
+	"math/rand"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v5/vnet"
+)
+
+// impairment drops chunks to and from some addresses: a random share, or all of them.
+type impairment struct {
+	mu    sync.Mutex
+	rng   *rand.Rand
+	loss  map[string]int // percent, by IP
+	cut   atomic.Bool
+	cutIP net.IP
+}
+
+func (m *impairment) touches(c vnet.Chunk, ip net.IP) bool {
+	src, _ := c.SourceAddr().(*net.UDPAddr)
+	dst, _ := c.DestinationAddr().(*net.UDPAddr)
+	return src != nil && src.IP.Equal(ip) || dst != nil && dst.IP.Equal(ip)
+}
+
+func (m *impairment) filter(c vnet.Chunk) bool {
+	if m.cut.Load() && m.touches(c, m.cutIP) {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ip, pct := range m.loss {
+		if m.touches(c, net.ParseIP(ip)) {
+			return m.rng.Intn(100) >= pct
+		}
+	}
+	return true
+}
+
+func (m *impairment) setLoss(ip net.IP, pct int) {
+	m.mu.Lock()
+	m.loss[ip.String()] = pct
+	m.mu.Unlock()
+}
+
+// TestImpairedNetwork runs a consultation over a virtual 4G-like network: 150 ms RTT, 3%
+// loss on the clinic's link (1% on the doctor's), and the clinic's uplink limited to
+// ~1 Mbit/s (a token bucket in front of the server) while it sends ~1.2 Mbit/s of simulcast.
+// Audio keeps flowing; the clinic's estimate (from the SFU's TWCC feedback) falls and it
+// drops its top layer, and the doctor keeps getting a layer that still runs; NACKs repair
+// loss both ways. After the clinic's link is cut for 3 s, media resumes.
+func TestImpairedNetwork(t *testing.T) {
+	lf := pionLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 75 * time.Millisecond, LoggerFactory: lf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverIP, clinicIP, doctorIP := net.ParseIP("10.0.0.1"), net.ParseIP("10.0.0.2"), net.ParseIP("10.0.0.3")
+	imp := &impairment{rng: rand.New(rand.NewSource(1)), loss: map[string]int{}, cutIP: clinicIP}
+	wan.AddChunkFilter(imp.filter)
+	serverNet, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{serverIP.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Everything the server receives passes a 1 Mbit/s bucket: in effect the clinic's
+	// uplink, since the doctor only sends feedback.
+	shaped, err := vnet.NewQueue(serverNet, vnet.NewTBFQueue(1_000_000, 10_000, 50_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinicNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{clinicIP.String()}})
+	doctorNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{doctorIP.String()}})
+	for _, n := range []vnet.NIC{shaped, clinicNet, doctorNet} {
+		if err := wan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wan.Stop() })
+
+	s := newTestSFU(t, Config{Net: serverNet, allocEvery: 250 * time.Millisecond, upHold: time.Second})
+	const room = 13
+	doctor := newTestClient(t, s, room, "doctor", clientOptions{net: doctorNet})
+	clinic := newTestClient(t, s, room, "clinic", clientOptions{net: clinicNet, publish: true, simulcast: true, bwe: true, fScale: 3})
+	waitFor(t, 15*time.Second, "the doctor to receive the clinic", func() bool {
+		return receivesFrom(doctor, clinic, 50)
+	})
+	d := downFor(t, s, room, "doctor", clinic.videoID())
+
+	imp.setLoss(clinicIP, 3)
+	imp.setLoss(doctorIP, 1)
+	waitFor(t, 15*time.Second, "video to adapt to the uplink", func() bool {
+		cur, _ := d.layers()
+		return clinic.dropF.Load() && cur >= 0 && cur < 2
+	})
+	sent0 := clinic.audioSent.Load()
+	got0, _ := doctor.track(clinic.audioID())
+	vid0, _ := doctor.track(clinic.videoID())
+	time.Sleep(3 * time.Second)
+	sent1 := clinic.audioSent.Load()
+	got1, _ := doctor.track(clinic.audioID())
+	vid1, _ := doctor.track(clinic.videoID())
+	ratio := float64(got1.packets-got0.packets) / float64(sent1-sent0)
+	if ratio < 0.9 {
+		t.Errorf("%.0f%% of the clinic's audio reached the doctor", ratio*100)
+	}
+	if vid1.frames-vid0.frames < 20 {
+		t.Errorf("%d video frames in 3 s after adapting", vid1.frames-vid0.frames)
+	}
+	st := s.Stats()
+	if st.NACKsSent == 0 || st.NACKsReceived == 0 || st.Retransmits == 0 {
+		t.Errorf("no repair or adaptation counted: %+v", st)
+	}
+	t.Logf("audio %.1f%%, stats %+v", ratio*100, st)
+
+	imp.cut.Store(true)
+	time.Sleep(3 * time.Second)
+	imp.cut.Store(false)
+	restored := time.Now()
+	a0, _ := doctor.track(clinic.audioID())
+	v0, _ := doctor.track(clinic.videoID())
+	waitFor(t, 5*time.Second, "media to resume after the cut", func() bool {
+		a, _ := doctor.track(clinic.audioID())
+		v, _ := doctor.track(clinic.videoID())
+		return a.packets > a0.packets+10 && v.frames > v0.frames+3
+	})
+	t.Logf("media resumed %v after the link came back", time.Since(restored).Round(10*time.Millisecond))
+}
