@@ -91,7 +91,7 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 			return nil, fmt.Errorf("starting TURN: %w", err)
 		}
 	}
-	sc := sfu.Config{UDPAddr: cfg.MediaUDP, TCPAddr: cfg.MediaTCP, RecordDir: filepath.Join(st.Dir(), "recordings"), Logger: log}
+	sc := sfu.Config{UDPAddr: cfg.MediaUDP, TCPAddr: cfg.MediaTCP, RecordDir: filepath.Join(st.Dir(), "recordings"), Net: cfg.mediaNet, Logger: log}
 	if cfg.PublicIP != "" {
 		sc.PublicIPs = []string{cfg.PublicIP}
 	}

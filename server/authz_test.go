@@ -51,13 +51,18 @@ const fixturePDF = "%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
 func newAuthzFixture(t testing.TB) *authzFixture {
 	t.Helper()
+	return newAuthzFixtureWith(t, Config{})
+}
+
+func newAuthzFixtureWith(t testing.TB, cfg Config) *authzFixture {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(ctx, st, Config{}, log)
+	a, err := newApp(ctx, st, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +72,7 @@ func newAuthzFixture(t testing.TB) *authzFixture {
 	mux := http.NewServeMux()
 	a.auth.Mount(mux, a.routes)
 	srv := httptest.NewServer(mux)
-	t.Cleanup(func() { srv.Close(); st.Close() })
+	t.Cleanup(func() { srv.Close(); a.close(); st.Close() })
 	f := &authzFixture{t: t, app: a, st: st, srv: srv, ctx: ctx, inst: map[string]int64{}, users: map[string]*fixtureUser{}}
 
 	add := func(key, code, name string, kind org.Kind, parent string) {

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"sanping/server/audit"
 	"sanping/server/store"
 	"sanping/server/webserver"
@@ -49,6 +51,8 @@ type Config struct {
 	// TURN on UDP and TCP (TURNAddr, e.g. ":3478") and over TLS (TURNTLSAddr, e.g. ":443",
 	// with the server's certificate), for clinics behind firewalls; "" = off.
 	TURNAddr, TURNTLSAddr string
+	// mediaNet replaces the network of live media in tests (a pion vnet).
+	mediaNet transport.Net
 }
 
 func envOr(key, def string) string {

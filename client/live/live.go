@@ -421,7 +421,12 @@ func (p *Participant) dial(ctx context.Context, resume string) (*wsConn, protoco
 	if p.cfg.Name != "" {
 		client += " (" + p.cfg.Name + ")"
 	}
-	b, err := protocol.Encode(protocol.TypeHello, p.nextID.Add(1), protocol.Hello{Protocol: protocol.Version, Resume: resume, Client: client})
+	// On a resume the peer connections are still here (only the websocket went): ask the
+	// server to keep its side of them.
+	p.mu.Lock()
+	keep := resume != "" && (p.pub != nil || p.sub != nil)
+	p.mu.Unlock()
+	b, err := protocol.Encode(protocol.TypeHello, p.nextID.Add(1), protocol.Hello{Protocol: protocol.Version, Resume: resume, Client: client, KeepMedia: keep})
 	if err != nil {
 		return fail(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -93,6 +94,31 @@ type localTrack struct {
 	src   *source
 	track *webrtc.TrackLocalStaticSample
 	info  protocol.Track
+	// wantKey: the server asked for a keyframe (PLI or FIR, a new subscriber): a file cannot
+	// make one, so playing jumps ahead to the file's next keyframe, as an encoder would send
+	// one at once.
+	wantKey atomic.Bool
+}
+
+// frameIsKey says whether a whole video frame of the codec is a keyframe; nil for audio.
+func frameIsKey(mime string) func([]byte) bool {
+	switch {
+	case strings.EqualFold(mime, webrtc.MimeTypeVP8):
+		// RFC 6386 9.1: bit 0 of the frame tag is 0 for a key frame.
+		return func(b []byte) bool { return len(b) > 0 && b[0]&0x01 == 0 }
+	case strings.EqualFold(mime, webrtc.MimeTypeH264):
+		return func(b []byte) bool {
+			for i := 0; i+3 < len(b); i++ {
+				if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 {
+					if t := b[i+3] & 0x1f; t == 5 || t == 7 {
+						return true
+					}
+				}
+			}
+			return false
+		}
+	}
+	return nil
 }
 
 // newLocalTrack makes the track of a source. Track IDs are random: the server's track lists
@@ -129,19 +155,35 @@ func (p *Participant) play(lt *localTrack) {
 	defer f.Close()
 	l, err := newLoop(f, lt.src.open)
 	if err == nil {
-		err = pace(p.ctx, l.next, lt.track.WriteSample)
+		var jump func() (time.Duration, bool)
+		if isKey := frameIsKey(lt.src.codec.MimeType); isKey != nil {
+			jump = func() (time.Duration, bool) {
+				if !lt.wantKey.Swap(false) {
+					return 0, false
+				}
+				return l.skipToKey(isKey)
+			}
+		}
+		err = pace(p.ctx, l.next, lt.track.WriteSample, jump)
 	}
 	if err != nil && p.ctx.Err() == nil {
 		p.log.Error("live: publishing", "file", lt.src.path, "err", err)
 	}
 }
 
-// pace writes samples in real time: each when it is due, counted from the first.
-func pace(ctx context.Context, next func() (media.Sample, time.Duration, error), write func(media.Sample) error) error {
+// pace writes samples in real time: each when it is due, counted from the first. jump, if
+// not nil, may move playing ahead (to a keyframe): it returns the new next frame's due time,
+// which is then due at once.
+func pace(ctx context.Context, next func() (media.Sample, time.Duration, error), write func(media.Sample) error, jump func() (time.Duration, bool)) error {
 	start := time.Now()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	for {
+		if jump != nil {
+			if due, ok := jump(); ok {
+				start = time.Now().Add(-due)
+			}
+		}
 		s, due, err := next()
 		if err != nil {
 			return err
@@ -202,6 +244,20 @@ func (l *loop) rewind() error {
 	return nil
 }
 
+// skipToKey drops frames until the next one is a keyframe (at most one pass of the file) and
+// returns when that one was due; false if the file has none.
+func (l *loop) skipToKey(isKey func([]byte) bool) (time.Duration, bool) {
+	for range 100000 {
+		if isKey(l.pending.data) {
+			return l.due, true
+		}
+		if _, _, err := l.next(); err != nil {
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
 // next returns the next sample and when it is due.
 func (l *loop) next() (media.Sample, time.Duration, error) {
 	cur := l.pending
@@ -227,10 +283,9 @@ func (l *loop) next() (media.Sample, time.Duration, error) {
 // ivfReader reads VP8 frames from an IVF file. (pion's ivfreader v4.2 scales frame timestamps
 // by rate/scale rather than scale/rate, so the few bytes of header are read here.)
 type ivfReader struct {
-	r          io.Reader
-	scale      uint64 // a timestamp unit is scale/rate seconds
-	rate       uint64
-	headerSize int
+	r     io.Reader
+	scale uint64 // a timestamp unit is scale/rate seconds
+	rate  uint64
 }
 
 func newIVFReader(r io.Reader) (frameReader, error) {
@@ -367,7 +422,7 @@ func (o *oggReader) next() (frame, error) {
 		data, h, err := o.r.ParseNextPage()
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				err = errors.New("Ogg page truncated")
+				err = errors.New("truncated Ogg page")
 			}
 			return frame{}, err
 		}
@@ -375,12 +430,12 @@ func (o *oggReader) next() (frame, error) {
 			continue
 		}
 		if h.GranulePosition == ^uint64(0) || h.GranulePosition < o.granule {
-			return frame{}, errors.New("Ogg: an Opus packet spans pages or granule positions go back")
+			return frame{}, errors.New("an Opus packet spans Ogg pages, or granule positions go back")
 		}
 		start := o.granule
 		o.granule = h.GranulePosition
 		if n := opusSamples(data); n == 0 || h.GranulePosition-start > uint64(n) {
-			return frame{}, fmt.Errorf("Ogg page of %d samples holds more than one Opus packet", h.GranulePosition-start)
+			return frame{}, fmt.Errorf("an Ogg page of %d samples holds more than one Opus packet", h.GranulePosition-start)
 		}
 		return frame{data: data, pts: time.Duration(start) * time.Second / 48000}, nil
 	}

@@ -105,7 +105,7 @@ func TestOggReader(t *testing.T) {
 }
 
 func TestOggReaderRefusesPagesOfSeveralPackets(t *testing.T) {
-	packet := []byte{31<<3 | 0, 1, 2, 3} // CELT, 20 ms, one frame
+	packet := []byte{31 << 3, 1, 2, 3} // CELT, 20 ms, one frame (code 0)
 	one := oggFile([][][]byte{{packet}, {packet}})
 	if frames := readAll(t, writeTemp(t, "one.ogg", one), newOggReader); len(frames) != 2 {
 		t.Errorf("%d packets from a file of two pages of one packet", len(frames))
@@ -233,7 +233,7 @@ func TestPace(t *testing.T) {
 		}
 		late = append(late, time.Since(start.Add(due)))
 		return nil
-	})
+	}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}

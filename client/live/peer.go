@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
 	"sanping/protocol"
@@ -178,8 +179,15 @@ func (p *Participant) connectPeers() error {
 			sender := tr.Sender()
 			p.spawn(func() {
 				for {
-					if _, _, err := sender.ReadRTCP(); err != nil {
+					pkts, _, err := sender.ReadRTCP()
+					if err != nil {
 						return
+					}
+					for _, pkt := range pkts {
+						switch pkt.(type) {
+						case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+							lt.wantKey.Store(true)
+						}
 					}
 				}
 			})

@@ -149,6 +149,9 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 			// Audio, and video without simulcast, is always forwarded; NACK and PLI deal
 			// with what the link loses.
 			budget -= layerRate(ut.layers[0])
+			if cur, _ := d.layers(); cur < 0 && ut.video() {
+				ut.requestKeyframe(0) // still waiting for the first keyframe (throttled)
+			}
 			continue
 		}
 		var active []int
@@ -172,7 +175,12 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 			want = active[0] // keep the motion at low resolution rather than drop it
 		}
 		prevActive := target >= 0 && ut.layers[target].active(nowNs)
-		if started && want > target && (target < 0 || prevActive) {
+		switch {
+		case started && want > target && target >= 0 && prevActive && cur != target:
+			// The last step up waits for its keyframe: no further step before it lands.
+			want = target
+			d.upSince = time.Time{}
+		case started && want > target && (target < 0 || prevActive):
 			// Step up one layer at a time, once the estimate has allowed it for upHold.
 			next := active[0]
 			for _, i := range active {
@@ -193,7 +201,7 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 			} else {
 				d.upSince = time.Time{}
 			}
-		} else {
+		default:
 			d.upSince = time.Time{}
 		}
 		d.setTarget(want)

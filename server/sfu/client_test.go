@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
@@ -35,6 +35,7 @@ import (
 type testMedia struct {
 	video [][]byte
 	audio [][]byte
+	h264  [][]byte // access units in Annex B, 15 fps, an IDR every second
 }
 
 var (
@@ -65,6 +66,29 @@ func loadMedia(t testing.TB) *testMedia {
 			}
 			mediaClip.video = append(mediaClip.video, frame)
 		}
+		h, err := os.Open(filepath.Join(dir, "video.h264"))
+		if err != nil {
+			mediaErr = err
+			return
+		}
+		defer h.Close()
+		hr, err := h264reader.NewReader(h)
+		if err != nil {
+			mediaErr = err
+			return
+		}
+		var au []byte
+		for {
+			nal, err := hr.NextNAL()
+			if err != nil {
+				break
+			}
+			au = append(append(au, 0, 0, 0, 1), nal.Data...)
+			if t := nal.UnitType; t == h264reader.NalUnitTypeCodedSliceNonIdr || t == h264reader.NalUnitTypeCodedSliceIdr {
+				mediaClip.h264 = append(mediaClip.h264, au)
+				au = nil
+			}
+		}
 		a, err := os.Open(filepath.Join(dir, "audio.ogg"))
 		if err != nil {
 			mediaErr = err
@@ -90,8 +114,8 @@ func loadMedia(t testing.TB) *testMedia {
 	if mediaErr != nil {
 		t.Fatalf("test media: %v", mediaErr)
 	}
-	if len(mediaClip.video) == 0 || len(mediaClip.audio) == 0 {
-		t.Fatalf("test media: %d video frames, %d audio packets", len(mediaClip.video), len(mediaClip.audio))
+	if len(mediaClip.video) == 0 || len(mediaClip.audio) == 0 || len(mediaClip.h264) == 0 {
+		t.Fatalf("test media: %d VP8 frames, %d H.264 frames, %d audio packets", len(mediaClip.video), len(mediaClip.h264), len(mediaClip.audio))
 	}
 	return &mediaClip
 }
@@ -105,6 +129,8 @@ type clientOptions struct {
 	net       transport.Net
 	bwe       bool // the publisher runs GCC on its pub connection and drops layer f when short
 	fScale    int  // layer f sends frames padded to this many times their size (default 1)
+	h264      bool // the camera sends H.264 instead of VP8
+	shares    [3]int // simulcast: layer q, h, f sends 1/share of each frame (default 6, 2, 1)
 	record    bool // PeerOptions.Record
 	whip      bool // publish through SFU.WHIP (no sub connection, no trickle)
 }
@@ -379,7 +405,11 @@ func (c *testClient) publish() {
 		}
 		c.videoSender = tr.Sender()
 	} else {
-		c.video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, c.videoID(), c.id)
+		mime := webrtc.MimeTypeVP8
+		if c.opts.h264 {
+			mime = webrtc.MimeTypeH264
+		}
+		c.video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime}, c.videoID(), c.id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -495,10 +525,14 @@ func drainRTCP(s *webrtc.RTPSender, fn func(rtcp.Packet)) {
 
 const frameInterval = time.Second / 15
 
-// sendVideo plays the clip in a loop in real time, starting over at its first keyframe when
-// asked for one (the clip has a keyframe every 15 frames).
+// sendVideo plays the clip in a loop in real time, going on from its next keyframe when
+// asked for one (the clips have a keyframe every 15 frames).
 func (c *testClient) sendVideo() {
 	m := loadMedia(c.t)
+	frames := m.video
+	if c.opts.h264 {
+		frames = m.h264
+	}
 	tick := time.NewTicker(frameInterval)
 	defer tick.Stop()
 	var sim *simulcastSender
@@ -513,10 +547,10 @@ func (c *testClient) sendVideo() {
 		case <-tick.C:
 		}
 		if c.keyframeReq.Swap(false) {
-			i = (i + 14) / 15 * 15 % len(m.video)
+			i = (i + 14) / 15 * 15 % len(frames)
 		}
-		frame := m.video[i%len(m.video)]
-		i = (i + 1) % len(m.video)
+		frame := frames[i%len(frames)]
+		i = (i + 1) % len(frames)
 		if sim != nil {
 			sim.send(frame)
 			continue
@@ -593,7 +627,11 @@ func (s *simulcastSender) send(frame []byte) {
 		if i == 2 && s.c.dropF.Load() {
 			continue
 		}
-		data := frame[:max(len(frame)/layerShare[i], min(20, len(frame)))]
+		share := layerShare[i]
+		if s.c.opts.shares[i] > 0 {
+			share = s.c.opts.shares[i]
+		}
+		data := frame[:max(len(frame)/share, min(20, len(frame)))]
 		if i == 2 && s.c.opts.fScale > 1 {
 			data = append(append([]byte(nil), frame...), make([]byte, len(frame)*(s.c.opts.fScale-1))...)
 		}
@@ -619,6 +657,7 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	c.remote[tr.ID()] = rt
 	c.mu.Unlock()
 	video := tr.Kind() == webrtc.RTPCodecTypeVideo
+	ck := codecKindOf(tr.Codec().MimeType)
 	for {
 		p, _, err := tr.ReadRTP()
 		if err != nil {
@@ -635,7 +674,7 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		rt.packets++
 		rt.bytes += len(p.Payload)
 		if video {
-			if vp8KeyframeStart(p.Payload) {
+			if isKeyframeStart(ck, p.Payload) {
 				rt.keyframes++
 				if rt.firstKeyAt.IsZero() {
 					rt.firstKeyAt = now
@@ -667,17 +706,6 @@ func (c *testClient) track(id string) (remoteTrack, bool) {
 	cp.tss = append([]uint32(nil), rt.tss...)
 	cp.sizes = append([]int(nil), rt.sizes...)
 	return cp, true
-}
-
-func (c *testClient) trackIDs() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var ids []string
-	for id := range c.remote {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 func (c *testClient) close() {

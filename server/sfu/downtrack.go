@@ -34,10 +34,11 @@ type downTrack struct {
 	hdr    rtp.Header       // the outgoing header, rewritten in place for every packet
 	ext    [4]rtp.Extension // backing for hdr.Extensions (TWCC is added on the way out)
 
-	current int // layer being forwarded, -1 none
-	target  int // layer wanted, -1 paused
-	srcSSRC uint32
-	started bool
+	delivered bool // a packet has gone out (pion had SRTP keys)
+	current   int  // layer being forwarded, -1 none
+	target    int  // layer wanted, -1 paused
+	srcSSRC   uint32
+	started   bool
 	// out = in + offset, for the source being forwarded
 	seqOffset uint16
 	tsOffset  uint32
@@ -143,12 +144,15 @@ func (d *downTrack) forward(l *layer, p *rtp.Packet, keyframe bool, now int64) b
 		return false
 	}
 	seq := p.SequenceNumber + d.seqOffset
-	if seq-d.baseSeq >= 0x8000 {
-		return false // sent before the switch point: that number belongs to the old source
-	}
 	ts := p.Timestamp + d.tsOffset
 	if seqNewer(seq, d.lastSeq) {
 		d.lastSeq, d.lastTS, d.lastAt, d.lastInSeq = seq, ts, now, p.SequenceNumber
+		if d.lastSeq-d.baseSeq > 0x4000 {
+			d.baseSeq = d.lastSeq - 0x4000 // keep the switch point within reach of the comparison
+		}
+	} else if seq-d.baseSeq >= 0x8000 || d.lastSeq-seq >= 0x4000 {
+		// Late, and from before the switch point: that number belongs to the old source.
+		return false
 	}
 	h := &d.hdr
 	*h = p.Header
@@ -171,10 +175,28 @@ func (d *downTrack) forward(l *layer, p *rtp.Packet, keyframe bool, now int64) b
 		}
 		return true
 	}
-	if _, err := d.writer.WriteRTP(h, p.Payload); err != nil {
+	return d.write(h, p.Payload)
+}
+
+// write hands one packet to pion; d.mu is held.
+func (d *downTrack) write(h *rtp.Header, payload []byte) bool {
+	n, err := d.writer.WriteRTP(h, payload)
+	if err != nil {
 		d.sub.s.stats.dropped.Add(1)
 		return false
 	}
+	if n == 0 {
+		// pion drops packets silently until the connection's DTLS handshake has given it
+		// SRTP keys. A video subscriber that has received nothing yet must then start again
+		// from a keyframe, or it would begin mid-frame.
+		if d.video && !d.delivered {
+			d.current = -1
+			d.started = false
+			d.up.requestKeyframe(d.target)
+		}
+		return false
+	}
+	d.delivered = true
 	return true
 }
 
@@ -208,9 +230,7 @@ func (d *downTrack) writeQueued(h *rtp.Header, payload []byte) {
 	if !d.bound || d.closed {
 		return
 	}
-	if _, err := d.writer.WriteRTP(h, payload); err != nil {
-		d.sub.s.stats.dropped.Add(1)
-	}
+	d.write(h, payload)
 }
 
 // setTarget chooses the layer to forward (-1 pauses). Going down or up waits for a keyframe

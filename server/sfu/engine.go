@@ -34,6 +34,9 @@ const (
 // past the 100-300 ms RTT of 4G, and a quarter of pion's default memory per track.
 const nackCacheSize = 256
 
+// nackTries is how many times the SFU asks a publisher for one lost packet.
+const nackTries = 5
+
 // OpusFmtp asks for in-band FEC and DTX: on lossy 4G, FEC recovers single lost packets
 // without a retransmission round trip and DTX saves uplink during silence.
 const OpusFmtp = "minptime=10;useinbandfec=1;usedtx=1"
@@ -114,7 +117,9 @@ func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*
 	// Registration order matters: the first registered is innermost (nearest the network).
 	switch pc {
 	case pcPublish:
-		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
+		// pion NACKs a missing packet every 100 ms until it arrives or ages out; at 4G's
+		// 100-300 ms RTT a few requests cover the useful life of a retransmission.
+		gen, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(nackTries), nack.WithGeneratorLoggerFactory(lf))
 		if err != nil {
 			return nil, err
 		}

@@ -143,8 +143,8 @@ func (p *Peer) watch(pc *webrtc.PeerConnection, name string) {
 
 // start runs the peer's goroutines once it is in its room.
 func (p *Peer) start() {
-	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.sendLoop() }()
+	// Not waited for by Close: the caller's send function may itself close the peer.
+	go p.sendLoop()
 	if p.sub != nil {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.negotiator() }()

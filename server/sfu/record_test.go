@@ -9,36 +9,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 )
 
 // TestRecording: with consent, a participant's camera and microphone are written to disk;
-// the files are complete when it leaves and read back as IVF and Ogg.
+// the files are complete when it leaves and read back as IVF and Ogg. A second participant
+// sends H.264: the other receives it, and its recording reads back as Annex B from an IDR.
 func TestRecording(t *testing.T) {
 	var events eventLog
 	dir := t.TempDir()
 	s := newTestSFU(t, Config{RecordDir: dir, OnEvent: events.add})
 	const room = 11
 	c := newTestClient(t, s, room, "clinic", clientOptions{publish: true, record: true})
+	h := newTestClient(t, s, room, "station", clientOptions{publish: true, record: true, h264: true})
 	waitFor(t, 10*time.Second, "media to arrive", func() bool {
-		p, ok := s.Peer(room, "clinic")
-		if !ok {
-			return false
-		}
-		for _, ut := range p.upTracks() {
-			if ut.layers[0].packets.Load() < 60 {
+		for _, id := range []string{"clinic", "station"} {
+			p, ok := s.Peer(room, id)
+			if !ok || len(p.upTracks()) != 2 {
 				return false
 			}
+			for _, ut := range p.upTracks() {
+				if ut.layers[0].packets.Load() < 60 {
+					return false
+				}
+			}
 		}
-		return len(p.upTracks()) == 2
+		return receivesFrom(c, h, 30)
 	})
 	time.Sleep(time.Second)
 	c.close()
+	h.close()
+	checkH264(t, &events)
 
 	var files []string
 	for _, ext := range []string{".ivf", ".ogg"} {
-		e, ok := events.find(func(e Event) bool { return e.Kind == EventRecording && strings.HasSuffix(e.File, ext) })
+		e, ok := events.find(func(e Event) bool {
+			return e.Kind == EventRecording && e.Peer == "clinic" && strings.HasSuffix(e.File, ext)
+		})
 		if !ok {
 			t.Fatalf("no recording event for a %s file", ext)
 		}
@@ -100,5 +109,41 @@ func TestRecording(t *testing.T) {
 	}
 	if pages < 50 || head.SampleRate != 48000 {
 		t.Errorf("Ogg: %d pages, %d Hz", pages, head.SampleRate)
+	}
+}
+
+func checkH264(t *testing.T, events *eventLog) {
+	t.Helper()
+	e, ok := events.find(func(e Event) bool { return e.Kind == EventRecording && strings.HasSuffix(e.File, ".h264") })
+	if !ok {
+		t.Fatal("no recording event for the H.264 camera")
+	}
+	f, err := os.Open(e.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := h264reader.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []h264reader.NalUnitType
+	idr, slices := 0, 0
+	for {
+		nal, err := r.NextNAL()
+		if err != nil {
+			break
+		}
+		types = append(types, nal.UnitType)
+		switch nal.UnitType {
+		case h264reader.NalUnitTypeCodedSliceIdr:
+			idr++
+			slices++
+		case h264reader.NalUnitTypeCodedSliceNonIdr:
+			slices++
+		}
+	}
+	if len(types) == 0 || types[0] != h264reader.NalUnitTypeSPS || idr == 0 || slices < 20 {
+		t.Errorf("H.264 recording: %d slices, %d IDR, starts with %v", slices, idr, types[:min(len(types), 3)])
 	}
 }

@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,11 +17,10 @@ func newTestSFU(t testing.TB, cfg Config) *SFU {
 		cfg.UDPAddr = "127.0.0.1:0"
 	}
 	if cfg.Logger == nil {
-		var w io.Writer = io.Discard
+		cfg.Logger = slog.New(slog.DiscardHandler)
 		if os.Getenv("SFU_TEST_LOG") != "" {
-			w = os.Stderr
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
-		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := New(cfg)
 	if err != nil {

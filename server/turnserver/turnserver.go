@@ -2,7 +2,8 @@
 // participants whose networks allow no direct path to the SFU: carrier-grade NAT, firewalls
 // that pass only TCP, or only port 443 (TURN over TLS). Clients get short-lived credentials
 // in the TURN REST style (draft-uberti-behave-turn-rest), issued per participant in the
-// welcome message, so no password is ever stored.
+// welcome message, so no password is ever stored. It relays only to the SFU on its own host
+// (see Config.AllowPeer), never as an open relay into the networks around it.
 package turnserver
 
 import (
@@ -41,8 +42,12 @@ type Config struct {
 	CredentialTTL time.Duration // how long credentials are valid; default 1h
 	// RelayPortMin and RelayPortMax bound the relay ports (both 0: any port).
 	RelayPortMin, RelayPortMax uint16
-	Net                        transport.Net // nil: the real network
-	Logger                     *slog.Logger  // nil: no logs
+	// AllowPeer admits peers beyond this host. The server relays only to the SFU beside
+	// it: to PublicIP and this host's other non-loopback addresses, so that it cannot be
+	// used to reach the clinic's or hospital's network, or services bound to localhost.
+	AllowPeer func(net.IP) bool
+	Net       transport.Net // nil: the real network
+	Logger    *slog.Logger  // nil: no logs
 }
 
 // Errors of New.
@@ -112,6 +117,18 @@ func New(cfg Config) (*Server, error) {
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: relayListen, Net: n}
 	}
 
+	allowed, err := peerFilter(n, ip, cfg.AllowPeer)
+	if err != nil {
+		return nil, fmt.Errorf("turnserver: %w", err)
+	}
+	permit := func(client net.Addr, peer net.IP) bool {
+		if allowed(peer) {
+			return true
+		}
+		log.Warn("turn: peer refused", "client", client.String(), "peer", peer.String())
+		return false
+	}
+
 	s := &Server{secret: string(secret), ttl: cfg.CredentialTTL}
 	var (
 		packetConns []turn.PacketConnConfig
@@ -134,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 			return fail(err)
 		}
 		closers = append(closers, pc.Close)
-		packetConns = append(packetConns, turn.PacketConnConfig{PacketConn: pc, RelayAddressGenerator: relay()})
+		packetConns = append(packetConns, turn.PacketConnConfig{PacketConn: pc, RelayAddressGenerator: relay(), PermissionHandler: permit})
 		s.urls = append(s.urls, url("turn", pc.LocalAddr(), "udp"))
 	}
 	listen := func(addr string) (net.Listener, error) {
@@ -149,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return fail(err)
 		}
-		listeners = append(listeners, turn.ListenerConfig{Listener: l, RelayAddressGenerator: relay()})
+		listeners = append(listeners, turn.ListenerConfig{Listener: l, RelayAddressGenerator: relay(), PermissionHandler: permit})
 		s.urls = append(s.urls, url("turn", l.Addr(), "tcp"))
 	}
 	if cfg.TLSAddr != "" {
@@ -157,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return fail(err)
 		}
-		listeners = append(listeners, turn.ListenerConfig{Listener: tls.NewListener(l, cfg.TLSConfig), RelayAddressGenerator: relay()})
+		listeners = append(listeners, turn.ListenerConfig{Listener: tls.NewListener(l, cfg.TLSConfig), RelayAddressGenerator: relay(), PermissionHandler: permit})
 		s.urls = append(s.urls, url("turns", l.Addr(), "tcp"))
 	}
 	t, err := turn.NewServer(turn.ServerConfig{
@@ -188,3 +205,31 @@ func (s *Server) Credentials(participant string) protocol.ICEServer {
 
 // AllocationCount is the number of live allocations (for metrics and draining).
 func (s *Server) AllocationCount() int { return s.turn.AllocationCount() }
+
+// peerFilter says which peers may be relayed to: the public IP, this host's addresses other
+// than loopback, and whatever allow admits.
+func peerFilter(n transport.Net, public net.IP, allow func(net.IP) bool) (func(net.IP) bool, error) {
+	ifaces, err := n.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	local := []net.IP{public}
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs() // an error is an interface without addresses
+		for _, a := range addrs {
+			var ip net.IP
+			switch a := a.(type) {
+			case *net.IPNet:
+				ip = a.IP
+			case *net.IPAddr:
+				ip = a.IP
+			}
+			if ip != nil && !ip.IsLoopback() {
+				local = append(local, ip)
+			}
+		}
+	}
+	return func(peer net.IP) bool {
+		return slices.ContainsFunc(local, peer.Equal) || (allow != nil && allow(peer))
+	}, nil
+}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
 
@@ -209,6 +210,40 @@ func TestRelayPortRange(t *testing.T) {
 	}
 }
 
+// TestPeers: relays go to this host only, unless AllowPeer says otherwise; loopback is not
+// this host's unless it is the public IP.
+func TestPeers(t *testing.T) {
+	peer := udpConn(t).LocalAddr() // on 127.0.0.1
+	for _, tt := range []struct {
+		name  string
+		allow func(net.IP) bool
+		ok    bool
+	}{
+		{"loopback", nil, false},
+		{"allowed", func(ip net.IP) bool { return ip.IsLoopback() }, true},
+	} {
+		s := start(t, Config{PublicIP: "127.0.0.2", UDPAddr: "127.0.0.1:0", AllowPeer: tt.allow})
+		c := s.Credentials("p6")
+		_, port, _ := net.SplitHostPort(addr(t, c, "turn", "udp"))
+		_, client, err := allocate(t, udpConn(t), net.JoinHostPort("127.0.0.1", port), c.Username, c.Credential)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.CreatePermission(peer); (err == nil) != tt.ok {
+			t.Errorf("%s: permission for %v: %v", tt.name, peer, err)
+		}
+	}
+	local, err := peerFilter(mustStdnet(t), net.ParseIP("203.0.113.7"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{"203.0.113.7": true, "127.0.0.1": false, "198.51.100.1": false, "169.254.169.254": false} {
+		if local(net.ParseIP(ip)) != want {
+			t.Errorf("peer %s allowed: %v", ip, !want)
+		}
+	}
+}
+
 // TestRefused: expired, forged and other servers' credentials get no allocation.
 func TestRefused(t *testing.T) {
 	secret := []byte("the server's secret")
@@ -316,6 +351,14 @@ func TestRelayOnlyPeerConnections(t *testing.T) {
 	if n := s.AllocationCount(); n < 2 {
 		t.Errorf("%d allocations", n)
 	}
+}
+
+func mustStdnet(t *testing.T) *stdnet.Net {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {

@@ -1,0 +1,67 @@
+// Command client is Sanping's station program, run on a village clinic's imaging PC. It joins
+// a consultation's live room (join) and load-tests live rooms (loadtest); the upload commands
+// are to follow.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: client <command> [flags]
+
+commands:
+  join      join a consultation's live room, publish files, print what happens
+  loadtest  join rooms x participants at once and measure joining, media and view sync
+
+Run "client <command> -h" for the command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a command line that makes no sense; it exits with status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "join":
+		err = join(ctx, args[1:], stdout, stderr)
+	case "loadtest":
+		err = loadtest(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "client: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "client %s: %v (-h for help)\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "client %s: %v\n", args[0], err)
+		return 1
+	}
+}
