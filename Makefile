@@ -7,6 +7,11 @@ BIN := bin/sanping
 build:
 	$(GO) build -o $(BIN) ./server
 
+# The station program, for Linux and (cross-compiled) Windows.
+client:
+	$(GO) build -o bin/client ./client
+	GOOS=windows GOARCH=amd64 $(GO) build -o bin/client.exe ./client
+
 run: build
 	./$(BIN)
 
@@ -19,7 +24,7 @@ vet:
 
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm
 # dicomweb-client against a real server.
-test: vet test-go test-js
+test: vet client test-go test-js
 
 test-go:
 	$(GO) test -race -count=1 ./...

@@ -369,6 +369,13 @@ func routeTable() map[string]routeCase {
 			body: jsonBody(map[string]string{"text": "补充：建议两周后复查CT", "password": "doctor-password"}), anon: "401", admin: "403/403", doctor: "201/404", clinic: "403/404"},
 		"GET /api/consultations/{id}/report/print": {path: "/api/consultations/{id}/report/print", pre: "draft", anon: "401", admin: "200/200", doctor: "200/404", clinic: "200/404"},
 
+		"GET /api/consultations/{id}/live": {path: "/api/consultations/{id}/live", pre: "live", anon: "401", admin: "400/400", doctor: "400/404", clinic: "400/404"},
+		"POST /api/consultations/{id}/whip": {path: "/api/consultations/{id}/whip", pre: "live", body: func(*authzFixture, string, bool) (string, []byte) {
+			return "application/sdp", []byte("v=0\r\n")
+		}, anon: "401", admin: "400/400", doctor: "400/404", clinic: "400/404"},
+		"DELETE /api/consultations/{id}/whip/{peer}": {path: "/api/consultations/{id}/whip/p-nobody", pre: "live", anon: "401", admin: "404/404", doctor: "404/404", clinic: "404/404"},
+		"OPTIONS /api/consultations/{id}/whip":       {path: "/api/consultations/{id}/whip", anon: "204", admin: "204", doctor: "204", clinic: "204"},
+
 		"GET /api/audit":              {path: "/api/audit", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/audit/verify":       {path: "/api/audit/verify", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs":       {path: "/api/session-logs?format=csv", anon: "401", admin: "200", doctor: "403", clinic: "403"},

@@ -127,12 +127,12 @@ type clientOptions struct {
 	label     string // of the video track (default camera)
 	tcp       bool   // ICE over TCP only
 	net       transport.Net
-	bwe       bool // the publisher runs GCC on its pub connection and drops layer f when short
-	fScale    int  // layer f sends frames padded to this many times their size (default 1)
-	h264      bool // the camera sends H.264 instead of VP8
+	bwe       bool   // the publisher runs GCC on its pub connection and drops layer f when short
+	fScale    int    // layer f sends frames padded to this many times their size (default 1)
+	h264      bool   // the camera sends H.264 instead of VP8
 	shares    [3]int // simulcast: layer q, h, f sends 1/share of each frame (default 6, 2, 1)
-	record    bool // PeerOptions.Record
-	whip      bool // publish through SFU.WHIP (no sub connection, no trickle)
+	record    bool   // PeerOptions.Record
+	whip      bool   // publish through SFU.WHIP (no sub connection, no trickle)
 }
 
 // testClient is a participant as client/live will be: a pion "pub" connection that offers

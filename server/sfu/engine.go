@@ -200,6 +200,16 @@ func (s *SFU) settingEngine() error {
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4}) // vnet has no IPv6 or TCP
+		if cfg.UDPAddr != "" {
+			// One port on Net (vnet needs a concrete address: its IP on the virtual network).
+			conn, err := cfg.Net.ListenPacket("udp4", cfg.UDPAddr)
+			if err != nil {
+				return fmt.Errorf("sfu: UDP %s: %w", cfg.UDPAddr, err)
+			}
+			s.udpConn = conn
+			s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: s.pionLog.NewLogger("udpmux"), UDPConn: conn, Net: cfg.Net})
+			se.SetICEUDPMux(s.udpMux)
+		}
 		s.se = se
 		return nil
 	}

@@ -42,8 +42,8 @@ type Config struct {
 	TCPAddr string
 	// PublicIPs are advertised as host candidates, for a server behind 1:1 NAT.
 	PublicIPs []string
-	// Net replaces the real network (vnet in tests); UDPAddr and TCPAddr are then unused and
-	// every peer connection gets its own port on Net.
+	// Net replaces the real network (vnet in tests). UDPAddr is then an address on Net (e.g.
+	// "10.0.0.1:8443"; "" = a port per peer connection) and TCPAddr is unused.
 	Net transport.Net
 	// RecordDir is where recordings go: <RecordDir>/<room>/<peer>-<trackID>.ogg|.ivf|.h264.
 	RecordDir string

@@ -317,7 +317,10 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 		s.writeLoop(conn, b, member.Outbox(), direct, done)
 	}()
 	left, why := s.readLoop(conn, se)
+	// The writer closes the connection first (flushing what explains the close); only then
+	// does the room hear of the drop, which closes the member's outbox.
 	done <- why
+	<-writerDone
 	se.mu.Lock()
 	if se.out == direct {
 		se.out = nil
@@ -326,7 +329,6 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 	if !left {
 		member.Disconnected()
 	}
-	<-writerDone
 }
 
 // closing is how the reader asks the writer to end the connection: after the frames already
@@ -448,12 +450,21 @@ func (s *Service) writeLoop(conn *websocket.Conn, welcome []byte, outbox <-chan 
 				conn.Close()
 				return
 			}
+			// What is queued already (the errors that explain the close) goes first.
 			for drained := false; !drained; {
 				select {
 				case b := <-direct:
 					if !write(b) {
 						conn.Close()
 						return
+					}
+				case b, ok := <-outbox:
+					if ok && !write(b) {
+						conn.Close()
+						return
+					}
+					if !ok {
+						outbox = nil
 					}
 				default:
 					drained = true
