@@ -142,9 +142,10 @@ type SessionDesc struct {
 
 // ICECandidate is RTCIceCandidateInit.
 type ICECandidate struct {
-	Candidate     string  `json:"candidate"`
-	SDPMid        *string `json:"sdpMid,omitempty"`
-	SDPMLineIndex *uint16 `json:"sdpMLineIndex,omitempty"`
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"` // browsers send it (RTCIceCandidate.toJSON)
 }
 
 // ViewState is the room's authoritative view: every screen shows this.

@@ -406,7 +406,7 @@ func (p *Participant) subSignal(pe *peer, s protocol.Signal) {
 // description's (the server's candidates of an ICE restart can overtake the offer or answer
 // that starts it). Held candidates are added with the next remote description.
 func (p *Participant) addCandidate(pe *peer, c protocol.ICECandidate) {
-	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 	rd := pe.pc.RemoteDescription()
 	if rd == nil || pe.offering || !sameUfrag(rd.SDP, c.Candidate) {
 		if len(pe.remote) < maxHeldCandidates {

@@ -43,12 +43,7 @@ func layerRate(l *layer) int64 {
 
 // updateRates measures each published layer's bitrate (smoothed over ~2 s).
 func (p *Peer) updateRates(now time.Time) {
-	p.mu.Lock()
-	ups := make([]*upTrack, 0, len(p.ups))
-	for _, ut := range p.ups {
-		ups = append(ups, ut)
-	}
-	p.mu.Unlock()
+	ups := p.upTracks()
 	for _, ut := range ups {
 		for _, l := range ut.layers {
 			b := l.bytes.Load()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,12 +160,13 @@ type testClient struct {
 	pubBWE       atomic.Pointer[cc.BandwidthEstimator]
 	dropF        atomic.Bool // simulcast publisher stopped sending layer f
 
-	mu        sync.Mutex
-	remote    map[string]*remoteTrack
-	pending   map[string][]webrtc.ICECandidateInit
-	subUp     time.Time // sub connection connected
-	pubUp     bool
-	pubStates []webrtc.PeerConnectionState
+	mu         sync.Mutex
+	remote     map[string]*remoteTrack
+	pending    map[string][]webrtc.ICECandidateInit
+	subUp      time.Time // sub connection connected
+	candidates []string  // the SFU's, as signaled
+	pubUp      bool
+	pubStates  []webrtc.PeerConnectionState
 }
 
 // remoteTrack counts what a client receives on one track.
@@ -349,6 +351,9 @@ func (c *testClient) handle(sig protocol.Signal) {
 			c.t.Logf("%s: sub answer: %v", c.id, err)
 		}
 	case sig.Candidate != nil:
+		c.mu.Lock()
+		c.candidates = append(c.candidates, sig.Candidate.Candidate)
+		c.mu.Unlock()
 		init := webrtc.ICECandidateInit{Candidate: sig.Candidate.Candidate, SDPMid: sig.Candidate.SDPMid, SDPMLineIndex: sig.Candidate.SDPMLineIndex}
 		if pc.RemoteDescription() == nil {
 			c.mu.Lock()
@@ -360,6 +365,16 @@ func (c *testClient) handle(sig protocol.Signal) {
 			c.t.Logf("%s: candidate: %v", c.id, err)
 		}
 	}
+}
+
+// sawCandidate reports a signaled SFU candidate containing s; c.mu is held.
+func (c *testClient) sawCandidate(s string) bool {
+	for _, cand := range c.candidates {
+		if strings.Contains(cand, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *testClient) flush(name string, pc *webrtc.PeerConnection) {

@@ -205,9 +205,10 @@ func (d *downTrack) write(h *rtp.Header, payload []byte) bool {
 func (d *downTrack) switchTo(l *layer, p *rtp.Packet, now int64) {
 	if d.started {
 		d.seqOffset = d.lastSeq + 1 - p.SequenceNumber
-		delta := uint32(rtpTime(now-d.lastAt, d.clock))
-		if delta == 0 {
-			delta = 1
+		// Layers are read by their own goroutines: now may be a little before lastAt.
+		delta := uint32(1)
+		if el := now - d.lastAt; el > 0 {
+			delta = max(uint32(rtpTime(el, d.clock)), 1)
 		}
 		d.tsOffset = d.lastTS + delta - p.Timestamp
 	}
@@ -271,11 +272,12 @@ func (d *downTrack) state() (current, target int, started bool) {
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := d.sender.Read(buf)
+		n, attr, err := d.sender.Read(buf)
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
+		// The interceptors have parsed the packets already and left them in attr.
+		pkts, err := attr.GetRTCPPackets(buf[:n])
 		if err != nil {
 			continue
 		}

@@ -146,3 +146,23 @@ func TestDownTrackLate(t *testing.T) {
 		t.Errorf("relative sequence numbers %v, want %v", got, want)
 	}
 }
+
+// TestDownTrackSwitchEarlyClock: the packet that completes a switch may carry a read time a
+// little before the last forwarded packet's (each layer has its own goroutine); the
+// timestamp must still move forward.
+func TestDownTrackSwitchEarlyClock(t *testing.T) {
+	w := &recordWriter{}
+	d, l0 := benchDown(w)
+	l1 := &layer{ut: l0.ut, idx: 1, rid: "f"}
+	l0.ut.layers = append(l0.ut.layers, l1)
+	q := &source{l: l0, pkt: rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 1}}}
+	f := &source{l: l1, pkt: rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 2}}}
+	d.forward(l0, q.next(true, 1000), true, 1_000_000)
+	d.setTarget(1)
+	if !d.forward(l1, f.next(true, 50), true, 999_000) {
+		t.Fatal("no switch")
+	}
+	if a, b := w.hdrs[0].Timestamp, w.hdrs[1].Timestamp; int32(b-a) <= 0 {
+		t.Errorf("timestamp %d after %d", b, a)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +35,16 @@ const (
 // past the 100-300 ms RTT of 4G, and a quarter of pion's default memory per track.
 const nackCacheSize = 256
 
-// nackTries is how many times the SFU asks a publisher for one lost packet.
-const nackTries = 5
+// udpBuffer is the kernel buffer of each media socket: a burst of 100 participants' video
+// must not overflow the default ~200 KB while a read loop is descheduled.
+const udpBuffer = 4 << 20
+
+// nackTries is how many times the SFU asks a publisher for one lost packet, and nackWindow
+// how far back (in packets: ~1-2 s of video) it asks at all.
+const (
+	nackTries  = 5
+	nackWindow = 128
+)
 
 // OpusFmtp asks for in-band FEC and DTX: on lossy 4G, FEC recovers single lost packets
 // without a retransmission round trip and DTX saves uplink during silence.
@@ -117,9 +126,11 @@ func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*
 	// Registration order matters: the first registered is innermost (nearest the network).
 	switch pc {
 	case pcPublish:
-		// pion NACKs a missing packet every 100 ms until it arrives or ages out; at 4G's
-		// 100-300 ms RTT a few requests cover the useful life of a retransmission.
-		gen, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(nackTries), nack.WithGeneratorLoggerFactory(lf))
+		// pion NACKs a missing packet every 100 ms until it arrives or leaves its window; at
+		// 4G's 100-300 ms RTT a few requests cover the useful life of a retransmission, and
+		// a short window keeps an outage from ending in a burst of stale resends.
+		gen, err := nack.NewGeneratorInterceptor(
+			nack.GeneratorSize(nackWindow), nack.GeneratorMaxNacksPerPacket(nackTries), nack.WithGeneratorLoggerFactory(lf))
 		if err != nil {
 			return nil, err
 		}
@@ -213,10 +224,29 @@ func (s *SFU) settingEngine() error {
 		s.se = se
 		return nil
 	}
-	if cfg.UDPAddr != "" {
+	if host, port, err := net.SplitHostPort(cfg.UDPAddr); err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		// Every interface on one port: a socket per address, so each host candidate is
+		// answered from the address it names (one socket on 0.0.0.0 may answer from another).
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("sfu: UDP %s: %w", cfg.UDPAddr, err)
+		}
+		mux, err := ice.NewMultiUDPMuxFromPort(p, ice.UDPMuxFromPortWithLogger(s.pionLog.NewLogger("udpmux")),
+			ice.UDPMuxFromPortWithReadBufferSize(udpBuffer), ice.UDPMuxFromPortWithWriteBufferSize(udpBuffer),
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6))
+		if err != nil {
+			return fmt.Errorf("sfu: UDP %s: %w", cfg.UDPAddr, err)
+		}
+		s.udpMux, s.udpAddrs = mux, mux.GetListenAddresses()
+		se.SetICEUDPMux(mux)
+	} else if cfg.UDPAddr != "" {
 		conn, err := net.ListenPacket("udp", cfg.UDPAddr)
 		if err != nil {
 			return fmt.Errorf("sfu: UDP %s: %w", cfg.UDPAddr, err)
+		}
+		if uc, ok := conn.(*net.UDPConn); ok {
+			uc.SetReadBuffer(udpBuffer)
+			uc.SetWriteBuffer(udpBuffer)
 		}
 		s.udpConn = conn
 		s.udpMux = webrtc.NewICEUDPMux(s.pionLog.NewLogger("udpmux"), conn)
@@ -245,6 +275,9 @@ func (s *SFU) settingEngine() error {
 
 // UDPAddr is the address of the shared media UDP port, nil without one.
 func (s *SFU) UDPAddr() net.Addr {
+	if s.udpConn == nil && len(s.udpAddrs) > 0 {
+		return s.udpAddrs[0]
+	}
 	if s.udpConn == nil {
 		return nil
 	}

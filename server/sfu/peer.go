@@ -261,6 +261,7 @@ func (p *Peer) Signal(sig protocol.Signal) error {
 	case sig.Candidate != nil:
 		return p.addCandidate(pc, sig.PC, webrtc.ICECandidateInit{
 			Candidate: sig.Candidate.Candidate, SDPMid: sig.Candidate.SDPMid, SDPMLineIndex: sig.Candidate.SDPMLineIndex,
+			UsernameFragment: sig.Candidate.UsernameFragment,
 		})
 	case sig.Restart && sig.PC == protocol.PCSubscribe:
 		p.negMu.Lock()

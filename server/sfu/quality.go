@@ -30,12 +30,7 @@ func (p *Peer) quality(now time.Time) protocol.Quality {
 	if secs <= 0 {
 		secs = 1
 	}
-	p.mu.Lock()
-	ups := make([]*upTrack, 0, len(p.ups))
-	for _, ut := range p.ups {
-		ups = append(ups, ut)
-	}
-	p.mu.Unlock()
+	ups := p.upTracks()
 	downs := p.downList()
 
 	var q protocol.Quality

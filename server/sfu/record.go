@@ -123,7 +123,7 @@ func fileSafe(s string) string {
 
 // push hands a packet to the recorder without waiting: if the disk falls behind, packets are
 // dropped (and the video waits for a keyframe) rather than stalling forwarding.
-func (r *recorder) push(p *rtp.Packet, _ bool) {
+func (r *recorder) push(p *rtp.Packet) {
 	bp := recBufs.Get().(*[]byte)
 	n, err := p.MarshalTo(*bp)
 	if err != nil {
@@ -178,6 +178,14 @@ func (r *recorder) take(bp *[]byte) {
 	*bp = (*bp)[:cap(*bp)]
 	recBufs.Put(bp)
 	if err != nil || len(p.Payload) == 0 {
+		return
+	}
+	if dist := int16(p.SequenceNumber - r.next); r.started && (dist > 1000 || dist < -1000) {
+		// The stream restarted (a new SSRC or sequence base): finish what is held, start over.
+		r.release(time.Now(), true)
+		r.started = false
+		r.packet(p, true)
+		r.started, r.next = true, p.SequenceNumber+1
 		return
 	}
 	if !r.started {

@@ -89,15 +89,16 @@ type PeerOptions struct {
 
 // SFU is a selective forwarding unit for many rooms.
 type SFU struct {
-	cfg     Config
-	log     *slog.Logger
-	pionLog pionLogger
-	se      webrtc.SettingEngine
-	udpConn net.PacketConn
-	udpMux  ice.UDPMux
-	tcpLn   net.Listener
-	tcpMux  ice.TCPMux
-	epoch   time.Time // monotonic base for packet times
+	cfg      Config
+	log      *slog.Logger
+	pionLog  pionLogger
+	se       webrtc.SettingEngine
+	udpConn  net.PacketConn
+	udpMux   ice.UDPMux
+	udpAddrs []net.Addr // the sockets of a mux on every interface
+	tcpLn    net.Listener
+	tcpMux   ice.TCPMux
+	epoch    time.Time // monotonic base for packet times
 
 	mu     sync.Mutex
 	rooms  map[int64]*room

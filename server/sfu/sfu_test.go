@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -205,4 +207,21 @@ func TestICETCP(t *testing.T) {
 	if c := p.Connection(); c != "tcp" {
 		t.Errorf("connection %q, want tcp", c)
 	}
+}
+
+// TestPublicIPs: behind 1:1 NAT the SFU advertises the public address, with the shared
+// port, instead of the private one.
+func TestPublicIPs(t *testing.T) {
+	s := newTestSFU(t, Config{PublicIPs: []string{"203.0.113.7"}})
+	c := newTestClient(t, s, 14, "nat", clientOptions{publish: true})
+	port := s.UDPAddr().(*net.UDPAddr).Port
+	waitFor(t, 5*time.Second, "the public candidate", func() bool {
+		desc := c.pub.RemoteDescription()
+		if desc != nil && strings.Contains(desc.SDP, "203.0.113.7 "+strconv.Itoa(port)) {
+			return true
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.sawCandidate("203.0.113.7 " + strconv.Itoa(port))
+	})
 }

@@ -254,7 +254,7 @@ func (l *layer) readRTP(tr *webrtc.TrackRemote) {
 			}
 		}
 		if ut.rec != nil && l.idx == ut.recLayer {
-			ut.rec.push(&pkt, kf)
+			ut.rec.push(&pkt)
 		}
 		fwd := int64(0)
 		for _, d := range *ut.downs.Load() {
