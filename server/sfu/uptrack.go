@@ -50,6 +50,7 @@ type layer struct {
 	packets, bytes, frames atomic.Int64
 	lastPacket             atomic.Int64 // nanotime of the last packet, 0 = none yet
 	lastPLI                atomic.Int64
+	deferredPLI            atomic.Bool  // a request is waiting for the throttle interval to end
 	extSeq                 atomic.Int64 // extended highest sequence number
 	jitter                 atomic.Int64 // RFC 3550 interarrival jitter, RTP units
 	bitrate                atomic.Int64 // bit/s, smoothed (written by the tick goroutine)
@@ -203,6 +204,15 @@ func (ut *upTrack) requestKeyframe(idx int) {
 	now := s.nanotime()
 	last := l.lastPLI.Load()
 	if last != 0 && now-last < int64(pliInterval) {
+		// Not dropped but deferred to the end of the interval: a subscriber that joins just
+		// after another would otherwise wait for the allocator's next tick, or the publisher's
+		// next natural keyframe.
+		if l.deferredPLI.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(int64(pliInterval)-(now-last)), func() {
+				l.deferredPLI.Store(false)
+				ut.requestKeyframe(idx)
+			})
+		}
 		return
 	}
 	if !l.lastPLI.CompareAndSwap(last, now) {
