@@ -111,7 +111,7 @@ if [ "$SKIP_SANPING" != 1 ]; then
 	go build -o bin/sanping ./server
 	mkdir -p "$WORK/sanping-data"
 	log "starting Sanping on 127.0.0.1:$SANPING_PORT"
-	SANPING_ADMIN_PASSWORD=$PASSWORD bin/sanping -addr "127.0.0.1:$SANPING_PORT" -data "$WORK/sanping-data" \
+	SANPING_ADMIN_PASSWORD=$PASSWORD bin/sanping -addr "127.0.0.1:$SANPING_PORT" -data "$WORK/sanping-data" -media-udp= -media-tcp= -turn= \
 		>"$WORK/sanping.log" 2>&1 &
 	SANPING_PID=$!
 	PIDS+=("$SANPING_PID")

@@ -56,7 +56,8 @@ func startBinary(t *testing.T, bin, data string) *server {
 	t.Helper()
 	port := freePort(t)
 	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:"+strconv.Itoa(port), "-data", data)
+	// Live media and TURN off: their default ports would collide with other tests' servers.
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:"+strconv.Itoa(port), "-data", data, "-media-udp=", "-media-tcp=", "-turn=")
 	cmd.Env = append(os.Environ(), "SANPING_ADMIN_PASSWORD="+crashPassword)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

@@ -373,7 +373,7 @@ async function startServer() {
   port = await freePort();
   const dataDir = path.join(tmp, 'data');
   fs.mkdirSync(dataDir);
-  server = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-data', dataDir], {
+  server = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-data', dataDir, '-media-udp=', '-media-tcp=', '-turn='], {
     env: { ...process.env, SANPING_ADMIN_PASSWORD: PASSWORD },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

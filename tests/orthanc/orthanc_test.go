@@ -112,7 +112,7 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 		t.Fatalf("building the server: %v\n%s", err, out)
 	}
 	sp := freePort(t)
-	sanping := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", sp), "-data", filepath.Join(dir, "data"))
+	sanping := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", sp), "-data", filepath.Join(dir, "data"), "-media-udp=", "-media-tcp=", "-turn=")
 	sanping.Env = append(os.Environ(), "SANPING_ADMIN_PASSWORD=peer-secret")
 	start(t, "sanping", sanping)
 	sanpingURL := fmt.Sprintf("http://127.0.0.1:%d", sp)
