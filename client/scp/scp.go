@@ -1,0 +1,269 @@
+// Package scp is the station's DICOM storage service class provider: the modality (DR X-ray,
+// ultrasound) sends images to it by C-STORE, and each instance is durably on disk as a Part 10
+// file in Dir/incoming before the modality hears success. Another part of the station forwards
+// them to the server.
+//
+// The upper layer (PS3.8) and the DIMSE messages it needs (PS3.7 C-ECHO, C-STORE) are written
+// here by hand: no Go module reachable from this build does an SCP well, and the subset is
+// small. Data sets are never parsed: the bytes received are written after a File Meta
+// Information group built from the command set and the presentation context. A second
+// instance with the same SOP Instance UID replaces the first atomically (rename).
+package scp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ImplementationClassUID and ImplementationVersionName identify this SCP in the A-ASSOCIATE-AC
+// and in the File Meta Information of the files it writes (a UUID-derived UID, PS3.5 B.2).
+const (
+	ImplementationClassUID    = "2.25.19112485961387064488760028495859993144"
+	ImplementationVersionName = "SANPING_SCP_1"
+)
+
+const (
+	// DefaultMaxPDU is the largest P-DATA-TF variable field accepted, the most storescu allows.
+	DefaultMaxPDU          = 131072
+	DefaultMaxAssociations = 32
+	DefaultIdleTimeout     = 5 * time.Minute
+	DefaultAddr            = ":11112" // the IANA port for DICOM
+
+	artimTimeout  = 30 * time.Second // waiting for A-ASSOCIATE-RQ, PS3.8 section 9.1.5
+	writeTimeout  = 30 * time.Second // per PDU sent
+	minRQLimit    = 1 << 16          // an A-ASSOCIATE-RQ with 128 contexts needs ~20 KB
+	tmpDir        = "tmp"
+	incomingDir   = "incoming"
+	partSuffix    = ".part"
+	verification  = "1.2.840.10008.1.1"
+	storagePrefix = "1.2.840.10008.5.1.4.1.1."
+	tsImplicitLE  = "1.2.840.10008.1.2"
+)
+
+// transferSyntaxes are those accepted, stored as received.
+var transferSyntaxes = map[string]bool{
+	"1.2.840.10008.1.2.1":     true, // explicit VR little endian
+	tsImplicitLE:              true,
+	"1.2.840.10008.1.2.2":     true, // explicit VR big endian (retired)
+	"1.2.840.10008.1.2.1.99":  true, // deflated explicit VR little endian
+	"1.2.840.10008.1.2.4.50":  true, // JPEG baseline
+	"1.2.840.10008.1.2.4.51":  true, // JPEG extended
+	"1.2.840.10008.1.2.4.57":  true, // JPEG lossless
+	"1.2.840.10008.1.2.4.70":  true, // JPEG lossless SV1
+	"1.2.840.10008.1.2.4.80":  true, // JPEG-LS lossless
+	"1.2.840.10008.1.2.4.81":  true, // JPEG-LS near-lossless
+	"1.2.840.10008.1.2.4.90":  true, // JPEG 2000 lossless
+	"1.2.840.10008.1.2.4.91":  true, // JPEG 2000
+	"1.2.840.10008.1.2.5":     true, // RLE lossless
+	"1.2.840.10008.1.2.4.201": true, // HTJ2K lossless
+	"1.2.840.10008.1.2.4.202": true, // HTJ2K lossless RPCL
+	"1.2.840.10008.1.2.4.203": true, // HTJ2K
+}
+
+// ErrClosed is returned by Serve after Close.
+var ErrClosed = errors.New("scp: server closed")
+
+// Config configures a Server.
+type Config struct {
+	AETitle        string   // called AE title the modality must use
+	Addr           string   // listen address; DefaultAddr if empty
+	Dir            string   // instances go to Dir/incoming, partial ones to Dir/tmp
+	AllowedCallers []string // calling AE titles accepted; any if empty
+	// SOPClasses lists abstract syntaxes accepted besides Verification and those under
+	// 1.2.840.10008.5.1.4.1.1 (storage), e.g. a private storage SOP class.
+	SOPClasses      []string
+	MaxPDU          uint32        // DefaultMaxPDU if 0
+	MaxAssociations int           // DefaultMaxAssociations if 0
+	IdleTimeout     time.Duration // between PDUs; DefaultIdleTimeout if 0
+	// OnStored is called from the association's goroutine after each success response;
+	// it must not block long.
+	OnStored func(Stored)
+	Logger   *slog.Logger
+}
+
+// Stored describes an instance written to Dir/incoming.
+type Stored struct {
+	Path           string
+	SOPClass       string
+	SOPInstance    string
+	TransferSyntax string
+	CallingAE      string
+	Size           int64 // of the file
+}
+
+// Server is a listening SCP.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	ln  net.Listener
+
+	mu       sync.Mutex
+	conns    map[*association]struct{}
+	nAssoc   int // accepted associations
+	closed   bool
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// Listen validates cfg, creates Dir/incoming and Dir/tmp (removing partial instances left in
+// tmp by an earlier process) and starts listening.
+func Listen(cfg Config) (*Server, error) {
+	if cfg.AETitle == "" || len(cfg.AETitle) > 16 {
+		return nil, fmt.Errorf("scp: AE title %q must be 1 to 16 characters", cfg.AETitle)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("scp: no Dir")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxPDU == 0 {
+		cfg.MaxPDU = DefaultMaxPDU
+	}
+	if cfg.MaxPDU < 4096 {
+		return nil, fmt.Errorf("scp: MaxPDU %d below 4096", cfg.MaxPDU)
+	}
+	if cfg.MaxAssociations <= 0 {
+		cfg.MaxAssociations = DefaultMaxAssociations
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{incomingDir, tmpDir} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("scp: %w", err)
+		}
+	}
+	if err := removeStaleParts(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("scp: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("scp: %w", err)
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, ln: ln, conns: map[*association]struct{}{}}, nil
+}
+
+// Addr is the address listened on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts associations until ctx ends or Close is called. When ctx ends, idle
+// associations are aborted and those in the middle of a message finish it first; Serve returns
+// once all have ended.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.draining = true
+		for a := range s.conns {
+			a.drain()
+		}
+		s.mu.Unlock()
+		s.ln.Close()
+	})
+	defer stop()
+	var err error
+	for delay := time.Duration(0); ; {
+		conn, aerr := s.ln.Accept()
+		if aerr != nil {
+			if errors.Is(aerr, syscall.EMFILE) || errors.Is(aerr, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("scp accept", "err", aerr, "retry", delay)
+				time.Sleep(delay)
+				continue
+			}
+			if ctx.Err() == nil {
+				s.mu.Lock()
+				if s.closed {
+					err = ErrClosed
+				} else {
+					err = fmt.Errorf("scp: %w", aerr)
+				}
+				s.mu.Unlock()
+			}
+			break
+		}
+		delay = 0
+		s.start(conn)
+	}
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) start(conn net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Connections over the limit still get an A-ASSOCIATE-RJ, but no more than as many again.
+	if s.closed || s.draining || len(s.conns) >= 2*s.cfg.MaxAssociations {
+		conn.Close()
+		return
+	}
+	a := newAssociation(s, conn)
+	s.conns[a] = struct{}{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		a.run()
+		s.mu.Lock()
+		delete(s.conns, a)
+		if a.counted {
+			s.nAssoc--
+		}
+		s.mu.Unlock()
+	}()
+}
+
+// admit counts a in the accepted associations if there is room.
+func (s *Server) admit(a *association) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nAssoc >= s.cfg.MaxAssociations {
+		return false
+	}
+	s.nAssoc++
+	a.counted = true
+	return true
+}
+
+// Close stops listening and drops every connection at once; partial instances are discarded.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for a := range s.conns {
+		a.conn.Close()
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// acceptsAbstractSyntax reports whether uid is Verification, a storage SOP class or configured.
+func (s *Server) acceptsAbstractSyntax(uid string) bool {
+	if uid == verification || strings.HasPrefix(uid, storagePrefix) && validUID(uid) {
+		return true
+	}
+	for _, c := range s.cfg.SOPClasses {
+		if c == uid {
+			return true
+		}
+	}
+	return false
+}
