@@ -1,6 +1,6 @@
 // Command client is Sanping's station program, run on a village clinic's imaging PC. It joins
-// a consultation's live room (join) and load-tests live rooms (loadtest); the upload commands
-// are to follow.
+// a consultation's live room (join), load-tests live rooms (loadtest) and receives images from
+// the modality (scp); the upload commands are to follow.
 package main
 
 import (
@@ -19,6 +19,7 @@ const usage = `usage: client <command> [flags]
 commands:
   join      join a consultation's live room, publish files, print what happens
   loadtest  join rooms x participants at once and measure joining, media and view sync
+  scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
 
 Run "client <command> -h" for the command's flags.
 `
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = join(ctx, args[1:], stdout, stderr)
 	case "loadtest":
 		err = loadtest(ctx, args[1:], stdout, stderr)
+	case "scp":
+		err = scpCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
