@@ -22,6 +22,7 @@ import (
 	"sanping/server/signal"
 	"sanping/server/store"
 	"sanping/server/turnserver"
+	"sanping/server/upload"
 	"sanping/web"
 )
 
@@ -120,6 +121,12 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	}
 	routes = append(routes, rest.Routes()...)
 	routes = append(routes, live.Routes()...)
+	up, err := upload.New(upload.Config{Store: st, Dir: filepath.Join(st.Dir(), "uploads"), BasePath: "/api/uploads/", MaxSize: cfg.MaxRequestBody, Audit: trail, Logger: log})
+	if err != nil {
+		live.Close()
+		return nil, err
+	}
+	routes = append(routes, up.Routes()...)
 	routes = append(routes, dw.Routes()...)
 	return &app{auth: au, org: orgs, consult: cons, trail: trail, live: live, turn: turn, routes: routes}, nil
 }

@@ -219,6 +219,8 @@ type routeCase struct {
 	body func(f *authzFixture, role string, other bool) (contentType string, b []byte)
 	// fresh: sign in anew for this call (logout ends the session).
 	fresh bool
+	// headers are added to the request (tus).
+	headers map[string]string
 	// want per role: anon, admin, doctor, clinic. "200" for both sides, "200/404" own/other.
 	anon, admin, doctor, clinic string
 }
@@ -376,6 +378,15 @@ func routeTable() map[string]routeCase {
 		"DELETE /api/consultations/{id}/whip/{peer}": {path: "/api/consultations/{id}/whip/p-nobody", pre: "live", anon: "401", admin: "404/404", doctor: "404/404", clinic: "404/404"},
 		"OPTIONS /api/consultations/{id}/whip":       {path: "/api/consultations/{id}/whip", anon: "204", admin: "204", doctor: "204", clinic: "204"},
 
+		"POST /api/uploads/":     {path: "/api/uploads/", headers: tusHeaders("Upload-Length", "10"), anon: "401", admin: "201", doctor: "201", clinic: "201"},
+		"HEAD /api/uploads/{id}": {path: "/api/uploads/{upid}", headers: tusHeaders(), anon: "401", admin: "200/404", doctor: "200/404", clinic: "200/404"},
+		"PATCH /api/uploads/{id}": {path: "/api/uploads/{upid}", headers: tusHeaders("Upload-Offset", "0"), body: func(*authzFixture, string, bool) (string, []byte) {
+			return "application/offset+octet-stream", []byte("not dicom!")
+		}, anon: "401", admin: "204/404", doctor: "204/404", clinic: "204/404"},
+		"DELETE /api/uploads/{id}":     {path: "/api/uploads/{upid}", headers: tusHeaders(), anon: "401", admin: "204/404", doctor: "204/404", clinic: "204/404"},
+		"GET /api/uploads/{id}/result": {path: "/api/uploads/{upid}/result", pre: "complete", anon: "401", admin: "200/404", doctor: "200/404", clinic: "200/404"},
+		"OPTIONS /api/uploads/":        {path: "/api/uploads/", anon: "200", admin: "200", doctor: "200", clinic: "200"},
+
 		"GET /api/audit":              {path: "/api/audit", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/audit/verify":       {path: "/api/audit/verify", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs":       {path: "/api/session-logs?format=csv", anon: "401", admin: "200", doctor: "403", clinic: "403"},
@@ -500,6 +511,14 @@ func (f *authzFixture) call(method string, rc routeCase, role string, other bool
 		}
 		repl["{tid}"] = fmt.Sprint(tok.ID)
 	}
+	if strings.Contains(path, "{upid}") {
+		// An upload of the caller's (own) or of another institution's clinic (other).
+		owner := f.users[role]
+		if owner == nil || other {
+			owner = f.users["clinic2"]
+		}
+		repl["{upid}"] = f.tusUpload(owner, rc.pre == "complete")
+	}
 	for k, v := range repl {
 		path = strings.ReplaceAll(path, k, v)
 	}
@@ -516,6 +535,9 @@ func (f *authzFixture) call(method string, rc routeCase, role string, other bool
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	for k, v := range rc.headers {
+		req.Header.Set(k, v)
 	}
 	client := http.DefaultClient
 	if u := f.users[role]; u != nil {
@@ -648,4 +670,52 @@ func BenchmarkAuthorizedRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+func tusHeaders(kv ...string) map[string]string {
+	h := map[string]string{"Tus-Resumable": "1.0.0"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h[kv[i]] = kv[i+1]
+	}
+	return h
+}
+
+// tusUpload creates a 10-byte tus upload as u (and sends its bytes when complete) and returns
+// its ID.
+func (f *authzFixture) tusUpload(u *fixtureUser, complete bool) string {
+	if u.client == nil {
+		f.signIn(u)
+	}
+	req, _ := http.NewRequest("POST", f.srv.URL+"/api/uploads/", nil)
+	for k, v := range tusHeaders("Upload-Length", "10") {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set(auth.CSRFHeader, u.csrf)
+	res, err := u.client.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	res.Body.Close()
+	loc := res.Header.Get("Location")
+	if res.StatusCode != http.StatusCreated || loc == "" {
+		f.t.Fatalf("creating an upload as %s: %d", u.name, res.StatusCode)
+	}
+	id := loc[strings.LastIndex(strings.TrimSuffix(loc, "/"), "/")+1:]
+	if complete {
+		req, _ := http.NewRequest("PATCH", f.srv.URL+"/api/uploads/"+id, strings.NewReader("not dicom!"))
+		for k, v := range tusHeaders("Upload-Offset", "0") {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set(auth.CSRFHeader, u.csrf)
+		res, err := u.client.Do(req)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNoContent {
+			f.t.Fatalf("completing an upload as %s: %d", u.name, res.StatusCode)
+		}
+	}
+	return id
 }
