@@ -19,6 +19,8 @@ const usage = `usage: client <command> [flags]
 commands:
   join      join a consultation's live room, publish files, print what happens
   loadtest  join rooms x participants at once and measure joining, media and view sync
+  login     check the station token with the server and save both for the other commands
+  upload    upload DICOM files and folders in resumable bundles (tus), with a summary
   scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
 
 Run "client <command> -h" for the command's flags.
@@ -49,6 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = loadtest(ctx, args[1:], stdout, stderr)
 	case "scp":
 		err = scpCommand(ctx, args[1:], stdout, stderr)
+	case "login":
+		err = loginCommand(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "upload":
+		err = uploadCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

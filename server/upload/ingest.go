@@ -9,51 +9,24 @@ import (
 	"io"
 	"strings"
 
+	"sanping/protocol"
 	"sanping/server/store"
 )
 
-// Outcomes of one file of an upload.
+// Outcomes of one file of an upload (the wire types are in package protocol, which the
+// station's uploader reads too).
 const (
-	OutcomeStored        = "stored"
-	OutcomeAlreadyStored = "already-stored"
-	OutcomeConflict      = "conflict" // another object is stored under the SOP Instance UID; see Error
-	OutcomeFailed        = "failed"
+	OutcomeStored        = protocol.OutcomeStored
+	OutcomeAlreadyStored = protocol.OutcomeAlreadyStored
+	OutcomeConflict      = protocol.OutcomeConflict
+	OutcomeFailed        = protocol.OutcomeFailed
 )
 
-// FileResult is what became of one file of an upload (a tar member, or the upload itself).
-type FileResult struct {
-	Name             string   `json:"name"`
-	SOPInstanceUID   string   `json:"sopInstanceUID,omitempty"`
-	StudyInstanceUID string   `json:"studyInstanceUID,omitempty"`
-	Outcome          string   `json:"outcome"`
-	Error            string   `json:"error,omitempty"`
-	SHA256           string   `json:"sha256,omitempty"`
-	Warnings         []string `json:"warnings,omitempty"`
-}
+// FileResult is what became of one file of an upload.
+type FileResult = protocol.UploadFile
 
-// Result is what became of an upload, saved when its last byte arrives.
-type Result struct {
-	Upload        string       `json:"upload"`
-	Files         []FileResult `json:"files"`
-	Stored        int          `json:"stored"`
-	AlreadyStored int          `json:"alreadyStored"`
-	Conflicts     int          `json:"conflicts"`
-	Failed        int          `json:"failed"`
-}
-
-func (r *Result) add(f FileResult) {
-	switch f.Outcome {
-	case OutcomeStored:
-		r.Stored++
-	case OutcomeAlreadyStored:
-		r.AlreadyStored++
-	case OutcomeConflict:
-		r.Conflicts++
-	default:
-		r.Failed++
-	}
-	r.Files = append(r.Files, f)
-}
+// Result is what became of an upload.
+type Result = protocol.UploadResult
 
 // ingest reads an upload: one Part 10 file ("DICM" at offset 128, PS3.10 7.1) or a tar of
 // them ("ustar" at offset 257: POSIX ustar, pax and GNU archives). Each member streams from the
@@ -69,7 +42,7 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name string, t s
 		if err != nil {
 			return nil, err
 		}
-		res.add(f)
+		res.Add(f)
 	case len(head) >= 262 && string(head[257:262]) == "ustar":
 		tr := tar.NewReader(br)
 		for {
@@ -78,7 +51,7 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name string, t s
 				break
 			}
 			if err != nil {
-				res.add(FileResult{Name: name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + err.Error()})
+				res.Add(FileResult{Name: name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + err.Error()})
 				break
 			}
 			switch h.Typeflag {
@@ -86,23 +59,23 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name string, t s
 			case tar.TypeDir:
 				continue
 			default:
-				res.add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "not a regular file"})
+				res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "not a regular file"})
 				continue
 			}
 			member := &memberReader{r: tr}
 			f, err := ingestOne(ctx, st, member, h.Name, t)
 			if member.err != nil {
 				// The archive is cut short or damaged: nothing after this member can be read.
-				res.add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
+				res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
 				break
 			}
 			if err != nil {
 				return nil, err
 			}
-			res.add(f)
+			res.Add(f)
 		}
 	default:
-		res.add(FileResult{Name: name, Outcome: OutcomeFailed,
+		res.Add(FileResult{Name: name, Outcome: OutcomeFailed,
 			Error: "415 Unsupported Media Type: neither a DICOM Part 10 file (no \"DICM\" at offset 128) nor a tar archive"})
 	}
 	return res, nil

@@ -342,7 +342,9 @@ func TestResume(t *testing.T) {
 	f.start(t)
 	url = f.srv.URL + url[strings.Index(url, "/api/"):]
 	off := f.offset(t, url, f.tokA)
-	if off <= 0 || off > len(data)/2 {
+	// How much of the broken PATCH reached the disk depends on timing (nothing, when the
+	// client gave up before the server read): anything up to what was sent is right.
+	if off < 0 || off > len(data)/2 {
 		t.Fatalf("offset after the break: %d of %d sent", off, len(data)/2)
 	}
 	if resp := f.patch(t, url, f.tokA, off, data[off:]); resp.StatusCode != http.StatusNoContent {

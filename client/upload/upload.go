@@ -1,0 +1,485 @@
+// Package upload is the station's uploader: it finds the Part 10 files under some paths, packs
+// them into tar bundles of about 16 MB (a study of many small files costs a few round trips)
+// and sends each bundle to the server's tus 1.0 endpoint (/api/uploads/), resuming across
+// dropped links and killed processes from a journal on disk.
+//
+// It does not ask the server which instances it already has: those are sent again and come
+// back "already-stored".
+package upload
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Outcomes of one file, as the server names them (server/upload).
+const (
+	OutcomeStored        = "stored"
+	OutcomeAlreadyStored = "already-stored"
+	OutcomeConflict      = "conflict"
+	OutcomeFailed        = "failed"
+)
+
+// Config configures an upload job.
+type Config struct {
+	// Server is the Sanping server's URL, e.g. https://sanping.example.org:8080.
+	Server string
+	// Token is the station token (spt_...).
+	Token string
+	// JournalDir holds the journal and the bundles' spool files (default
+	// os.UserCacheDir()/sanping/journal). One job at a time per directory.
+	JournalDir string
+	// BundleSize bounds a bundle's tar (default 16 MiB); ChunkSize a PATCH (default 4 MiB).
+	BundleSize, ChunkSize int64
+	// MaxAttempts bounds the tries of one request in a row (0: until ctx ends).
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the wait between tries (default 250 ms and 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// Stall ends a PATCH whose body has not moved for this long (default 60 s).
+	Stall time.Duration
+	// HTTPClient defaults to one with connection and header timeouts.
+	HTTPClient *http.Client
+	// OnProgress is called after each chunk; OnBundle after each bundle's result.
+	OnProgress func(Progress)
+	OnBundle   func(BundleReport)
+}
+
+// Progress is how far the job is.
+type Progress struct {
+	Files, TotalFiles int   // files in finished bundles, of all
+	Bytes, TotalBytes int64 // bundle bytes the server has, of all (estimated until bundled)
+	Bundle, Bundles   int   // the bundle being sent (1-based), of all
+}
+
+// BundleReport is what became of one bundle.
+type BundleReport struct {
+	Bundle, Bundles                          int
+	Files                                    int
+	Size                                     int64
+	Stored, AlreadyStored, Conflicts, Failed int
+}
+
+// FileOutcome is what became of one file.
+type FileOutcome struct {
+	Path             string `json:"path"`
+	SOPInstanceUID   string `json:"sopInstanceUID,omitempty"`
+	StudyInstanceUID string `json:"studyInstanceUID,omitempty"`
+	Outcome          string `json:"outcome"`
+	Error            string `json:"error,omitempty"`
+}
+
+// Summary is what became of the whole job (including the bundles a killed run finished).
+type Summary struct {
+	Files                                    []FileOutcome
+	Stored, AlreadyStored, Conflicts, Failed int
+	Skipped                                  int // files that are not Part 10 (or DICOMDIR)
+	Bundles                                  int
+	BytesSent                                int64 // PATCH body bytes sent by this run, resends included
+}
+
+// Problems lists the files that did not get stored: failed, and conflicts.
+func (s *Summary) Problems() []FileOutcome {
+	var out []FileOutcome
+	for _, f := range s.Files {
+		if f.Outcome != OutcomeStored && f.Outcome != OutcomeAlreadyStored {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s *Summary) add(f FileOutcome) {
+	switch f.Outcome {
+	case OutcomeStored:
+		s.Stored++
+	case OutcomeAlreadyStored:
+		s.AlreadyStored++
+	case OutcomeConflict:
+		s.Conflicts++
+	default:
+		s.Failed++
+	}
+	s.Files = append(s.Files, f)
+}
+
+// DefaultJournalDir is os.UserCacheDir()/sanping/journal.
+func DefaultJournalDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "sanping", "journal"), nil
+}
+
+// uploader runs one job.
+type uploader struct {
+	cfg     Config
+	tus     *tusClient
+	j       *journal
+	sent    atomic.Int64
+	acked   int64 // bytes of the job the server has acknowledged
+	total   int64
+	files   int
+	nfiles  int
+	current int
+}
+
+// Run uploads the Part 10 files under paths, first finishing what the journal holds of an
+// earlier run. The error is for the job (ctx ended, the journal cannot be written, the server
+// refuses the token); files the server refuses are in the Summary.
+func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	endpoint, err := url.Parse(strings.TrimSuffix(cfg.Server, "/") + "/api/uploads/")
+	if err != nil || endpoint.Host == "" || (endpoint.Scheme != "http" && endpoint.Scheme != "https") {
+		return nil, fmt.Errorf("server %q is not a URL like https://host:8080", cfg.Server)
+	}
+	j, err := openJournal(cfg.JournalDir)
+	if err != nil {
+		return nil, err
+	}
+	u := &uploader{cfg: cfg, j: j}
+	u.tus = &tusClient{endpoint: endpoint, token: cfg.Token, hc: cfg.HTTPClient, stall: cfg.Stall, sent: &u.sent}
+
+	found, skipped, err := walk(paths)
+	if err != nil {
+		return nil, err
+	}
+	// Files of the journal's bundles (an earlier, unfinished run) are not bundled again.
+	known := map[string]bool{}
+	for _, b := range j.Bundles {
+		for _, f := range b.Files {
+			known[f] = true
+		}
+	}
+	var fresh []candidate
+	for _, c := range found {
+		if !known[c.path] {
+			fresh = append(fresh, c)
+		}
+	}
+	if len(fresh) > 0 || len(j.Bundles) > 0 {
+		j.Bundles = append(j.Bundles, group(fresh, cfg.BundleSize)...)
+		if err := j.save(); err != nil {
+			return nil, err
+		}
+	}
+	sum := &Summary{Skipped: skipped, Bundles: len(j.Bundles)}
+	for _, b := range j.Bundles {
+		u.nfiles += len(b.Files)
+		b.est = b.Size
+		if b.Spool == "" && b.State != stateDone {
+			b.est = estimate(b)
+		}
+		u.total += b.est
+		if b.State == stateDone {
+			u.files += len(b.Files)
+			u.acked += b.Size
+		}
+	}
+	for i, b := range j.Bundles {
+		u.current = i + 1
+		if b.State != stateDone {
+			if err := u.bundle(ctx, b); err != nil {
+				if err = u.refused(ctx, b, err); err != nil {
+					sum.BytesSent = u.sent.Load()
+					return sum, err
+				}
+			}
+		}
+		for _, f := range b.Outcomes {
+			sum.add(f)
+		}
+	}
+	sum.BytesSent = u.sent.Load()
+	if len(j.Bundles) > 0 {
+		if err := j.finish(); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+func (cfg *Config) defaults() error {
+	if cfg.Token == "" {
+		return errors.New("no token: run client login, or give -token")
+	}
+	if cfg.JournalDir == "" {
+		d, err := DefaultJournalDir()
+		if err != nil {
+			return err
+		}
+		cfg.JournalDir = d
+	}
+	if cfg.BundleSize <= 0 {
+		cfg.BundleSize = 16 << 20
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 4 << 20
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
+	}
+	if cfg.Stall <= 0 {
+		cfg.Stall = 60 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: 5 * time.Minute, // the final PATCH waits for ingestion
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	}
+	return nil
+}
+
+func (u *uploader) progress() {
+	if u.cfg.OnProgress != nil {
+		u.cfg.OnProgress(Progress{Files: u.files, TotalFiles: u.nfiles, Bytes: u.acked, TotalBytes: u.total,
+			Bundle: u.current, Bundles: len(u.j.Bundles)})
+	}
+}
+
+// retrier waits between tries of one step: exponential backoff, reset by a success.
+type retrier struct {
+	cfg      *Config
+	attempts int
+}
+
+// wait returns err when it is not worth trying again, else sleeps before the next try.
+func (r *retrier) wait(ctx context.Context, err error) error {
+	if !retryable(ctx, err) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	r.attempts++
+	if r.cfg.MaxAttempts > 0 && r.attempts >= r.cfg.MaxAttempts {
+		return fmt.Errorf("giving up after %d tries: %w", r.attempts, err)
+	}
+	d := r.cfg.MinBackoff << min(r.attempts-1, 20)
+	if d > r.cfg.MaxBackoff || d <= 0 {
+		d = r.cfg.MaxBackoff
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// bundle takes one bundle from where the journal says to done.
+func (u *uploader) bundle(ctx context.Context, b *bundle) error {
+	if b.Spool != "" {
+		if fi, err := os.Stat(b.Spool); err != nil || fi.Size() != b.Size {
+			b.Spool, b.URL, b.State = "", "", statePending // spool lost: write it and send it again
+		}
+	}
+	if b.Spool == "" {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		path, size, failed, err := spool(u.cfg.JournalDir, b)
+		if err != nil {
+			return fmt.Errorf("bundling: %w", err)
+		}
+		if path == "" { // nothing readable
+			u.total -= b.est
+			b.est = 0
+			return u.done(b, failed, "")
+		}
+		// Files that could not be read into the spool are failed already.
+		b.Spool, b.Size, b.URL, b.State, b.Outcomes = path, size, "", statePending, failed
+		u.total += size - b.est
+		b.est = size
+		if err := u.j.save(); err != nil {
+			return err
+		}
+	}
+	f, err := os.Open(b.Spool)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := &retrier{cfg: &u.cfg}
+	off := int64(-1) // unknown: ask the server
+	if b.URL == "" {
+		off = 0
+	}
+	var resultURL string
+	var have int64 // what the server is known to have of the bundle
+	for resultURL == "" {
+		if b.URL == "" {
+			loc, err := u.tus.create(ctx, b.Size, "bundle-"+b.ID+".tar")
+			if err != nil {
+				if err = r.wait(ctx, err); err != nil {
+					return err
+				}
+				continue
+			}
+			b.URL, b.State, off = loc, stateUploading, 0
+			if err := u.j.save(); err != nil {
+				return err
+			}
+		}
+		if off < 0 {
+			o, res, err := u.tus.head(ctx, b.URL)
+			if errors.Is(err, errGone) {
+				b.URL = ""
+				u.acked -= have
+				have = 0
+				continue
+			}
+			if err != nil {
+				if err = r.wait(ctx, err); err != nil {
+					return err
+				}
+				continue
+			}
+			off, resultURL = o, res
+			u.advance(&have, o, r)
+			if resultURL != "" {
+				break
+			}
+		}
+		n := min(u.cfg.ChunkSize, b.Size-off)
+		o, res, err := u.tus.patch(ctx, b.URL, f, off, n)
+		if errors.Is(err, errGone) {
+			b.URL = ""
+			u.acked -= have
+			have = 0
+			continue
+		}
+		if err != nil {
+			off = -1
+			if err = r.wait(ctx, err); err != nil {
+				return err
+			}
+			continue
+		}
+		off, resultURL = o, res
+		u.advance(&have, o, r)
+		if resultURL == "" && off >= b.Size {
+			off = -1 // complete but no result named: HEAD names it
+		}
+	}
+	var res *serverResult
+	for {
+		res, err = u.tus.result(ctx, resultURL)
+		if err == nil {
+			break
+		}
+		if err = r.wait(ctx, err); err != nil {
+			return err
+		}
+	}
+	return u.done(b, append(b.Outcomes, u.outcomes(b, res)...), "the server's result does not name this file")
+}
+
+// advance notes that the server has off bytes of the bundle. Progress resets the backoff: on a
+// link cut every few MB no PATCH of a whole chunk may succeed, yet the upload moves on.
+func (u *uploader) advance(have *int64, off int64, r *retrier) {
+	if off <= *have {
+		return
+	}
+	u.acked += off - *have
+	*have = off
+	r.attempts = 0
+	u.progress()
+}
+
+// outcomes maps the server's result (by tar member name) back to the files.
+func (u *uploader) outcomes(b *bundle, res *serverResult) []FileOutcome {
+	byName := map[string]int{}
+	for i, f := range res.Files {
+		byName[f.Name] = i
+	}
+	var out []FileOutcome
+	for i, p := range b.Files {
+		k, ok := byName[memberName(i, p)]
+		if !ok {
+			continue // not in the tar (reported from the spool) or never reached by the server
+		}
+		f := res.Files[k]
+		out = append(out, FileOutcome{Path: p, SOPInstanceUID: f.SOPInstanceUID, StudyInstanceUID: f.StudyInstanceUID, Outcome: f.Outcome, Error: f.Error})
+	}
+	return out
+}
+
+// refused ends a bundle the server refuses for what it is (413 too large, 400, ...): its files
+// fail with the server's reason and the job goes on. Other errors end the job, a refused
+// token (401, 403) among them.
+func (u *uploader) refused(ctx context.Context, b *bundle, err error) error {
+	var se *StatusError
+	if ctx.Err() != nil || !errors.As(err, &se) || se.Code < 400 || se.Code >= 500 ||
+		se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden || se.Temporary() {
+		return err
+	}
+	return u.done(b, b.Outcomes, "bundle refused: "+err.Error())
+}
+
+// done records the bundle's outcomes (files without one fail with reason) and drops its spool.
+func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error {
+	seen := map[string]bool{}
+	for _, o := range outcomes {
+		seen[o.Path] = true
+	}
+	for _, p := range b.Files {
+		if !seen[p] {
+			outcomes = append(outcomes, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: reason})
+		}
+	}
+	order := map[string]int{}
+	for i, p := range b.Files {
+		order[p] = i
+	}
+	sorted := make([]FileOutcome, len(b.Files))
+	for _, o := range outcomes {
+		sorted[order[o.Path]] = o
+	}
+	b.Outcomes, b.State = sorted, stateDone
+	if err := u.j.save(); err != nil {
+		return err
+	}
+	if b.Spool != "" {
+		os.Remove(b.Spool)
+	}
+	u.files += len(b.Files)
+	if u.cfg.OnBundle != nil {
+		rep := BundleReport{Bundle: u.current, Bundles: len(u.j.Bundles), Files: len(b.Files), Size: b.Size}
+		for _, o := range b.Outcomes {
+			switch o.Outcome {
+			case OutcomeStored:
+				rep.Stored++
+			case OutcomeAlreadyStored:
+				rep.AlreadyStored++
+			case OutcomeConflict:
+				rep.Conflicts++
+			default:
+				rep.Failed++
+			}
+		}
+		u.cfg.OnBundle(rep)
+	}
+	return nil
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -1,0 +1,48 @@
+package protocol
+
+// The result of a resumable upload (server/upload, /api/uploads/{id}/result), which the
+// station's uploader (client/upload) reads: what became of each file.
+
+// Outcomes of one file of an upload.
+const (
+	OutcomeStored        = "stored"
+	OutcomeAlreadyStored = "already-stored"
+	OutcomeConflict      = "conflict" // another object is stored under the SOP Instance UID; see Error
+	OutcomeFailed        = "failed"
+)
+
+// UploadFile is what became of one file of an upload (a tar member, or the upload itself).
+type UploadFile struct {
+	Name             string   `json:"name"`
+	SOPInstanceUID   string   `json:"sopInstanceUID,omitempty"`
+	StudyInstanceUID string   `json:"studyInstanceUID,omitempty"`
+	Outcome          string   `json:"outcome"`
+	Error            string   `json:"error,omitempty"`
+	SHA256           string   `json:"sha256,omitempty"`
+	Warnings         []string `json:"warnings,omitempty"`
+}
+
+// UploadResult is what became of an upload, saved when its last byte arrives.
+type UploadResult struct {
+	Upload        string       `json:"upload"`
+	Files         []UploadFile `json:"files"`
+	Stored        int          `json:"stored"`
+	AlreadyStored int          `json:"alreadyStored"`
+	Conflicts     int          `json:"conflicts"`
+	Failed        int          `json:"failed"`
+}
+
+// Add records one file's outcome.
+func (r *UploadResult) Add(f UploadFile) {
+	switch f.Outcome {
+	case OutcomeStored:
+		r.Stored++
+	case OutcomeAlreadyStored:
+		r.AlreadyStored++
+	case OutcomeConflict:
+		r.Conflicts++
+	default:
+		r.Failed++
+	}
+	r.Files = append(r.Files, f)
+}
