@@ -22,6 +22,7 @@ commands:
   login     check the station token with the server and save both for the other commands
   upload    upload DICOM files and folders in resumable bundles (tus), with a summary
   scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
+  watch     upload files as they appear in a folder, once complete
 
 Run "client <command> -h" for the command's flags.
 `
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = loadtest(ctx, args[1:], stdout, stderr)
 	case "scp":
 		err = scpCommand(ctx, args[1:], stdout, stderr)
+	case "watch":
+		err = watchCommand(ctx, args[1:], stdout, stderr)
 	case "login":
 		err = loginCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "upload":

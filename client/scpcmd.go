@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"sanping/client/scp"
+	"sanping/client/upload"
 )
 
 // scpCommand is `client scp`: the DICOM C-STORE SCP the modality sends to. Every instance is
@@ -23,6 +26,9 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dir := fs.String("dir", "sanping-spool", "spool directory: received instances go to DIR/incoming")
 	allow := fs.String("allow", "", "comma-separated calling AE titles accepted (the modalities); empty: any")
 	verbose := fs.Bool("v", false, "log associations")
+	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as client watch DIR/incoming does")
+	config := fs.String("config", defaultConfigPath(), "the saved login (with -forward)")
+	journal := fs.String("journal", "", "upload journal directory (with -forward)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: client scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2]\n\n"+
 			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
@@ -56,5 +62,17 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "listening on %s as %s; instances in %s\n", srv.Addr(), *aet, *dir)
+	if *forward {
+		server, token, err := stationLogin("", "", *config)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		// Received instances are on disk before the modality hears success; forwarding runs
+		// apart, so a day offline loses nothing: the spool waits, the upload resumes.
+		wc := watchConfig(server, token, *journal, filepath.Join(*dir, "incoming"), 2*time.Second, stdout, stderr)
+		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
+		go upload.Watch(ctx, wc)
+	}
 	return srv.Serve(ctx)
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"sanping/client/upload"
+)
+
+// stationLogin is the server and token of the flags, else of the saved login.
+func stationLogin(server, token, config string) (string, string, error) {
+	saved, err := readStationConfig(config)
+	if err != nil {
+		return "", "", err
+	}
+	if server == "" {
+		server = saved.Server
+	}
+	if token == "" {
+		token = saved.Token
+	}
+	if server == "" || token == "" {
+		return "", "", usageError{"no server or token: run client login first, or give -server and -token"}
+	}
+	srv, err := serverURL(server)
+	return srv, token, err
+}
+
+// watchCommand is `client watch DIR`: uploads files as they appear once complete.
+func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", "the Sanping server (default: the one saved by client login)")
+	token := fs.String("token", "", "station token spt_... (default: the one saved by client login)")
+	config := fs.String("config", defaultConfigPath(), "the saved login")
+	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
+	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: client watch [-server URL] [-token spt_...] DIR\n\n"+
+			"Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files\n"+
+			"move to DIR/.sent, failed ones to DIR/.failed with a .reason file. Runs until interrupted.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"watch: one DIR to watch"}
+	}
+	srv, tok, err := stationLogin(*server, *token, *config)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "watching %s\n", fs.Arg(0))
+	err = upload.Watch(ctx, watchConfig(srv, tok, *journal, fs.Arg(0), *interval, stdout, stderr))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func watchConfig(server, token, journal, dir string, interval time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
+	return upload.WatchConfig{
+		Config:   upload.Config{Server: server, Token: token, JournalDir: journal},
+		Dir:      dir,
+		Interval: interval,
+		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnBatch: func(s *upload.Summary) {
+			fmt.Fprintf(stdout, "%s: %d files: %d stored, %d already stored, %d conflicts, %d failed\n",
+				time.Now().Format("15:04:05"), len(s.Files), s.Stored, s.AlreadyStored, s.Conflicts, s.Failed)
+			for _, f := range s.Problems() {
+				fmt.Fprintf(stdout, "  %s %s: %s\n", f.Outcome, f.Path, f.Error)
+			}
+		},
+	}
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sanping/client/upload/uploadtest"
+)
+
+// TestWatchCommand: files dropped into the watched folder (one written slowly, in two parts)
+// are uploaded once complete and moved to .sent; a file that is not DICOM goes to .failed
+// with its reason.
+func TestWatchCommand(t *testing.T) {
+	srv := uploadtest.Start(t, nil)
+	config := filepath.Join(t.TempDir(), "client.json")
+	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"watch", "-config", config, "-journal", t.TempDir(), "-interval", "200ms", dir}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("client watch exited %d: %s", code, out.String())
+		}
+	}()
+	study := uploadtest.UID(9)
+	for i := range 4 {
+		b := uploadtest.Part10(study, uploadtest.UID(9, 1), uploadtest.UID(9, 1, i), 4000)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("IM%d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One arrives slowly: half now, the rest after a few scans; it must not go half-written.
+	slow := uploadtest.Part10(study, uploadtest.UID(9, 1), uploadtest.UID(9, 1, 99), 4000)
+	f, _ := os.Create(filepath.Join(dir, "IM_slow"))
+	f.Write(slow[:len(slow)/2])
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not an image"), 0o644)
+	time.Sleep(700 * time.Millisecond)
+	f.Write(slow[len(slow)/2:])
+	f.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ins, _ := srv.Store.Instances(context.Background(), study, "", "")
+		sent, _ := filepath.Glob(filepath.Join(dir, ".sent", "IM*"))
+		reason, _ := os.ReadFile(filepath.Join(dir, ".failed", "notes.txt.reason"))
+		if len(ins) == 5 && len(sent) == 5 && strings.Contains(string(reason), "not a DICOM") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %d instances stored, %d files sent, reason %q\n%s", len(ins), len(sent), reason, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "IM*"))
+	if len(left) != 0 {
+		t.Fatalf("files left in the watched folder: %v", left)
+	}
+}
