@@ -23,6 +23,7 @@ commands:
   upload    upload DICOM files and folders in resumable bundles (tus), with a summary
   scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
   watch     upload files as they appear in a folder, once complete
+  status    the upload queue, the last success, the link to the server
 
 Run "client <command> -h" for the command's flags.
 `
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = scpCommand(ctx, args[1:], stdout, stderr)
 	case "watch":
 		err = watchCommand(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = statusCommand(ctx, args[1:], stdout, stderr)
 	case "login":
 		err = loginCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "upload":

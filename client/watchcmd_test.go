@@ -67,3 +67,29 @@ func TestWatchCommand(t *testing.T) {
 		t.Fatalf("files left in the watched folder: %v", left)
 	}
 }
+
+// TestStatusCommand: after an upload, status shows an empty queue, the last success and the
+// link up.
+func TestStatusCommand(t *testing.T) {
+	srv := uploadtest.Start(t, nil)
+	config := filepath.Join(t.TempDir(), "client.json")
+	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
+		t.Fatal(err)
+	}
+	journal := t.TempDir()
+	var out strings.Builder
+	if code := run(context.Background(), []string{"status", "-config", config, "-journal", journal}, &out, &out); code != 0 ||
+		!strings.Contains(out.String(), "last success: never") || !strings.Contains(out.String(), "link:         up") {
+		t.Fatalf("status before: %d\n%s", code, out.String())
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "IM0"), uploadtest.Part10(uploadtest.UID(11), uploadtest.UID(11, 1), uploadtest.UID(11, 1, 1), 1000), 0o644)
+	if code := run(context.Background(), []string{"upload", "-config", config, "-journal", journal, dir}, &out, &out); code != 0 {
+		t.Fatalf("upload: %d\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"status", "-config", config, "-journal", journal}, &out, &out); code != 0 ||
+		!strings.Contains(out.String(), "queue:        0 bundles") || strings.Contains(out.String(), "never") {
+		t.Fatalf("status after: %d\n%s", code, out.String())
+	}
+}

@@ -193,6 +193,7 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			if err := u.bundle(ctx, b); err != nil {
 				if err = u.refused(ctx, b, err); err != nil {
 					sum.BytesSent = u.sent.Load()
+					noteStatus(u.cfg.JournalDir, err)
 					return sum, err
 				}
 			}
@@ -459,6 +460,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	if err := u.j.save(); err != nil {
 		return err
 	}
+	noteStatus(u.cfg.JournalDir, nil)
 	if b.Spool != "" {
 		os.Remove(b.Spool)
 	}

@@ -1,0 +1,70 @@
+package upload
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const statusName = "status.json"
+
+// Status is what `client status` shows: the queue and how the last uploads went.
+type Status struct {
+	PendingBundles int       `json:"pendingBundles"`
+	PendingFiles   int       `json:"pendingFiles"`
+	PendingBytes   int64     `json:"pendingBytes"`
+	LastSuccess    time.Time `json:"lastSuccess,omitzero"` // the last bundle the server took
+	LastError      string    `json:"lastError,omitempty"`
+	LastErrorAt    time.Time `json:"lastErrorAt,omitzero"`
+}
+
+// ReadStatus reads a journal directory's queue and last results.
+func ReadStatus(journalDir string) (Status, error) {
+	var st Status
+	b, err := os.ReadFile(filepath.Join(journalDir, statusName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("reading upload status: %w", err)
+	}
+	if err == nil {
+		json.Unmarshal(b, &st)
+	}
+	st.PendingBundles, st.PendingFiles, st.PendingBytes = 0, 0, 0
+	b, err = os.ReadFile(filepath.Join(journalDir, journalName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading the journal: %w", err)
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return st, fmt.Errorf("the journal is damaged: %w", err)
+	}
+	for _, bd := range j.Bundles {
+		if bd.State != stateDone {
+			st.PendingBundles++
+			st.PendingFiles += len(bd.Files)
+			st.PendingBytes += bd.Size
+		}
+	}
+	return st, nil
+}
+
+// noteStatus records a finished bundle (err nil) or a failure, for ReadStatus.
+func noteStatus(journalDir string, err error) {
+	st, _ := ReadStatus(journalDir)
+	now := time.Now().UTC()
+	if err == nil {
+		st.LastSuccess = now
+	} else {
+		st.LastError, st.LastErrorAt = err.Error(), now
+	}
+	st.PendingBundles, st.PendingFiles, st.PendingBytes = 0, 0, 0
+	if b, merr := json.Marshal(st); merr == nil {
+		writeFileSync(filepath.Join(journalDir, statusName), b)
+	}
+}
