@@ -78,7 +78,8 @@ func TestUploadTree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.JournalDir, journalName)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("journal left after a finished job: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(cfg.JournalDir, "*")); len(left) != 0 {
+	// Only the status for client status stays: no spool files, no journal.
+	if left, _ := filepath.Glob(filepath.Join(cfg.JournalDir, "*")); len(left) != 1 || filepath.Base(left[0]) != statusName {
 		t.Fatalf("left in the journal directory: %v", left)
 	}
 
