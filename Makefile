@@ -19,7 +19,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 vet:
 	$(GO) vet ./...
-	gofmt -l server client web bench tests | (! grep .)
+	gofmt -l server client protocol internal web bench tests | (! grep .)
 	$(GO) run $(STATICCHECK) ./...
 
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm

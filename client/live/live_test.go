@@ -21,6 +21,7 @@ import (
 	"github.com/pion/transport/v5/vnet"
 	"github.com/pion/webrtc/v4"
 
+	"sanping/internal/pionlog"
 	"sanping/protocol"
 )
 
@@ -122,7 +123,7 @@ func newFakeRoom(t *testing.T, n transport.Net) *fakeRoom {
 // testNets makes a virtual network and returns a function that adds a host to it.
 func testNets(t *testing.T) func() transport.Net {
 	t.Helper()
-	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.1.0.0/24", LoggerFactory: pionLogs{slog.New(slog.DiscardHandler)}})
+	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.1.0.0/24", LoggerFactory: pionlog.Factory{Log: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

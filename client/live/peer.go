@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"sanping/internal/pionlog"
 	"sanping/protocol"
 )
 
@@ -55,7 +56,7 @@ func newAPI(cfg Config, log *slog.Logger, loopback bool) (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log}}
+	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory{Log: log, Quiet: true}}
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 	} else if loopback {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sanping/internal/durable"
 )
 
 // File Meta Information elements, PS3.10 section 7.1.
@@ -118,7 +119,7 @@ func (in *instanceFile) commit(dir string) (Stored, error) {
 		err = os.Rename(in.f.Name(), final)
 	}
 	if err == nil {
-		err = syncDir(filepath.Join(dir, incomingDir))
+		err = durable.SyncDir(filepath.Join(dir, incomingDir))
 	}
 	if err != nil {
 		os.Remove(in.f.Name())
@@ -131,18 +132,6 @@ func (in *instanceFile) commit(dir string) (Stored, error) {
 func (in *instanceFile) discard() {
 	in.f.Close()
 	os.Remove(in.f.Name())
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // removeStaleParts deletes partial instances left by a process that stopped mid-transfer;

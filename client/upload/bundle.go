@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sanping/internal/durable"
 	"strings"
 	"time"
 )
@@ -170,7 +171,7 @@ func spool(dir string, b *bundle) (path string, size int64, failed []FileOutcome
 	if err = os.Rename(f.Name(), path); err != nil {
 		return "", 0, nil, err
 	}
-	return path, size, failed, syncDir(dir)
+	return path, size, failed, durable.SyncDir(dir)
 }
 
 // addFile streams one file into the tar. A file that cannot be opened gives a reason and no

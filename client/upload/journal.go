@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+	"sanping/internal/durable"
 )
 
 // Bundle states, in the order a bundle goes through them.
@@ -65,7 +65,7 @@ func (j *journal) save() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(j.path, data); err != nil {
+	if err := durable.WriteFile(j.path, data); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
@@ -75,44 +75,7 @@ func (j *journal) save() error {
 func (j *journal) finish() error {
 	err := os.Remove(j.path)
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
-		return syncDir(filepath.Dir(j.path))
+		return durable.SyncDir(filepath.Dir(j.path))
 	}
 	return err
-}
-
-// writeFileSync writes a file whole or not at all: temporary file, fsync, rename, directory fsync.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes a rename or removal in dir durable. Windows cannot fsync a directory (and
-// NTFS journals renames itself).
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sanping/internal/durable"
 	"time"
 )
 
@@ -65,6 +66,6 @@ func noteStatus(journalDir string, err error) {
 	}
 	st.PendingBundles, st.PendingFiles, st.PendingBytes = 0, 0, 0
 	if b, merr := json.Marshal(st); merr == nil {
-		writeFileSync(filepath.Join(journalDir, statusName), b)
+		durable.WriteFile(filepath.Join(journalDir, statusName), b)
 	}
 }

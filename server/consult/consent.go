@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"sanping/internal/durable"
 	"sanping/server/auth"
 )
 
@@ -142,19 +143,10 @@ func (s *Service) storeConsent(r io.Reader, maxSize int64) (sum string, size int
 	if err = os.Rename(f.Name(), filepath.Join(s.consentDir, sum)); err != nil {
 		return "", 0, fmt.Errorf("consult: storing consent form: %w", err)
 	}
-	if err = syncDir(s.consentDir); err != nil {
+	if err = durable.SyncDir(s.consentDir); err != nil {
 		return "", 0, fmt.Errorf("consult: storing consent form: %w", err)
 	}
 	return sum, size, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ConsentForm returns a consultation's consent form and its content; the caller closes it.

@@ -1,9 +1,7 @@
 package sfu
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"reflect"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
-	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -392,32 +389,3 @@ func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RT
 		return w.Write(h, payload, a)
 	})
 }
-
-// pionLogger sends pion's logs to slog. pion's Info is chatty connection bookkeeping, so it
-// goes to Debug.
-type pionLogger struct{ l *slog.Logger }
-
-func (f pionLogger) NewLogger(scope string) logging.LeveledLogger {
-	return pionScope{f.l.With("pion", scope)}
-}
-
-type pionScope struct{ l *slog.Logger }
-
-func (p pionScope) log(level slog.Level, msg string) {
-	p.l.Log(context.Background(), level, msg)
-}
-func (p pionScope) logf(level slog.Level, format string, args ...any) {
-	if p.l.Enabled(context.Background(), level) {
-		p.l.Log(context.Background(), level, fmt.Sprintf(format, args...))
-	}
-}
-func (p pionScope) Trace(msg string)                  {}
-func (p pionScope) Tracef(format string, args ...any) {}
-func (p pionScope) Debug(msg string)                  { p.log(slog.LevelDebug, msg) }
-func (p pionScope) Debugf(format string, args ...any) { p.logf(slog.LevelDebug, format, args...) }
-func (p pionScope) Info(msg string)                   { p.log(slog.LevelDebug, msg) }
-func (p pionScope) Infof(format string, args ...any)  { p.logf(slog.LevelDebug, format, args...) }
-func (p pionScope) Warn(msg string)                   { p.log(slog.LevelWarn, msg) }
-func (p pionScope) Warnf(format string, args ...any)  { p.logf(slog.LevelWarn, format, args...) }
-func (p pionScope) Error(msg string)                  { p.log(slog.LevelError, msg) }
-func (p pionScope) Errorf(format string, args ...any) { p.logf(slog.LevelError, format, args...) }

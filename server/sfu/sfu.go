@@ -23,6 +23,7 @@ import (
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
+	"sanping/internal/pionlog"
 	"sanping/protocol"
 )
 
@@ -91,7 +92,7 @@ type PeerOptions struct {
 type SFU struct {
 	cfg      Config
 	log      *slog.Logger
-	pionLog  pionLogger
+	pionLog  pionlog.Factory
 	se       webrtc.SettingEngine
 	udpConn  net.PacketConn
 	udpMux   ice.UDPMux
@@ -134,7 +135,7 @@ func New(cfg Config) (*SFU, error) {
 	s := &SFU{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		pionLog: pionLogger{cfg.Logger},
+		pionLog: pionlog.Factory{Log: cfg.Logger},
 		epoch:   time.Now(),
 		rooms:   map[int64]*room{},
 		done:    make(chan struct{}),

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"net"
+	"sanping/internal/pionlog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,7 +81,7 @@ func (m *impairment) setLoss(ip net.IP, pct int) {
 // drops its top layer, and the doctor keeps getting a layer that still runs; NACKs repair
 // loss both ways. After the clinic's link is cut for 3 s, media resumes.
 func TestImpairedNetwork(t *testing.T) {
-	lf := pionLogger{slog.New(slog.NewTextHandler(io.Discard, nil))}
+	lf := pionlog.Factory{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 75 * time.Millisecond, LoggerFactory: lf})
 	if err != nil {
 		t.Fatal(err)

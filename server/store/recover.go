@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sanping/internal/durable"
 	"sanping/server/dcm"
 	"strings"
 	"time"
@@ -32,7 +33,7 @@ func (s *Store) recover(ctx context.Context, newIndex, haveBlobs bool) error {
 		if err := os.Remove(marker); err != nil {
 			return fmt.Errorf("removing clean-shutdown marker: %w", err)
 		}
-		return syncDir(s.dir)
+		return durable.SyncDir(s.dir)
 	}
 	os.Remove(marker)
 	start := time.Now()

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sanping/internal/durable"
 	"sync"
 	"time"
 
@@ -178,7 +179,7 @@ func (s *Store) Close() error {
 			d.Close()
 		}
 		s.dirMu.Unlock()
-		if e := writeFileSync(filepath.Join(s.dir, cleanMarker), []byte(time.Now().UTC().Format(time.RFC3339))); e != nil {
+		if e := durable.WriteFile(filepath.Join(s.dir, cleanMarker), []byte(time.Now().UTC().Format(time.RFC3339))); e != nil {
 			err = e
 		}
 		if e := s.db.Close(); e != nil && err == nil {
@@ -501,32 +502,4 @@ func (s *Store) spool(r io.Reader) (_ *spooled, err error) {
 	sp.size = size
 	sp.sha = hex.EncodeToString(h.Sum(nil))
 	return sp, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/turn/v5"
 
+	"sanping/internal/pionlog"
 	"sanping/protocol"
 )
 
@@ -179,10 +180,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	t, err := turn.NewServer(turn.ServerConfig{
 		Realm:             cfg.Realm,
-		AuthHandler:       turn.LongTermTURNRESTAuthHandler(s.secret, pionLogs{log}.NewLogger("turn-auth")),
+		AuthHandler:       turn.LongTermTURNRESTAuthHandler(s.secret, pionlog.Factory{Log: log, Quiet: true}.NewLogger("turn-auth")),
 		PacketConnConfigs: packetConns,
 		ListenerConfigs:   listeners,
-		LoggerFactory:     pionLogs{log},
+		LoggerFactory:     pionlog.Factory{Log: log, Quiet: true},
 	})
 	if err != nil {
 		return fail(err)

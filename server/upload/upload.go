@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"sanping/internal/durable"
 	"sanping/server/audit"
 	"sanping/server/auth"
 	"sanping/server/store"
@@ -165,7 +166,7 @@ func (s *Service) beforeCreate(hook handler.HookEvent) (handler.HTTPResponse, ha
 	id := hex.EncodeToString(b[:])
 	o := owner{Username: p.Username, InstitutionID: p.InstitutionID, Size: hook.Upload.Size, Created: time.Now().UTC()}
 	data, _ := json.Marshal(o)
-	if err := writeFileSync(s.ownerPath(id), data); err != nil {
+	if err := durable.WriteFile(s.ownerPath(id), data); err != nil {
 		s.log.Error("upload: recording the creator", "err", err)
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, problemError(http.StatusInternalServerError, "could not create the upload")
 	}
@@ -411,7 +412,7 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(s.resultPath(id), data); err != nil {
+	if err := durable.WriteFile(s.resultPath(id), data); err != nil {
 		return nil, fmt.Errorf("saving the result: %w", err)
 	}
 	f.Close()
@@ -456,32 +457,4 @@ func problemError(status int, detail string) handler.Error {
 		StatusCode: status, Body: string(body) + "\n",
 		Header: handler.HTTPHeader{"Content-Type": "application/problem+json"},
 	}}
-}
-
-// writeFileSync writes a file whole or not at all: temporary file, fsync, rename, directory fsync.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
