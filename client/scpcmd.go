@@ -29,8 +29,10 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as client watch DIR/incoming does")
 	config := fs.String("config", defaultConfigPath(), "the saved login (with -forward)")
 	journal := fs.String("journal", "", "upload journal directory (with -forward)")
+	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR/incoming (with -forward)")
+	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach (with -forward)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: client scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-forward]\n\n"+
 			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
 		fs.PrintDefaults()
 	}
@@ -62,6 +64,9 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "listening on %s as %s; instances in %s\n", srv.Addr(), *aet, *dir)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	forwarding := make(chan error, 1)
 	if *forward {
 		server, token, err := stationLogin("", "", *config)
 		if err != nil {
@@ -70,9 +75,25 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		// Received instances are on disk before the modality hears success; forwarding runs
 		// apart, so a day offline loses nothing: the spool waits, the upload resumes.
-		wc := watchConfig(server, token, *journal, filepath.Join(*dir, "incoming"), 2*time.Second, stdout, stderr)
+		wc := watchConfig(server, token, *journal, filepath.Join(*dir, "incoming"), *interval, *maxBackoff, stdout, stderr)
 		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
-		go upload.Watch(ctx, wc)
+		go func() {
+			err := upload.Watch(ctx, wc)
+			if ctx.Err() != nil {
+				err = nil // stopped with the command
+			} else {
+				cancel() // a station that no longer forwards stops receiving, loudly
+			}
+			forwarding <- err
+		}()
+	} else {
+		forwarding <- nil
 	}
-	return srv.Serve(ctx)
+	err = srv.Serve(ctx)
+	cancel()
+	// The journal is let go before returning: a station started again at once takes it.
+	if ferr := <-forwarding; ferr != nil {
+		return fmt.Errorf("forwarding: %w", ferr)
+	}
+	return err
 }

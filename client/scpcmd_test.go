@@ -3,17 +3,29 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"sanping/client/upload/uploadtest"
+	"sanping/server/store"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the command's goroutines.
@@ -168,5 +180,556 @@ func TestSCPForward(t *testing.T) {
 			t.Fatalf("not forwarded after 20 s: %d instances, %v\n%s", len(ins), sentErr, out.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Transfer syntaxes the modality sends in, and storescu's flag proposing each.
+const (
+	explicitLE   = "1.2.840.10008.1.2.1"
+	implicitLE   = "1.2.840.10008.1.2"
+	jpegLossless = "1.2.840.10008.1.2.4.70" // JPEG lossless, first-order prediction (SV1)
+	rleLossless  = "1.2.840.10008.1.2.5"
+)
+
+var proposeFlag = map[string]string{explicitLE: "-xe", implicitLE: "-xi", jpegLossless: "-xs", rleLossless: "-xr"}
+
+// image is an instance as the modality holds it: a Part 10 file in its transfer syntax.
+type image struct{ path, uid, syntax string }
+
+// modalityImages writes n 16-bit MONOCHROME2 images of size x size pixels of one series, in
+// syntax (DCMTK's dump2dcm, then dcmcjpeg or dcmcrle). The pixels are noise, so that compressed
+// files stay large.
+func modalityImages(t *testing.T, study, series string, n, size int, syntax string) []image {
+	t.Helper()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "pixels.raw")
+	px := make([]byte, size*size*2)
+	rng := rand.New(rand.NewPCG(uint64(size), uint64(n)))
+	for i := 0; i < len(px); i += 2 {
+		binary.LittleEndian.PutUint16(px[i:], uint16(rng.UintN(4096)))
+	}
+	if err := os.WriteFile(raw, px, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := "+te"
+	if syntax == implicitLE {
+		write = "+ti"
+	}
+	var out []image
+	for i := range n {
+		uid := fmt.Sprintf("%s.%d", series, i+1)
+		dump := filepath.Join(dir, uid+".dump")
+		os.WriteFile(dump, fmt.Appendf(nil, `(0008,0016) UI =SecondaryCaptureImageStorage
+(0008,0018) UI [%s]
+(0008,0060) CS [OT]
+(0010,0010) PN [Zhao^Guilan]
+(0010,0020) LO [V0042]
+(0020,000d) UI [%s]
+(0020,000e) UI [%s]
+(0020,0013) IS [%d]
+(0028,0002) US 1
+(0028,0004) CS [MONOCHROME2]
+(0028,0010) US %d
+(0028,0011) US %d
+(0028,0100) US 16
+(0028,0101) US 12
+(0028,0102) US 11
+(0028,0103) US 0
+(7fe0,0010) OW =%s
+`, uid, study, series, i+1, size, size, raw), 0o600)
+		plain := filepath.Join(dir, uid+".plain.dcm")
+		file := filepath.Join(dir, uid+".dcm")
+		cmds := [][]string{{"dump2dcm", write, dump, plain}}
+		switch syntax {
+		case jpegLossless:
+			cmds = append(cmds, []string{"dcmcjpeg", plain, file})
+		case rleLossless:
+			cmds = append(cmds, []string{"dcmcrle", plain, file})
+		default:
+			file = plain
+		}
+		for _, c := range cmds {
+			if b, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", c[0], err, b)
+			}
+		}
+		out = append(out, image{file, uid, syntax})
+	}
+	return out
+}
+
+// storescu sends images (all in one syntax) to addr in one association, as the modality does.
+func storescu(addr string, images []image) error {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-aet", "DR_ROOM", "-aec", "SANPING", "-R", proposeFlag[images[0].syntax], host, port}
+	for _, im := range images {
+		args = append(args, im.path)
+	}
+	cmd := exec.Command("storescu", args...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("storescu: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// station runs `client scp` in the test, stopped and started again on the same arguments.
+type station struct {
+	t      *testing.T
+	args   []string
+	outs   []*lockedBuffer // one per run
+	cancel context.CancelFunc
+	done   chan int
+}
+
+func startStation(t *testing.T, args ...string) *station {
+	s := &station{t: t, args: args}
+	s.start()
+	t.Cleanup(func() {
+		if s.cancel != nil {
+			s.stop()
+		}
+	})
+	return s
+}
+
+func (s *station) start() {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	s.outs, s.cancel, s.done = append(s.outs, out), cancel, make(chan int, 1)
+	go func() { s.done <- run(ctx, s.args, out, out) }()
+	eventually(s.t, 10*time.Second, "client scp listening", func() bool { return strings.Contains(out.String(), "listening") },
+		func() string { return out.String() })
+}
+
+// stop ends the process as an interrupt does; it must exit cleanly.
+func (s *station) stop() {
+	s.t.Helper()
+	s.cancel()
+	s.cancel = nil
+	if code := <-s.done; code != 0 {
+		s.t.Errorf("client scp exited %d:\n%s", code, s.output())
+	}
+}
+
+func (s *station) output() string {
+	var b strings.Builder
+	for i, o := range s.outs {
+		fmt.Fprintf(&b, "--- run %d\n%s", i+1, o.String())
+	}
+	return b.String()
+}
+
+var (
+	storedLine = regexp.MustCompile(`(?m)^stored (\S+) from`)
+	batchLine  = regexp.MustCompile(`(?m)\d+ files: (\d+) stored, (\d+) already stored, (\d+) conflicts, (\d+) failed`)
+)
+
+// acknowledged counts the C-STORE successes the station gave, by SOP Instance UID.
+func (s *station) acknowledged() map[string]int {
+	n := map[string]int{}
+	for _, m := range storedLine.FindAllStringSubmatch(s.output(), -1) {
+		n[m[1]]++
+	}
+	return n
+}
+
+// uploads sums the forwarded batches' outcomes: stored, already stored, conflicts, failed.
+func (s *station) uploads() (sum [4]int) {
+	for _, m := range batchLine.FindAllStringSubmatch(s.output(), -1) {
+		for i := range sum {
+			v, _ := strconv.Atoi(m[i+1])
+			sum[i] += v
+		}
+	}
+	return sum
+}
+
+// eventually polls cond until it holds or the (generous) deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool, detail func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v\n%s", what, d, detail())
+		}
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// cutAfter forwards connections to target and resets each once the modality has sent n bytes:
+// an association lost in the middle of an instance (cable pulled, modality crashed).
+func cutAfter(t *testing.T, target string, n int64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(c, up)
+				io.CopyN(up, c, n)
+				c.(*net.TCPConn).SetLinger(0)
+				up.(*net.TCPConn).SetLinger(0)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// serverHas is the server's instances of study by SOP Instance UID (each listed once: the
+// index keys them so), with how many rows each has.
+func serverHas(t *testing.T, srv *uploadtest.Server, study string) (map[string]store.Instance, map[string]int) {
+	ins, err := srv.Store.Instances(context.Background(), study, "", "")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	by, rows := map[string]store.Instance{}, map[string]int{}
+	for _, in := range ins {
+		by[in.SOPUID] = in
+		rows[in.SOPUID]++
+	}
+	return by, rows
+}
+
+// waiting lists the instances still in the spool's incoming folder.
+func waiting(t *testing.T, dir string) []string {
+	w, err := filepath.Glob(filepath.Join(dir, "incoming", "*.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// checkForwarded: every image is on the server once, whole (the bytes the station received,
+// kept in incoming/.sent), in the syntax the modality sent it in; nothing else is.
+func checkForwarded(t *testing.T, srv *uploadtest.Server, study, dir string, images []image) {
+	t.Helper()
+	have, rows := serverHas(t, srv, study)
+	if len(have) != len(images) {
+		t.Errorf("the server has %d instances of the study, want %d", len(have), len(images))
+	}
+	for _, im := range images {
+		in, ok := have[im.uid]
+		if !ok || rows[im.uid] != 1 {
+			t.Errorf("%s: %d on the server, want 1", im.uid, rows[im.uid])
+			continue
+		}
+		if in.TransferSyntax != im.syntax {
+			t.Errorf("%s: stored in %s, sent in %s", im.uid, in.TransferSyntax, im.syntax)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "incoming", ".sent", im.uid+".dcm"))
+		if err != nil {
+			t.Errorf("%s: %v", im.uid, err)
+			continue
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != in.SHA256 || int64(len(b)) != in.Size {
+			t.Errorf("%s: the server's copy (%d bytes) is not the one received (%d bytes)", im.uid, in.Size, len(b))
+		}
+	}
+}
+
+// holdFirstPatch lets the first PATCH of the server's tus endpoint take its first n bytes, then
+// holds it until release: the station is stopped in the middle of an upload.
+func holdFirstPatch(n int64) (wrap func(http.Handler) http.Handler, held <-chan struct{}, release func()) {
+	h, r := make(chan struct{}), make(chan struct{})
+	var first, once sync.Once
+	wrap = func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPatch {
+				first.Do(func() { req.Body = &heldBody{ReadCloser: req.Body, left: n, held: h, release: r} })
+			}
+			next.ServeHTTP(w, req)
+		})
+	}
+	return wrap, h, func() { once.Do(func() { close(r) }) }
+}
+
+type heldBody struct {
+	io.ReadCloser
+	left          int64
+	held, release chan struct{}
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		close(b.held)
+		<-b.release
+		return 0, io.ErrUnexpectedEOF
+	}
+	n, err := b.ReadCloser.Read(p[:min(int64(len(p)), b.left)])
+	b.left -= int64(n)
+	return n, err
+}
+
+// TestSCPForwardExactlyOnce: DCMTK's storescu, as the modality, sends over several associations
+// at once in uncompressed and compressed syntaxes; one association is cut in the middle of an
+// instance, and the station is stopped in the middle of an upload and started again. Every
+// instance the station acknowledged reaches the server exactly once and whole; the one cut
+// short never appears until the modality sends it again.
+func TestSCPForwardExactlyOnce(t *testing.T) {
+	for _, tool := range []string{"storescu", "dump2dcm", "dcmcjpeg", "dcmcrle"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
+		}
+	}
+	wrap, held, release := holdFirstPatch(16 << 10)
+	srv := uploadtest.Start(t, wrap)
+	t.Cleanup(release)
+	config := filepath.Join(t.TempDir(), "client.json")
+	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
+		t.Fatal(err)
+	}
+	study := uploadtest.UID(61)
+	explicit := modalityImages(t, study, uploadtest.UID(61, 1), 8, 256, explicitLE)
+	jpeg := modalityImages(t, study, uploadtest.UID(61, 2), 8, 256, jpegLossless)
+	rle := modalityImages(t, study, uploadtest.UID(61, 3), 8, 256, rleLossless)
+	big := modalityImages(t, study, uploadtest.UID(61, 4), 3, 1024, explicitLE) // 2 MB each
+	implicit := modalityImages(t, study, uploadtest.UID(61, 5), 6, 256, implicitLE)
+
+	dir, addr := t.TempDir(), freeAddr(t)
+	st := startStation(t, "scp", "-addr", addr, "-dir", dir, "-forward", "-config", config,
+		"-journal", t.TempDir(), "-interval", "300ms")
+
+	// Four associations at once; the one through cut loses its link 1 MB into the second big
+	// instance, after the first was acknowledged.
+	cut := cutAfter(t, addr, 3<<20)
+	errs := make(chan error, 4)
+	for _, a := range []struct {
+		addr   string
+		images []image
+	}{{addr, explicit}, {addr, jpeg}, {addr, rle}, {cut, big}} {
+		go func() { errs <- storescu(a.addr, a.images) }()
+	}
+	var failed int
+	for range 4 {
+		if err := <-errs; err != nil {
+			failed++
+			t.Log(err)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d associations failed, want only the cut one", failed)
+	}
+	first := slices.Concat(explicit, jpeg, rle, big[:1])
+	eventually(t, 20*time.Second, "acknowledgement of every instance sent whole", func() bool {
+		ack := st.acknowledged()
+		for _, im := range first {
+			if ack[im.uid] != 1 {
+				return false
+			}
+		}
+		return true
+	}, st.output)
+
+	// Stopped in the middle of an upload (the server holds it), then started again.
+	select {
+	case <-held:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no upload after 60 s\n%s", st.output())
+	}
+	st.stop()
+	release()
+	if ack := st.acknowledged(); ack[big[1].uid]+ack[big[2].uid] != 0 {
+		t.Fatalf("instances never received whole were acknowledged\n%s", st.output())
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	if _, err := os.Stat(filepath.Join(dir, "incoming", big[1].uid+".dcm")); err == nil || len(parts) > 0 {
+		t.Fatalf("a partial instance was kept: %v", parts)
+	}
+	st.start()
+	eventually(t, 120*time.Second, "the instances received before the stop on the server", func() bool {
+		have, _ := serverHas(t, srv, study)
+		return len(have) >= len(first) && len(waiting(t, dir)) == 0
+	}, st.output)
+	if have, _ := serverHas(t, srv, study); len(have) != len(first) {
+		t.Fatalf("the server has %d instances, want the %d received whole", len(have), len(first))
+	}
+
+	// The modality sends the cut association's instances again, while another sends anew.
+	for _, batch := range [][]image{big, implicit} {
+		go func() { errs <- storescu(addr, batch) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := slices.Concat(first, big[1:], implicit)
+	eventually(t, 120*time.Second, "every instance on the server", func() bool {
+		have, _ := serverHas(t, srv, study)
+		return len(have) == len(all) && len(waiting(t, dir)) == 0
+	}, func() string {
+		have, _ := serverHas(t, srv, study)
+		return fmt.Sprintf("%d of %d on the server; waiting: %v\n%s", len(have), len(all), waiting(t, dir), st.output())
+	})
+	checkForwarded(t, srv, study, dir, all)
+	// Each instance was stored by one upload; the station sent nothing twice but the instance
+	// the modality itself sent again (big[0]), which the server already had.
+	up := st.uploads()
+	if up != [4]int{len(all), 1, 0, 0} {
+		t.Errorf("uploads: %d stored, %d already stored, %d conflicts, %d failed; want %d stored, 1 already stored\n%s",
+			up[0], up[1], up[2], up[3], len(all), st.output())
+	}
+}
+
+// link is the station's way to the server: while down, connections are accepted and closed at
+// once (counted: the station's tries); while up, forwarded to the server.
+type link struct {
+	ln     net.Listener
+	target string
+	up     atomic.Bool
+	tries  atomic.Int64
+}
+
+func startLink(t *testing.T, target string) *link {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &link{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !l.up.Load() {
+				l.tries.Add(1)
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", l.target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, c); up.Close() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return l
+}
+
+// status runs `client status` and returns the files queued and whether the link is up.
+func status(t *testing.T, config, journal string) (queued int, up bool, out string) {
+	t.Helper()
+	var b strings.Builder
+	if code := run(context.Background(), []string{"status", "-config", config, "-journal", journal}, &b, &b); code != 0 {
+		t.Fatalf("client status exited %d:\n%s", code, b.String())
+	}
+	m := regexp.MustCompile(`queue: +\d+ bundles, (\d+) files`).FindStringSubmatch(b.String())
+	if m == nil {
+		t.Fatalf("client status shows no queue:\n%s", b.String())
+	}
+	queued, _ = strconv.Atoi(m[1])
+	return queued, strings.Contains(b.String(), "link:         up"), b.String()
+}
+
+// TestSCPForwardOffline: the server out of reach for a long while (many failed tries, the
+// station stopped and started again meanwhile). The modality's instances are all acknowledged
+// and queue on disk, client status counts them and shows the link down; once the link is back
+// each reaches the server once.
+func TestSCPForwardOffline(t *testing.T) {
+	for _, tool := range []string{"storescu", "dump2dcm", "dcmcrle"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
+		}
+	}
+	srv := uploadtest.Start(t, nil)
+	l := startLink(t, strings.TrimPrefix(srv.URL, "http://"))
+	config, journal := filepath.Join(t.TempDir(), "client.json"), t.TempDir()
+	if err := saveStationConfig(config, stationConfig{Server: "http://" + l.ln.Addr().String(), Token: srv.Token}); err != nil {
+		t.Fatal(err)
+	}
+	study := uploadtest.UID(62)
+	explicit := modalityImages(t, study, uploadtest.UID(62, 1), 6, 128, explicitLE)
+	rle := modalityImages(t, study, uploadtest.UID(62, 2), 6, 128, rleLossless)
+	later := modalityImages(t, study, uploadtest.UID(62, 3), 3, 128, explicitLE)
+
+	dir, addr := t.TempDir(), freeAddr(t)
+	st := startStation(t, "scp", "-addr", addr, "-dir", dir, "-forward", "-config", config,
+		"-journal", journal, "-interval", "200ms", "-max-backoff", "500ms")
+	errs := make(chan error, 2)
+	for _, batch := range [][]image{explicit, rle} {
+		go func() { errs <- storescu(addr, batch) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err) // the station takes instances without the server
+		}
+	}
+	queuedAre := func(n int) func() bool {
+		return func() bool {
+			q, up, _ := status(t, config, journal)
+			return q == n && !up
+		}
+	}
+	statusOut := func() string {
+		_, _, out := status(t, config, journal)
+		return out + st.output()
+	}
+	eventually(t, 60*time.Second, "queue of 12 files with the link down", queuedAre(12), statusOut)
+	// Many failed tries (client status's own are counted before): doubling from 250 ms
+	// without a cap, the 30th would be years away.
+	tries := l.tries.Load()
+	eventually(t, 60*time.Second, "30 failed tries", func() bool { return l.tries.Load() >= tries+30 },
+		func() string { return fmt.Sprintf("%d tries\n%s", l.tries.Load(), st.output()) })
+
+	// The station is stopped and started again, still offline: the queue is kept.
+	st.stop()
+	if q, _, out := status(t, config, journal); q != 12 || len(waiting(t, dir)) != 12 {
+		t.Fatalf("after the stop: %d queued, %d waiting\n%s", q, len(waiting(t, dir)), out)
+	}
+	st.start()
+	if err := storescu(addr, later); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "queue of 15 files with the link down", queuedAre(15), statusOut)
+	tries = l.tries.Load()
+	eventually(t, 60*time.Second, "10 more failed tries", func() bool { return l.tries.Load() >= tries+10 },
+		func() string { return fmt.Sprintf("%d tries\n%s", l.tries.Load(), st.output()) })
+	if have, _ := serverHas(t, srv, study); len(have) != 0 {
+		t.Fatalf("%d instances reached the server through a link that is down", len(have))
+	}
+
+	l.up.Store(true)
+	all := slices.Concat(explicit, rle, later)
+	eventually(t, 60*time.Second, "everything on the server once the link is back", func() bool {
+		have, _ := serverHas(t, srv, study)
+		q, up, _ := status(t, config, journal)
+		return len(have) == len(all) && len(waiting(t, dir)) == 0 && q == 0 && up
+	}, statusOut)
+	checkForwarded(t, srv, study, dir, all)
+	if ack := st.acknowledged(); len(ack) != len(all) {
+		t.Errorf("%d instances acknowledged, want %d", len(ack), len(all))
+	}
+	if up := st.uploads(); up != [4]int{len(all), 0, 0, 0} {
+		t.Errorf("uploads: %d stored, %d already stored, %d conflicts, %d failed; want %d stored\n%s",
+			up[0], up[1], up[2], up[3], len(all), st.output())
 	}
 }

@@ -22,11 +22,14 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	config := fs.String("config", defaultConfigPath(), "the saved login")
 	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
 	attempts := fs.Int("attempts", 0, "tries of one request in a row before giving up (0: until interrupted)")
+	check := fs.Bool("check", true, "ask the server first which instances it has, and send only the others")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: client upload [-server URL] [-token spt_...] [-journal DIR] PATH...\n\n"+
 			"Uploads the DICOM Part 10 files under the paths (files or folders) in bundles of about 16 MB,\n"+
-			"resuming after a dropped link or an interrupted run. Instances the server already has are\n"+
-			"sent again and reported as already stored. Exit status 1 if any file was not stored.\n\n")
+			"resuming after a dropped link or an interrupted run. A path that is a DICOMDIR (a CD or DVD:\n"+
+			"client upload /media/cdrom/DICOMDIR) stands for the files it references. Instances the\n"+
+			"server already has are not sent and are reported as already stored. Exit status 1 if any\n"+
+			"file was not stored.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,7 +60,7 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	pr := newProgressPrinter(stdout)
 	sum, err := upload.Run(ctx, upload.Config{Server: srv, Token: *token, JournalDir: *journal, MaxAttempts: *attempts,
-		OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
+		SendAll: !*check, FollowDICOMDIR: true, OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
 	pr.end()
 	if sum != nil {
 		printSummary(stdout, sum)
@@ -76,6 +79,9 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func printSummary(w io.Writer, s *upload.Summary) {
 	fmt.Fprintf(w, "%d files: %d stored, %d already stored, %d conflicts, %d failed", len(s.Files), s.Stored, s.AlreadyStored, s.Conflicts, s.Failed)
+	if s.NotSent > 0 {
+		fmt.Fprintf(w, " (%d not sent: on the server already)", s.NotSent)
+	}
 	if s.Skipped > 0 {
 		fmt.Fprintf(w, " (%d other files skipped: not DICOM Part 10, or DICOMDIR)", s.Skipped)
 	}

@@ -39,6 +39,7 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	config := fs.String("config", defaultConfigPath(), "the saved login")
 	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
 	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR")
+	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: client watch [-server URL] [-token spt_...] DIR\n\n"+
 			"Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files\n"+
@@ -56,16 +57,18 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "watching %s\n", fs.Arg(0))
-	err = upload.Watch(ctx, watchConfig(srv, tok, *journal, fs.Arg(0), *interval, stdout, stderr))
+	err = upload.Watch(ctx, watchConfig(srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr))
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
 }
 
-func watchConfig(server, token, journal, dir string, interval time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
+// watchConfig is the watch of dir; maxBackoff also bounds the first waits between tries.
+func watchConfig(server, token, journal, dir string, interval, maxBackoff time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
 	return upload.WatchConfig{
-		Config:   upload.Config{Server: server, Token: token, JournalDir: journal},
+		Config: upload.Config{Server: server, Token: token, JournalDir: journal,
+			MinBackoff: min(250*time.Millisecond, maxBackoff), MaxBackoff: maxBackoff},
 		Dir:      dir,
 		Interval: interval,
 		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

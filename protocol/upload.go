@@ -3,6 +3,15 @@ package protocol
 // The result of a resumable upload (server/upload, /api/uploads/{id}/result), which the
 // station's uploader (client/upload) reads: what became of each file.
 
+// TarSHA256 is the PAX record of a tar member that holds the SHA-256 of its content in hex. The
+// server refuses a member whose content does not match it (a file failed with "checksum
+// mismatch: ..."); members without it are taken as they are.
+const TarSHA256 = "SANPING.sha256"
+
+// MetaSHA256 is the key of tus Upload-Metadata that holds the SHA-256 (hex) of an upload of
+// one Part 10 file, checked as TarSHA256 is.
+const MetaSHA256 = "sha256"
+
 // Outcomes of one file of an upload.
 const (
 	OutcomeStored        = "stored"

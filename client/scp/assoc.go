@@ -274,33 +274,42 @@ func (a *association) beginStore(pc *presentationContext, rq command) *pendingSt
 		return p
 	}
 	st := Stored{SOPClass: rq.SOPClass, SOPInstance: rq.SOPInstance, TransferSyntax: pc.Accepted, CallingAE: a.callingAE}
-	in, err := createInstance(a.s.cfg.Dir, st)
-	if err != nil {
-		a.log.Error("scp store", "sop_instance", rq.SOPInstance, "err", err)
-		p.status, p.comment = statusOutOfResources, "cannot write"
-		return p
-	}
-	p.in = in
+	p.in = createInstance(a.s.cfg.Dir, st, a.s.writer.buffer(), a.s.cfg.memLimit)
 	return p
 }
 
-// finishStore commits the instance received and only then answers the C-STORE-RQ.
+// finishStore commits the instance received and only then answers the C-STORE-RQ. An
+// instance received into memory is then durable in the spool, and the writer puts it in
+// Dir/incoming; a large one is already there.
 func (a *association) finishStore() error {
 	p := a.pending
 	a.pending = nil
+	in := p.in
 	var st Stored
-	if p.in != nil {
+	queued := false
+	if in != nil {
+		if in.f != nil {
+			// Nothing queued before may land on this instance's name after it.
+			a.s.writer.flush()
+		}
 		var err error
-		st, err = p.in.commit(a.s.cfg.Dir)
+		st, err = in.commit(a.s.spool)
 		if err != nil {
 			a.log.Error("scp store", "sop_instance", p.rq.SOPInstance, "err", err)
 			p.status, p.comment = statusOutOfResources, "cannot write"
+		}
+		if in.seg != nil {
+			// Queued even if the response cannot be sent: the instance is durable.
+			defer a.s.writer.put(in)
+			queued = true
+		} else {
+			a.s.writer.release(in.buf)
 		}
 	}
 	if err := a.respond(p.ctx, p.rq, p.status, p.comment); err != nil {
 		return err
 	}
-	if p.in != nil && p.status == statusSuccess {
+	if in != nil && !queued && p.status == statusSuccess {
 		a.log.Debug("scp stored", "sop_instance", st.SOPInstance, "bytes", st.Size)
 		if a.s.cfg.OnStored != nil {
 			a.s.cfg.OnStored(st)
@@ -320,6 +329,7 @@ func (a *association) respond(ctx byte, rq command, status uint16, comment strin
 func (a *association) dropPending() {
 	if a.pending != nil && a.pending.in != nil {
 		a.pending.in.discard()
+		a.s.writer.release(a.pending.in.buf)
 	}
 	a.pending = nil
 }

@@ -53,6 +53,10 @@ func TestEchoLocalLimit(t *testing.T) {
 // for explicit VR little endian is the source file's own.
 func checkStored(t *testing.T, ts *testServer, files []string, transferSyntax, sourceAE string) {
 	t.Helper()
+	// Instances are written out to incoming just after their success response.
+	waitFor(t, "instances written out", func() bool {
+		return len(listDir(t, filepath.Join(ts.dir, incomingDir))) >= len(files) && len(listDir(t, filepath.Join(ts.dir, tmpDir))) == 0
+	})
 	if names := listDir(t, filepath.Join(ts.dir, tmpDir)); len(names) > 0 {
 		t.Errorf("files left in tmp: %v", names)
 	}

@@ -186,6 +186,7 @@ func TestRawStore(t *testing.T) {
 	if st := c.response(); st != statusSuccess {
 		t.Fatalf("C-STORE status 0x%04x", st)
 	}
+	waitFor(t, "OnStored", func() bool { return ts.storedCount() == 1 }) // once written out, after the response
 	got, err := os.ReadFile(filepath.Join(ts.dir, incomingDir, uid+".dcm"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +194,6 @@ func TestRawStore(t *testing.T) {
 	if !bytes.Equal(dataSet(t, got), data) {
 		t.Error("stored data set differs")
 	}
-	waitFor(t, "OnStored", func() bool { return ts.storedCount() == 1 }) // called after the response
 	ts.mu.Lock()
 	st := ts.stored[0]
 	ts.mu.Unlock()
@@ -207,6 +207,7 @@ func TestRawStore(t *testing.T) {
 	if st := c.response(); st != statusSuccess {
 		t.Fatalf("second C-STORE status 0x%04x", st)
 	}
+	waitFor(t, "OnStored", func() bool { return ts.storedCount() == 2 })
 	if fi, err := os.Stat(filepath.Join(ts.dir, incomingDir, uid+".dcm")); err != nil || fi.Size() != int64(len(got)-len(data)+100) {
 		t.Errorf("duplicate not replaced: %v %v", fi, err)
 	}
@@ -220,16 +221,24 @@ func TestRawStore(t *testing.T) {
 	}
 }
 
+// TestAbortMidTransfer: an instance cut short leaves nothing, whether it was being received
+// into memory (for the spool) or into a file of its own (memLimit 1: every instance is "large").
 func TestAbortMidTransfer(t *testing.T) {
-	for _, how := range []string{"A-ABORT", "close"} {
+	for _, how := range []string{"A-ABORT", "close", "A-ABORT/file", "close/file"} {
 		t.Run(how, func(t *testing.T) {
-			ts := startServer(t, Config{})
+			cfg := Config{}
+			if strings.HasSuffix(how, "/file") {
+				cfg.memLimit = 1
+			}
+			ts := startServer(t, cfg)
 			c := dialAssociate(t, ts, "RAW", storePCs)
 			c.write(appendPData(nil, 3, true, storeRQ(1, sopClassSC, "1.2.3"), 0))
 			c.write(appendPData(nil, 3, false, make([]byte, 20000), 0)[:10000]) // half a PDU
 			tmp := filepath.Join(ts.dir, tmpDir)
-			waitFor(t, "the temporary file", func() bool { return len(listDir(t, tmp)) == 1 })
-			if how == "A-ABORT" {
+			if cfg.memLimit == 1 {
+				waitFor(t, "the temporary file", func() bool { return len(listDir(t, tmp)) == 1 })
+			}
+			if strings.HasPrefix(how, "A-ABORT") {
 				c.write(append(appendPDUHeader(nil, pduAbort, 4), 0, 0, 0, 0))
 			}
 			c.Close()
@@ -291,7 +300,7 @@ func TestMalformed(t *testing.T) {
 // TestDrain cancels Serve's context with one association idle and one mid-instance: the
 // idle one is aborted, the other completes its C-STORE first.
 func TestDrain(t *testing.T) {
-	ts := startServer(t, Config{})
+	ts := startServer(t, Config{memLimit: 1}) // so that the partial instance shows as a file
 	idle := dialAssociate(t, ts, "IDLE", storePCs)
 	defer idle.Close()
 	busy := dialAssociate(t, ts, "BUSY", storePCs)

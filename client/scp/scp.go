@@ -1,7 +1,8 @@
 // Package scp is the station's DICOM storage service class provider: the modality (DR X-ray,
-// ultrasound) sends images to it by C-STORE, and each instance is durably on disk as a Part 10
-// file in Dir/incoming before the modality hears success. Another part of the station forwards
-// them to the server.
+// ultrasound, CT) sends images to it by C-STORE. Each instance is durable on disk before the
+// modality hears success, and appears whole as a Part 10 file in Dir/incoming right after,
+// where another part of the station forwards it to the server. Instances up to a few MB are
+// made durable in a write-ahead spool (spool.go), larger ones in a file of their own.
 //
 // The upper layer (PS3.8) and the DIMSE messages it needs (PS3.7 C-ECHO, C-STORE) are written
 // here by hand: no Go module reachable from this build does an SCP well, and the subset is
@@ -84,10 +85,14 @@ type Config struct {
 	MaxPDU          uint32        // DefaultMaxPDU if 0
 	MaxAssociations int           // DefaultMaxAssociations if 0
 	IdleTimeout     time.Duration // between PDUs; DefaultIdleTimeout if 0
-	// OnStored is called from the association's goroutine after each success response;
-	// it must not block long.
+	// OnStored is called after each success response, once the instance is in Dir/incoming
+	// (from the association's goroutine or the one writing instances out); it must not
+	// block long.
 	OnStored func(Stored)
 	Logger   *slog.Logger
+
+	memLimit int   // instances up to this size go through the spool; memLimit if 0 (tests set it)
+	segSize  int64 // of the spool's segments; segmentSize if 0 (tests set it)
 }
 
 // Stored describes an instance written to Dir/incoming.
@@ -105,11 +110,16 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	ln  net.Listener
+	// spool holds instances received into memory until writer puts them in Dir/incoming;
+	// see spool.go.
+	spool  *spool
+	writer *writer
 
 	mu       sync.Mutex
 	conns    map[*association]struct{}
 	nAssoc   int // accepted associations
 	closed   bool
+	serving  bool // Serve closes the spool when it returns; else Close does
 	draining bool
 	wg       sync.WaitGroup
 }
@@ -141,6 +151,9 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.memLimit <= 0 {
+		cfg.memLimit = memLimit
+	}
 	for _, d := range []string{incomingDir, tmpDir} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("scp: %w", err)
@@ -149,11 +162,22 @@ func Listen(cfg Config) (*Server, error) {
 	if err := removeStaleParts(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("scp: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	if cfg.segSize <= 0 {
+		cfg.segSize = segmentSize
+	}
+	// A record (header, UID, instance) must fit in a segment.
+	cfg.memLimit = int(min(int64(cfg.memLimit), cfg.segSize-segHeaderSize-recHeaderSize-64))
+	sp, err := openSpool(cfg.Dir, cfg.Logger, cfg.segSize)
 	if err != nil {
 		return nil, fmt.Errorf("scp: %w", err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, ln: ln, conns: map[*association]struct{}{}}, nil
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		sp.close()
+		return nil, fmt.Errorf("scp: %w", err)
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, ln: ln, spool: sp, writer: newWriter(sp, cfg.Logger, cfg.OnStored),
+		conns: map[*association]struct{}{}}, nil
 }
 
 // Addr is the address listened on.
@@ -163,6 +187,9 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // associations are aborted and those in the middle of a message finish it first; Serve returns
 // once all have ended.
 func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	s.serving = true
+	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		s.draining = true
@@ -198,6 +225,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.start(conn)
 	}
 	s.wg.Wait()
+	s.writer.close()
+	s.spool.close()
 	return err
 }
 
@@ -247,7 +276,12 @@ func (s *Server) Close() error {
 	for a := range s.conns {
 		a.conn.Close()
 	}
+	serving := s.serving
 	s.mu.Unlock()
+	if !serving {
+		s.writer.close()
+		s.spool.close()
+	}
 	err := s.ln.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -73,40 +73,67 @@ func fileMeta(sopClass, sopInstance, transferSyntax, sourceAE string) []byte {
 	return append(b, g...)
 }
 
-// instanceFile is an instance being received: a temporary file in Dir/tmp that becomes
-// Dir/incoming/<SOPInstanceUID>.dcm once complete and durable.
+// instanceFile is an instance being received. Up to memLimit bytes it is held in memory and
+// goes to the spool when complete; a larger one spills to a temporary file in Dir/tmp that
+// becomes Dir/incoming/<SOPInstanceUID>.dcm once complete and durable.
 type instanceFile struct {
+	buf    []byte
+	seg    *segment // holds the instance until it is written out
 	f      *os.File
+	dir    string
 	stored Stored
+	limit  int   // held in memory up to this size
 	err    error // first write error; later fragments are dropped
 }
 
-func createInstance(dir string, st Stored) (*instanceFile, error) {
-	f, err := os.CreateTemp(filepath.Join(dir, tmpDir), "rx-*"+partSuffix)
-	if err != nil {
-		return nil, err
-	}
-	in := &instanceFile{f: f, stored: st}
+func createInstance(dir string, st Stored, buf []byte, limit int) *instanceFile {
+	in := &instanceFile{buf: buf[:0], dir: dir, stored: st, limit: limit}
 	in.write(fileMeta(st.SOPClass, st.SOPInstance, st.TransferSyntax, st.CallingAE))
-	if in.err != nil {
-		in.discard()
-		return nil, in.err
-	}
-	return in, nil
+	return in
 }
 
 func (in *instanceFile) write(p []byte) {
 	if in.err != nil {
 		return
 	}
+	if in.f == nil && len(in.buf)+len(p) <= in.limit {
+		in.buf = append(in.buf, p...)
+		in.stored.Size += int64(len(p))
+		return
+	}
+	if in.f == nil {
+		f, err := os.CreateTemp(filepath.Join(in.dir, tmpDir), "rx-*"+partSuffix)
+		if err != nil {
+			in.err = err
+			return
+		}
+		in.f = f
+		_, in.err = f.Write(in.buf)
+		in.buf = in.buf[:0]
+		if in.err != nil {
+			return
+		}
+	}
 	n, err := in.f.Write(p)
 	in.stored.Size += int64(n)
 	in.err = err
 }
 
-// commit makes the instance durable under its final name: fsync the file, rename over any
-// earlier copy of the same SOP Instance UID (atomic), fsync the directory.
-func (in *instanceFile) commit(dir string) (Stored, error) {
+// commit makes the instance durable. One held in memory is appended to the spool and then
+// written out to Dir/incoming; a file is fsynced, renamed over any earlier copy of the same
+// SOP Instance UID (atomic) and its directory fsynced.
+func (in *instanceFile) commit(sp *spool) (Stored, error) {
+	if in.f == nil {
+		if in.err != nil {
+			return Stored{}, in.err
+		}
+		seg, err := sp.append(in.stored.SOPInstance, in.buf)
+		if err != nil {
+			return Stored{}, err
+		}
+		in.seg = seg
+		return in.stored, nil
+	}
 	err := in.err
 	if err == nil {
 		err = in.f.Sync()
@@ -114,12 +141,12 @@ func (in *instanceFile) commit(dir string) (Stored, error) {
 	if cerr := in.f.Close(); err == nil {
 		err = cerr
 	}
-	final := filepath.Join(dir, incomingDir, in.stored.SOPInstance+".dcm")
+	final := filepath.Join(in.dir, incomingDir, in.stored.SOPInstance+".dcm")
 	if err == nil {
 		err = os.Rename(in.f.Name(), final)
 	}
 	if err == nil {
-		err = durable.SyncDir(filepath.Join(dir, incomingDir))
+		err = durable.SyncDir(filepath.Join(in.dir, incomingDir))
 	}
 	if err != nil {
 		os.Remove(in.f.Name())
@@ -129,15 +156,29 @@ func (in *instanceFile) commit(dir string) (Stored, error) {
 	return in.stored, nil
 }
 
+// writeOut writes an instance committed to the spool out to Dir/incoming, after the success
+// response has gone; the spool replays it at the next start if this fails.
+func (in *instanceFile) writeOut(sp *spool) (Stored, error) {
+	if in.seg == nil {
+		return in.stored, nil
+	}
+	p, err := sp.writeOut(in.seg, in.stored.SOPInstance, in.buf)
+	in.seg = nil
+	in.stored.Path = p
+	return in.stored, err
+}
+
 func (in *instanceFile) discard() {
-	in.f.Close()
-	os.Remove(in.f.Name())
+	if in.f != nil {
+		in.f.Close()
+		os.Remove(in.f.Name())
+	}
 }
 
 // removeStaleParts deletes partial instances left by a process that stopped mid-transfer;
 // none of them was acknowledged, so the modality still has them.
 func removeStaleParts(dir string) error {
-	parts, err := filepath.Glob(filepath.Join(dir, tmpDir, "rx-*"+partSuffix))
+	parts, err := filepath.Glob(filepath.Join(dir, tmpDir, "*"+partSuffix))
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ type bundle struct {
 	// Spool is the tar's file in the journal directory and Size its length, once written.
 	Spool    string        `json:"spool,omitempty"`
 	Size     int64         `json:"size,omitempty"`
+	SHA256   []string      `json:"sha256,omitempty"` // of member i, in hex, once spooled
 	URL      string        `json:"url,omitempty"`
 	State    string        `json:"state"`
 	Outcomes []FileOutcome `json:"outcomes,omitempty"`

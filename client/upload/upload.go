@@ -3,8 +3,9 @@
 // and sends each bundle to the server's tus 1.0 endpoint (/api/uploads/), resuming across
 // dropped links and killed processes from a journal on disk.
 //
-// It does not ask the server which instances it already has: those are sent again and come
-// back "already-stored".
+// Before bundling it asks the server (QIDO-RS) which instances it has already, by the SOP
+// Instance UID of each file's File Meta Information, and does not send those. Each member of
+// a tar carries its SHA-256, which the server checks before storing it.
 package upload
 
 import (
@@ -12,6 +13,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -48,9 +50,16 @@ type Config struct {
 	Stall time.Duration
 	// HTTPClient defaults to one with connection and header timeouts.
 	HTTPClient *http.Client
+	// SendAll sends every file, without asking the server first which instances it has.
+	SendAll bool
+	// FollowDICOMDIR: a path that is a DICOMDIR file stands for the files it references
+	// (`client upload /media/cdrom/DICOMDIR`). Otherwise it is skipped as any DICOMDIR is.
+	FollowDICOMDIR bool
 	// OnProgress is called after each chunk; OnBundle after each bundle's result.
 	OnProgress func(Progress)
 	OnBundle   func(BundleReport)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
 }
 
 // Progress is how far the job is.
@@ -82,6 +91,7 @@ type Summary struct {
 	Files                                    []FileOutcome
 	Stored, AlreadyStored, Conflicts, Failed int
 	Skipped                                  int // files that are not Part 10 (or DICOMDIR)
+	NotSent                                  int // already stored: the server had them before this run
 	Bundles                                  int
 	BytesSent                                int64 // PATCH body bytes sent by this run, resends included
 }
@@ -151,7 +161,7 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 	u := &uploader{cfg: cfg, j: j}
 	u.tus = &tusClient{endpoint: endpoint, token: cfg.Token, hc: cfg.HTTPClient, stall: cfg.Stall, sent: &u.sent}
 
-	found, skipped, err := walk(paths)
+	found, failed, skipped, err := walk(paths, cfg.FollowDICOMDIR)
 	if err != nil {
 		return nil, err
 	}
@@ -168,13 +178,22 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			fresh = append(fresh, c)
 		}
 	}
+	var onServer []FileOutcome
+	if !cfg.SendAll && len(fresh) > 0 {
+		if fresh, onServer, err = u.skipStored(ctx, fresh); err != nil {
+			return nil, err
+		}
+	}
 	if len(fresh) > 0 || len(j.Bundles) > 0 {
 		j.Bundles = append(j.Bundles, group(fresh, cfg.BundleSize)...)
 		if err := j.save(); err != nil {
 			return nil, err
 		}
 	}
-	sum := &Summary{Skipped: skipped, Bundles: len(j.Bundles)}
+	sum := &Summary{Skipped: skipped, NotSent: len(onServer), Bundles: len(j.Bundles)}
+	for _, f := range append(failed, onServer...) {
+		sum.add(f)
+	}
 	for _, b := range j.Bundles {
 		u.nfiles += len(b.Files)
 		b.est = b.Size
@@ -237,6 +256,9 @@ func (cfg *Config) defaults() error {
 	if cfg.Stall <= 0 {
 		cfg.Stall = 60 * time.Second
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -298,19 +320,19 @@ func (u *uploader) bundle(ctx context.Context, b *bundle) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		path, size, failed, err := spool(u.cfg.JournalDir, b)
+		sp, err := spool(u.cfg.JournalDir, b)
 		if err != nil {
 			return fmt.Errorf("bundling: %w", err)
 		}
-		if path == "" { // nothing readable
+		if sp.path == "" { // nothing readable
 			u.total -= b.est
 			b.est = 0
-			return u.done(b, failed, "")
+			return u.done(b, sp.failed, "")
 		}
 		// Files that could not be read into the spool are failed already.
-		b.Spool, b.Size, b.URL, b.State, b.Outcomes = path, size, "", statePending, failed
-		u.total += size - b.est
-		b.est = size
+		b.Spool, b.Size, b.SHA256, b.URL, b.State, b.Outcomes = sp.path, sp.size, sp.sha256, "", statePending, sp.failed
+		u.total += sp.size - b.est
+		b.est = sp.size
 		if err := u.j.save(); err != nil {
 			return err
 		}
@@ -420,7 +442,13 @@ func (u *uploader) outcomes(b *bundle, res *serverResult) []FileOutcome {
 			continue // not in the tar (reported from the spool) or never reached by the server
 		}
 		f := res.Files[k]
-		out = append(out, FileOutcome{Path: p, SOPInstanceUID: f.SOPInstanceUID, StudyInstanceUID: f.StudyInstanceUID, Outcome: f.Outcome, Error: f.Error})
+		o := FileOutcome{Path: p, SOPInstanceUID: f.SOPInstanceUID, StudyInstanceUID: f.StudyInstanceUID, Outcome: f.Outcome, Error: f.Error}
+		// The server checks the tar's record; this catches a server that does not.
+		if i < len(b.SHA256) && b.SHA256[i] != "" && f.SHA256 != "" && !strings.EqualFold(b.SHA256[i], f.SHA256) &&
+			o.Outcome != OutcomeFailed {
+			o.Outcome, o.Error = OutcomeFailed, fmt.Sprintf("checksum mismatch: the server received SHA-256 %s, the file sent has %s", f.SHA256, b.SHA256[i])
+		}
+		out = append(out, o)
 	}
 	return out
 }
@@ -465,6 +493,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 		os.Remove(b.Spool)
 	}
 	u.files += len(b.Files)
+	u.progress()
 	if u.cfg.OnBundle != nil {
 		rep := BundleReport{Bundle: u.current, Bundles: len(u.j.Bundles), Files: len(b.Files), Size: b.Size}
 		for _, o := range b.Outcomes {

@@ -272,15 +272,17 @@ func TestUploadGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, _, err := walk([]string{dir})
+	found, _, _, err := walk([]string{dir}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.Bundles = group(found, 16<<20)
 	b := j.Bundles[0]
-	if b.Spool, b.Size, _, err = spool(journalDir, b); err != nil {
+	sp, err := spool(journalDir, b)
+	if err != nil {
 		t.Fatal(err)
 	}
+	b.Spool, b.Size = sp.path, sp.size
 	b.State, b.URL = stateUploading, srv.URL+"/api/uploads/0123456789abcdef0123456789abcdef"
 	if err := j.save(); err != nil {
 		t.Fatal(err)
@@ -329,8 +331,8 @@ func TestUploadRefusedBundle(t *testing.T) {
 }
 
 func TestGroup(t *testing.T) {
-	files := []candidate{{"a", 100}, {"b", 5000}, {"c", 100}, {"d", 100}}
-	bs := group(files, 4096)
+	files := []candidate{{"a", 100, ""}, {"b", 5000, ""}, {"c", 100, ""}, {"d", 100, ""}}
+	bs := group(files, 6144)
 	var got []string
 	for _, b := range bs {
 		got = append(got, strings.Join(b.Files, ""))

@@ -26,6 +26,10 @@ type WatchConfig struct {
 	Logger  *slog.Logger
 }
 
+// watchAttempts is Watch's MaxAttempts when none is set: a batch that cannot reach the server
+// ends soon, so that what arrives meanwhile joins the journal (and client status counts it).
+const watchAttempts = 4
+
 type seen struct {
 	size int64
 	mod  time.Time
@@ -34,7 +38,18 @@ type seen struct {
 // Watch uploads files as they appear in Dir, until ctx ends. Stored files (and those the
 // server already had) move to Sent; failed ones to Failed, each beside a ".reason" file.
 // Interrupted, it resumes from its journal like Run.
+//
+// A batch gives up after MaxAttempts tries in a row (default 4) and is taken again, with what
+// arrived since, after a wait that doubles from Interval up to MaxBackoff (default 30 s): a
+// day offline costs a try every MaxBackoff, never a wait of hours.
 func Watch(ctx context.Context, wc WatchConfig) error {
+	if wc.MaxAttempts <= 0 {
+		wc.MaxAttempts = watchAttempts
+	}
+	maxWait := wc.MaxBackoff
+	if maxWait <= 0 {
+		maxWait = 30 * time.Second
+	}
 	if wc.Interval <= 0 {
 		wc.Interval = 2 * time.Second
 	}
@@ -50,7 +65,12 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 	if wc.Logger == nil {
 		wc.Logger = slog.New(slog.DiscardHandler)
 	}
+	if wc.Config.Logger == nil {
+		wc.Config.Logger = wc.Logger
+	}
 	before := map[string]seen{}
+	var wait time.Duration // before the next batch, after batches that stopped short
+	var retryAt time.Time
 	t := time.NewTicker(wc.Interval)
 	defer t.Stop()
 	for {
@@ -84,8 +104,13 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 			return fmt.Errorf("watching %s: %w", wc.Dir, err)
 		}
 		before = now
-		if len(ready) > 0 {
-			wc.batch(ctx, ready)
+		if len(ready) > 0 && !time.Now().Before(retryAt) {
+			if wc.batch(ctx, ready) {
+				wait = 0
+			} else {
+				wait = min(max(2*wait, wc.Interval), maxWait)
+				retryAt = time.Now().Add(wait)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -95,10 +120,17 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 	}
 }
 
-// batch uploads ready files and moves each where it belongs.
-func (wc *WatchConfig) batch(ctx context.Context, ready []string) {
+// batch uploads ready files and moves each where it belongs. It reports false when the
+// upload stopped short (the server out of reach, ctx ended).
+func (wc *WatchConfig) batch(ctx context.Context, ready []string) bool {
 	var dicom []string
+	taken := map[string]os.FileInfo{} // each file as it was when taken
 	for _, p := range ready {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		taken[p] = fi
 		ok, _, err := isPart10(p)
 		switch {
 		case err != nil:
@@ -112,17 +144,31 @@ func (wc *WatchConfig) batch(ctx context.Context, ready []string) {
 		}
 	}
 	if len(dicom) == 0 {
-		return
+		return true
 	}
 	sum, err := Run(ctx, wc.Config, dicom)
-	if err != nil {
-		// The journal keeps what was done; the files stay and are taken again next scan.
-		wc.Logger.Warn("upload interrupted; retrying on the next scan", "err", err)
+	if err != nil && ctx.Err() == nil {
+		// The journal keeps what was done; the files stay and are taken again later.
+		wc.Logger.Warn("upload interrupted; retrying later", "err", err)
 	}
 	if sum == nil {
-		return
+		return err == nil
 	}
+	// A journal left by a batch that stopped short also reports the bundles it finished, whose
+	// files were moved then: those are not moved or reported again.
+	mine := *sum
+	mine.Files, mine.Stored, mine.AlreadyStored, mine.Conflicts, mine.Failed = nil, 0, 0, 0, 0
 	for _, f := range sum.Files {
+		fi, err := os.Lstat(f.Path)
+		if err != nil {
+			continue
+		}
+		if was, ok := taken[f.Path]; ok && !sameFile(was, fi) {
+			// Replaced while it was being sent (the modality sent the instance again,
+			// perhaps corrected): left for the next scan, which sends the new one.
+			continue
+		}
+		mine.add(f)
 		switch f.Outcome {
 		case OutcomeStored, OutcomeAlreadyStored:
 			wc.move(f.Path, wc.Sent, "")
@@ -130,9 +176,15 @@ func (wc *WatchConfig) batch(ctx context.Context, ready []string) {
 			wc.move(f.Path, wc.Failed, f.Outcome+": "+f.Error)
 		}
 	}
-	if wc.OnBatch != nil {
-		wc.OnBatch(sum)
+	if wc.OnBatch != nil && len(mine.Files) > 0 {
+		wc.OnBatch(&mine)
 	}
+	return err == nil
+}
+
+// sameFile reports whether a and b describe the same file, unchanged.
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // move puts a file under to, at its path below Dir, with a ".reason" file when reason is set.

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"sanping/internal/durable"
+	"sanping/protocol"
 	"sanping/server/audit"
 	"sanping/server/auth"
 	"sanping/server/store"
@@ -255,7 +256,46 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	s.head.ServeHTTP(w, tusPath(r, id))
+	// tusd's HEAD waits for the upload's lock: held by the final PATCH, it is let go once the
+	// upload is ingested and its data removed, and tusd then answers 404. Its answer (a HEAD
+	// has no body) is held back to tell that case.
+	rec := &headRecorder{w: w, header: http.Header{}}
+	s.head.ServeHTTP(rec, tusPath(r, id))
+	if rec.code == http.StatusNotFound && s.ingested(id) {
+		s.completeHeaders(w, id, o)
+		w.Header().Set("Upload-Length", strconv.FormatInt(o.Size, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(max(rec.code, http.StatusOK))
+}
+
+// headRecorder keeps the answer to a HEAD request. Deadlines (http.ResponseController) go to
+// the connection.
+type headRecorder struct {
+	w      http.ResponseWriter
+	header http.Header
+	code   int
+}
+
+func (h *headRecorder) Unwrap() http.ResponseWriter { return h.w }
+
+func (h *headRecorder) Header() http.Header { return h.header }
+
+func (h *headRecorder) Write(b []byte) (int, error) {
+	if h.code == 0 {
+		h.code = http.StatusOK
+	}
+	return len(b), nil // a HEAD answer has no body
+}
+
+func (h *headRecorder) WriteHeader(code int) {
+	if h.code == 0 {
+		h.code = code
+	}
 }
 
 // append is PATCH: tusd appends the chunk; the last one runs beforeFinishResponse.
@@ -390,10 +430,13 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 	if p == nil {
 		return nil, errors.New("no principal")
 	}
-	name := id
+	name, sum := id, ""
 	if up, err := s.files.GetUpload(ctx, id); err == nil {
-		if info, err := up.GetInfo(ctx); err == nil && info.MetaData["filename"] != "" {
-			name = info.MetaData["filename"]
+		if info, err := up.GetInfo(ctx); err == nil {
+			if info.MetaData["filename"] != "" {
+				name = info.MetaData["filename"]
+			}
+			sum = info.MetaData[protocol.MetaSHA256]
 		}
 	}
 	f, err := os.Open(s.dataPath(id))
@@ -402,7 +445,7 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 	}
 	defer f.Close()
 	t := store.Target{InstitutionID: p.InstitutionID, OwnOnly: !p.HasRole(auth.RoleAdmin)}
-	res, err := ingest(ctx, s.st, f, name, t)
+	res, err := ingest(ctx, s.st, f, name, sum, t)
 	if err != nil {
 		return nil, err
 	}

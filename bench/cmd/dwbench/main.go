@@ -84,6 +84,7 @@ type config struct {
 	renderWorkers      int
 	renderCTN          int
 	renderCTMax        time.Duration
+	filesOnly          bool
 }
 
 type server struct {
@@ -195,6 +196,7 @@ func main() {
 	flag.IntVar(&cfg.renderWorkers, "render-workers", 2, "rendered-cr-png: workers of its concurrent run (the other run is sequential)")
 	flag.IntVar(&cfg.renderCTN, "render-ct-n", 2000, "rendered-ct-png: number of requests (-workers workers)")
 	flag.DurationVar(&cfg.renderCTMax, "render-ct-max", 30*time.Second, "rendered-ct-png: stop early after this long")
+	flag.BoolVar(&cfg.filesOnly, "files-only", false, "only write the files of the selected stow-small and stow-ct scenarios to -tmp (DIR/small, DIR/ct), then exit; no server is contacted")
 	flag.Parse()
 
 	for _, s := range strings.Split(scen, ",") {
@@ -209,6 +211,9 @@ func main() {
 	}
 	if len(cfg.scenarios) == 0 {
 		fatalf("no scenarios selected")
+	}
+	if cfg.filesOnly {
+		os.Exit(writeFiles(cfg))
 	}
 	if cfg.sanping == "" && cfg.orthanc == "" {
 		fatalf("both -sanping and -orthanc are empty")
@@ -390,6 +395,37 @@ func (b *bench) run() int {
 		logf("FAIL: %d request(s) failed; figures above are not valid", b.errors)
 		return 1
 	}
+	return 0
+}
+
+// writeFiles is -files-only: the stow-small and stow-ct files, under a new UID root, for
+// benchmarks that send them with other tools (bench/station.sh).
+func writeFiles(cfg config) int {
+	if cfg.tmp == "" {
+		fatalf("-files-only needs -tmp DIR")
+	}
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		logf("FATAL: %v", err)
+		return 1
+	}
+	root := uidRoot(rnd[:])
+	for _, s := range cfg.scenarios {
+		var err error
+		switch s {
+		case scStowSmall:
+			_, err = generate(cfg.tmp, "small", root+".1", "MR", cfg.smallN, 100, cfg.smallRows, cfg.smallRows, 1)
+		case scStowCT:
+			_, err = generate(cfg.tmp, "ct", root+".2", "CT", cfg.ctN, cfg.ctN, cfg.ctRows, cfg.ctCols, 2)
+		default:
+			fatalf("-files-only writes the files of %s and %s only, not %s", scStowSmall, scStowCT, s)
+		}
+		if err != nil {
+			logf("FATAL: %v", err)
+			return 1
+		}
+	}
+	logf("UID root %s; files in %s", root, cfg.tmp)
 	return 0
 }
 

@@ -1,5 +1,6 @@
 // Package uploadtest is for tests of the station's upload: a real server (store, auth, the tus
-// endpoint and GET /api/session) over loopback, and a small Part 10 writer. Only tests import
+// endpoint, DICOMweb under /dicom-web and GET /api/session) over loopback, and a small Part 10
+// writer. Only tests import
 // it; sanping/server/internal/dicomtest is out of the client's reach.
 package uploadtest
 
@@ -15,6 +16,8 @@ import (
 	"testing"
 
 	"sanping/server/auth"
+	"sanping/server/consult"
+	"sanping/server/dicomweb"
 	"sanping/server/org"
 	"sanping/server/store"
 	"sanping/server/upload"
@@ -27,7 +30,8 @@ type Server struct {
 	Store *store.Store
 }
 
-// Start serves the upload routes and GET /api/session on loopback. wrap, if not nil, wraps the
+// Start serves the upload routes, DICOMweb and GET /api/session on loopback, each through
+// auth.Guard as the server mounts them. wrap, if not nil, wraps the
 // whole handler (to count or cut requests).
 func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
@@ -40,6 +44,10 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Cleanup(func() { st.Close() })
 	as, err := auth.New(ctx, st.DB(), nil)
 	if err != nil {
+		tb.Fatal(err)
+	}
+	// The consultation tables: who may see a study (auth.StudyScope, in QIDO) reads them.
+	if _, err := consult.New(ctx, st.DB(), nil, dir, nil); err != nil {
 		tb.Fatal(err)
 	}
 	orgs, err := org.New(ctx, st.DB())
@@ -64,6 +72,8 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	}
 	mux := http.NewServeMux()
 	as.Mount(mux, svc.Routes())
+	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", Logger: slog.New(slog.DiscardHandler)})
+	as.Mount(mux, dw.Routes())
 	as.Mount(mux, []auth.Route{{Pattern: "GET /api/session", Action: auth.ActSelf, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
 		w.Header().Set("Content-Type", "application/json")
@@ -87,6 +97,7 @@ const (
 	transferSyntaxUID              = 0x00020010
 	sopClassUID                    = 0x00080016
 	sopInstanceUID                 = 0x00080018
+	modality                       = 0x00080060
 	patientName                    = 0x00100010
 	studyInstanceUID               = 0x0020000D
 	seriesInstanceUID              = 0x0020000E
@@ -108,6 +119,7 @@ func Part10(study, series, sop string, n int) []byte {
 	b = append(b, meta...)
 	b = elem(b, sopClassUID, "UI", uid(secondaryCapture))
 	b = elem(b, sopInstanceUID, "UI", uid(sop))
+	b = elem(b, modality, "CS", text("OT"))
 	b = elem(b, patientName, "PN", text("Test^Patient"))
 	b = elem(b, studyInstanceUID, "UI", uid(study))
 	b = elem(b, seriesInstanceUID, "UI", uid(series))
