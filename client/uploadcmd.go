@@ -20,7 +20,9 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	server := fs.String("server", "", "the Sanping server (default: the one saved by client login)")
 	token := fs.String("token", "", "station token spt_... (default: the one saved by client login)")
 	config := fs.String("config", defaultConfigPath(), "the saved login")
-	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
+	journal := fs.String("journal", "", "journal directory (default: the user cache directory's sanping/journal)")
+	parallel := fs.Int("parallel", 4, "bundles sent at once")
+	bundleMB := fs.Int("bundle-mb", 16, "size of a bundle, MB")
 	attempts := fs.Int("attempts", 0, "tries of one request in a row before giving up (0: until interrupted)")
 	check := fs.Bool("check", true, "ask the server first which instances it has, and send only the others")
 	fs.Usage = func() {
@@ -58,9 +60,12 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *attempts < 0 {
 		return usageError{"upload: -attempts must be 0 or more"}
 	}
+	if *parallel < 1 || *parallel > 16 || *bundleMB < 1 || *bundleMB > 1024 {
+		return usageError{"upload: -parallel must be 1 to 16 and -bundle-mb 1 to 1024"}
+	}
 	pr := newProgressPrinter(stdout)
 	sum, err := upload.Run(ctx, upload.Config{Server: srv, Token: *token, JournalDir: *journal, MaxAttempts: *attempts,
-		SendAll: !*check, FollowDICOMDIR: true, OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
+		Parallel: *parallel, BundleSize: int64(*bundleMB) << 20, SendAll: !*check, FollowDICOMDIR: true, OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
 	pr.end()
 	if sum != nil {
 		printSummary(stdout, sum)

@@ -12,7 +12,7 @@ import (
 
 // Bundle states, in the order a bundle goes through them.
 const (
-	statePending   = "pending"   // files chosen; the spool may not exist yet
+	statePending   = "pending"   // files chosen; Members may not be recorded yet
 	stateUploading = "uploading" // the tus upload exists at URL
 	stateDone      = "done"      // the server's result is in Outcomes
 )
@@ -32,15 +32,15 @@ type journal struct {
 type bundle struct {
 	ID    string   `json:"id"`
 	Files []string `json:"files"` // absolute paths; member i of the tar is Files[i]
-	// Spool is the tar's file in the journal directory and Size its length, once written.
-	Spool    string        `json:"spool,omitempty"`
+	// Members records each file as bundled (size, time, SHA-256), and Size the tar's length:
+	// enough to lay the tar out again, byte for byte, after a restart (vtar.go).
+	Members  []member      `json:"members,omitempty"`
 	Size     int64         `json:"size,omitempty"`
-	SHA256   []string      `json:"sha256,omitempty"` // of member i, in hex, once spooled
 	URL      string        `json:"url,omitempty"`
 	State    string        `json:"state"`
 	Outcomes []FileOutcome `json:"outcomes,omitempty"`
 
-	est int64 // Size, or before the spool is written an estimate from the files' sizes
+	est int64 // Size, or before the files are hashed an estimate from their sizes
 }
 
 func openJournal(dir string) (*journal, error) {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,11 +38,16 @@ type Config struct {
 	Server string
 	// Token is the station token (spt_...).
 	Token string
-	// JournalDir holds the journal and the bundles' spool files (default
-	// os.UserCacheDir()/sanping/journal). One job at a time per directory.
+	// JournalDir holds the journal (default os.UserCacheDir()/sanping/journal). One job at a
+	// time per directory. Bundles are read from the files themselves as they are sent.
 	JournalDir string
-	// BundleSize bounds a bundle's tar (default 16 MiB); ChunkSize a PATCH (default 4 MiB).
+	// BundleSize bounds a bundle's tar (default 16 MiB); ChunkSize a PATCH (default 64 MiB:
+	// a bundle in one PATCH; the server keeps and syncs what arrives of a PATCH cut short, so
+	// a smaller chunk saves nothing on a bad link and costs a round trip each).
 	BundleSize, ChunkSize int64
+	// Parallel is how many bundles are bundled and sent at once (default 4): the server
+	// ingests one while the next arrives, and the link is kept busy meanwhile.
+	Parallel int
 	// MaxAttempts bounds the tries of one request in a row (0: until ctx ends).
 	MaxAttempts int
 	// MinBackoff and MaxBackoff bound the wait between tries (default 250 ms and 30 s).
@@ -130,17 +136,28 @@ func DefaultJournalDir() (string, error) {
 	return filepath.Join(d, "sanping", "journal"), nil
 }
 
-// uploader runs one job.
+// uploader runs one job. Bundles go through their own goroutines, Parallel at a time; mu
+// guards the journal (every bundle's fields) and the counters.
 type uploader struct {
-	cfg     Config
-	tus     *tusClient
+	cfg  Config
+	tus  *tusClient
+	sent atomic.Int64
+
+	mu      sync.Mutex
 	j       *journal
-	sent    atomic.Int64
 	acked   int64 // bytes of the job the server has acknowledged
 	total   int64
 	files   int
 	nfiles  int
-	current int
+	current int // the highest bundle started (1-based)
+}
+
+// save applies change to the journal's bundles and writes the journal, under mu.
+func (u *uploader) save(change func()) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	change()
+	return u.j.save()
 }
 
 // Run uploads the Part 10 files under paths, first finishing what the journal holds of an
@@ -197,7 +214,7 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 	for _, b := range j.Bundles {
 		u.nfiles += len(b.Files)
 		b.est = b.Size
-		if b.Spool == "" && b.State != stateDone {
+		if len(b.Members) != len(b.Files) && b.State != stateDone {
 			b.est = estimate(b)
 		}
 		u.total += b.est
@@ -206,17 +223,19 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			u.acked += b.Size
 		}
 	}
-	for i, b := range j.Bundles {
-		u.current = i + 1
-		if b.State != stateDone {
-			if err := u.bundle(ctx, b); err != nil {
-				if err = u.refused(ctx, b, err); err != nil {
-					sum.BytesSent = u.sent.Load()
-					noteStatus(u.cfg.JournalDir, err)
-					return sum, err
+	if err := u.all(ctx); err != nil {
+		for _, b := range j.Bundles {
+			if b.State == stateDone {
+				for _, f := range b.Outcomes {
+					sum.add(f)
 				}
 			}
 		}
+		sum.BytesSent = u.sent.Load()
+		noteStatus(u.cfg.JournalDir, err)
+		return sum, err
+	}
+	for _, b := range j.Bundles {
 		for _, f := range b.Outcomes {
 			sum.add(f)
 		}
@@ -228,6 +247,49 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 		}
 	}
 	return sum, nil
+}
+
+// all takes every bundle not done to done, Parallel at a time. The first error that ends the
+// job stops the others (the journal keeps what each had reached).
+func (u *uploader) all(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, u.cfg.Parallel)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for i, b := range u.j.Bundles {
+		if b.State == stateDone {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		u.mu.Lock()
+		u.current = max(u.current, i+1)
+		u.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := u.bundle(ctx, b)
+			if err != nil {
+				err = u.refused(ctx, b, err)
+			}
+			if err != nil {
+				once.Do(func() { first = err; cancel(err) })
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return context.Cause(ctx)
 }
 
 func (cfg *Config) defaults() error {
@@ -245,7 +307,10 @@ func (cfg *Config) defaults() error {
 		cfg.BundleSize = 16 << 20
 	}
 	if cfg.ChunkSize <= 0 {
-		cfg.ChunkSize = 4 << 20
+		cfg.ChunkSize = 64 << 20
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 4
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
@@ -270,6 +335,7 @@ func (cfg *Config) defaults() error {
 	return nil
 }
 
+// progress reports; called with mu held.
 func (u *uploader) progress() {
 	if u.cfg.OnProgress != nil {
 		u.cfg.OnProgress(Progress{Files: u.files, TotalFiles: u.nfiles, Bytes: u.acked, TotalBytes: u.total,
@@ -309,36 +375,70 @@ func (r *retrier) wait(ctx context.Context, err error) error {
 	}
 }
 
+// ready lays out b's tar from the journal, first hashing its files when the journal has not
+// recorded them yet or when one changed since (then the bundle goes as a new upload). t is nil
+// when no file of b could be read; those are then done, failed.
+func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
+	u.mu.Lock()
+	fresh := len(b.Members) != len(b.Files)
+	u.mu.Unlock()
+	for {
+		if fresh {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			nb := &bundle{Files: b.Files}
+			failed := prepare(nb)
+			t, err := layout(nb)
+			if err != nil {
+				return nil, err
+			}
+			if t.size == 0 { // nothing readable
+				u.mu.Lock()
+				u.total -= b.est
+				b.est = 0
+				u.mu.Unlock()
+				return nil, u.done(b, failed, "")
+			}
+			// Files that could not be read are failed already.
+			err = u.save(func() {
+				b.Members, b.Size, b.URL, b.State, b.Outcomes = nb.Members, t.size, "", statePending, failed
+				u.total += t.size - b.est
+				b.est = t.size
+			})
+			return t, err
+		}
+		t, err := layout(b)
+		if err != nil {
+			return nil, err
+		}
+		if t.size == b.Size && t.unchanged() {
+			return t, nil
+		}
+		u.cfg.Logger.Info("upload: a file changed since it was bundled; bundling again", "bundle", b.ID)
+		fresh = true
+	}
+}
+
 // bundle takes one bundle from where the journal says to done.
 func (u *uploader) bundle(ctx context.Context, b *bundle) error {
-	if b.Spool != "" {
-		if fi, err := os.Stat(b.Spool); err != nil || fi.Size() != b.Size {
-			b.Spool, b.URL, b.State = "", "", statePending // spool lost: write it and send it again
+	for {
+		err := u.send(ctx, b)
+		if !errors.Is(err, errFileChanged) {
+			return err
 		}
-	}
-	if b.Spool == "" {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		sp, err := spool(u.cfg.JournalDir, b)
-		if err != nil {
-			return fmt.Errorf("bundling: %w", err)
-		}
-		if sp.path == "" { // nothing readable
-			u.total -= b.est
-			b.est = 0
-			return u.done(b, sp.failed, "")
-		}
-		// Files that could not be read into the spool are failed already.
-		b.Spool, b.Size, b.SHA256, b.URL, b.State, b.Outcomes = sp.path, sp.size, sp.sha256, "", statePending, sp.failed
-		u.total += sp.size - b.est
-		b.est = sp.size
-		if err := u.j.save(); err != nil {
+		// Laid out again from the files as they are now, and sent as a new upload.
+		u.cfg.Logger.Info("upload: a file changed while it was sent; bundling again", "bundle", b.ID)
+		if err := u.save(func() { b.Members, b.URL = nil, "" }); err != nil {
 			return err
 		}
 	}
-	f, err := os.Open(b.Spool)
-	if err != nil {
+}
+
+// send sends one bundle; errFileChanged if a file changed under it.
+func (u *uploader) send(ctx context.Context, b *bundle) error {
+	f, err := u.ready(ctx, b)
+	if f == nil || err != nil {
 		return err
 	}
 	defer f.Close()
@@ -358,17 +458,15 @@ func (u *uploader) bundle(ctx context.Context, b *bundle) error {
 				}
 				continue
 			}
-			b.URL, b.State, off = loc, stateUploading, 0
-			if err := u.j.save(); err != nil {
+			off = 0
+			if err := u.save(func() { b.URL, b.State = loc, stateUploading }); err != nil {
 				return err
 			}
 		}
 		if off < 0 {
 			o, res, err := u.tus.head(ctx, b.URL)
 			if errors.Is(err, errGone) {
-				b.URL = ""
-				u.acked -= have
-				have = 0
+				u.gone(b, &have)
 				continue
 			}
 			if err != nil {
@@ -386,12 +484,13 @@ func (u *uploader) bundle(ctx context.Context, b *bundle) error {
 		n := min(u.cfg.ChunkSize, b.Size-off)
 		o, res, err := u.tus.patch(ctx, b.URL, f, off, n)
 		if errors.Is(err, errGone) {
-			b.URL = ""
-			u.acked -= have
-			have = 0
+			u.gone(b, &have)
 			continue
 		}
 		if err != nil {
+			if f.changed.Load() {
+				return errFileChanged
+			}
 			off = -1
 			if err = r.wait(ctx, err); err != nil {
 				return err
@@ -417,12 +516,23 @@ func (u *uploader) bundle(ctx context.Context, b *bundle) error {
 	return u.done(b, append(b.Outcomes, u.outcomes(b, res)...), "the server's result does not name this file")
 }
 
+// gone forgets an upload the server no longer has: the bundle starts again.
+func (u *uploader) gone(b *bundle, have *int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	b.URL = ""
+	u.acked -= *have
+	*have = 0
+}
+
 // advance notes that the server has off bytes of the bundle. Progress resets the backoff: on a
 // link cut every few MB no PATCH of a whole chunk may succeed, yet the upload moves on.
 func (u *uploader) advance(have *int64, off int64, r *retrier) {
 	if off <= *have {
 		return
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.acked += off - *have
 	*have = off
 	r.attempts = 0
@@ -439,14 +549,14 @@ func (u *uploader) outcomes(b *bundle, res *serverResult) []FileOutcome {
 	for i, p := range b.Files {
 		k, ok := byName[memberName(i, p)]
 		if !ok {
-			continue // not in the tar (reported from the spool) or never reached by the server
+			continue // not in the tar (unreadable, reported already) or never reached by the server
 		}
 		f := res.Files[k]
 		o := FileOutcome{Path: p, SOPInstanceUID: f.SOPInstanceUID, StudyInstanceUID: f.StudyInstanceUID, Outcome: f.Outcome, Error: f.Error}
 		// The server checks the tar's record; this catches a server that does not.
-		if i < len(b.SHA256) && b.SHA256[i] != "" && f.SHA256 != "" && !strings.EqualFold(b.SHA256[i], f.SHA256) &&
+		if i < len(b.Members) && b.Members[i].SHA256 != "" && f.SHA256 != "" && !strings.EqualFold(b.Members[i].SHA256, f.SHA256) &&
 			o.Outcome != OutcomeFailed {
-			o.Outcome, o.Error = OutcomeFailed, fmt.Sprintf("checksum mismatch: the server received SHA-256 %s, the file sent has %s", f.SHA256, b.SHA256[i])
+			o.Outcome, o.Error = OutcomeFailed, fmt.Sprintf("checksum mismatch: the server received SHA-256 %s, the file sent has %s", f.SHA256, b.Members[i].SHA256)
 		}
 		out = append(out, o)
 	}
@@ -465,7 +575,7 @@ func (u *uploader) refused(ctx context.Context, b *bundle, err error) error {
 	return u.done(b, b.Outcomes, "bundle refused: "+err.Error())
 }
 
-// done records the bundle's outcomes (files without one fail with reason) and drops its spool.
+// done records the bundle's outcomes (files without one fail with reason).
 func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error {
 	seen := map[string]bool{}
 	for _, o := range outcomes {
@@ -484,14 +594,13 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	for _, o := range outcomes {
 		sorted[order[o.Path]] = o
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	b.Outcomes, b.State = sorted, stateDone
 	if err := u.j.save(); err != nil {
 		return err
 	}
 	noteStatus(u.cfg.JournalDir, nil)
-	if b.Spool != "" {
-		os.Remove(b.Spool)
-	}
 	u.files += len(b.Files)
 	u.progress()
 	if u.cfg.OnBundle != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sanping/internal/durable"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ var (
 	ErrClosed   = errors.New("store closed")
 	// ErrStudyMismatch: the instance belongs to another study than the caller required.
 	ErrStudyMismatch = errors.New("study instance UID mismatch")
+	// ErrChecksum: the content's SHA-256 is not the one its sender gave (Target.SHA256).
+	ErrChecksum = errors.New("checksum mismatch")
 )
 
 // Outcome says what Ingest did with an instance.
@@ -211,6 +214,10 @@ type Target struct {
 	// OwnOnly refuses an instance of a study another institution owns (ErrOtherInstitution):
 	// a clinic cannot add to, and so gain sight of, another clinic's study.
 	OwnOnly bool
+	// SHA256, when not empty, is the sender's SHA-256 of the file (hex): content that hashes
+	// otherwise is refused with ErrChecksum before anything is stored. The store hashes every
+	// instance anyway, so the check costs nothing more.
+	SHA256 string
 }
 
 // ErrOtherInstitution: the instance belongs to a study owned by another institution.
@@ -224,6 +231,9 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 		return nil, err
 	}
 	defer sp.close()
+	if want := strings.ToLower(strings.TrimSpace(t.SHA256)); want != "" && want != sp.sha {
+		return nil, fmt.Errorf("%w: the sender's SHA-256 is %s, the content received has %s", ErrChecksum, want, sp.sha)
+	}
 	rec, err := s.prepare(sp)
 	if err != nil {
 		return nil, err

@@ -4,11 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strings"
 
@@ -37,19 +34,16 @@ type Result = protocol.UploadResult
 // itself (disk, index) fails the whole ingest, so that it can be retried.
 //
 // A member with a protocol.TarSHA256 record, and a single file when wantSHA256 is not empty, is
-// checked as it streams: a mismatch fails the read at its end, so the store never keeps it,
-// and the file fails alone.
+// checked by the store against the hash it computes anyway (store.Target.SHA256): a mismatch
+// stores nothing, and the file fails alone.
 func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256 string, t store.Target) (*Result, error) {
 	res := &Result{Files: []FileResult{}}
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(512)
 	switch {
 	case len(head) >= 132 && string(head[128:132]) == "DICM":
-		var in io.Reader = br
-		if wantSHA256 != "" {
-			in = newCheckedReader(br, wantSHA256)
-		}
-		f, err := ingestOne(ctx, st, in, name, t)
+		t.SHA256 = wantSHA256
+		f, err := ingestOne(ctx, st, br, name, t)
 		if err != nil {
 			return nil, err
 		}
@@ -74,12 +68,10 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256
 				continue
 			}
 			member := &memberReader{r: tr}
-			if want, ok := h.PAXRecords[protocol.TarSHA256]; ok {
-				member.r = newCheckedReader(tr, want)
-			}
-			f, err := ingestOne(ctx, st, member, h.Name, t)
-			var mismatch *ChecksumError
-			if member.err != nil && !errors.As(member.err, &mismatch) {
+			mt := t
+			mt.SHA256 = h.PAXRecords[protocol.TarSHA256]
+			f, err := ingestOne(ctx, st, member, h.Name, mt)
+			if member.err != nil {
 				// The archive is cut short or damaged: nothing after this member can be read.
 				res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
 				break
@@ -104,7 +96,6 @@ func ingestOne(ctx context.Context, st instanceStore, r io.Reader, name string, 
 	if sr != nil {
 		f.SOPInstanceUID, f.StudyInstanceUID, f.SHA256, f.Warnings = sr.SOPInstanceUID, sr.StudyInstanceUID, sr.SHA256, sr.Warnings
 	}
-	var mismatch *ChecksumError
 	switch {
 	case err == nil && sr.Outcome == store.Stored:
 		f.Outcome = OutcomeStored
@@ -115,10 +106,9 @@ func ingestOne(ctx context.Context, st instanceStore, r io.Reader, name string, 
 	case err == nil:
 		return f, fmt.Errorf("unknown store outcome %d", sr.Outcome)
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooLarge),
-		errors.Is(err, store.ErrOtherInstitution), errors.Is(err, store.ErrStudyMismatch):
+		errors.Is(err, store.ErrOtherInstitution), errors.Is(err, store.ErrStudyMismatch),
+		errors.Is(err, store.ErrChecksum):
 		f.Outcome, f.Error = OutcomeFailed, err.Error()
-	case errors.As(err, &mismatch):
-		f.Outcome, f.Error = OutcomeFailed, mismatch.Error()
 	default:
 		return f, err
 	}
@@ -136,39 +126,6 @@ func (m *memberReader) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		m.err = err
-	}
-	return n, err
-}
-
-// ChecksumError: a file's content does not match the SHA-256 its sender gave.
-type ChecksumError struct {
-	Want, Got string // hex
-}
-
-func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("checksum mismatch: the sender's SHA-256 is %s, the content received has %s", e.Want, e.Got)
-}
-
-// checkedReader hashes what is read and, at the end, gives a *ChecksumError instead of io.EOF
-// if the hash is not the one expected: a reader that stores only what it read to io.EOF (as
-// store.IngestFor does) then never stores a damaged file.
-type checkedReader struct {
-	r    io.Reader
-	h    hash.Hash
-	want string
-}
-
-func newCheckedReader(r io.Reader, want string) *checkedReader {
-	return &checkedReader{r: r, h: sha256.New(), want: strings.ToLower(strings.TrimSpace(want))}
-}
-
-func (c *checkedReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
-	if errors.Is(err, io.EOF) {
-		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want {
-			return n, &ChecksumError{Want: c.want, Got: got}
-		}
 	}
 	return n, err
 }

@@ -94,8 +94,9 @@ func New(cfg Config) (*Service, error) {
 	// Core, termination and a lock per upload; no concatenation, no deferred length (an upload
 	// is bounded when it is created), no download.
 	composer := handler.NewStoreComposer()
-	composer.UseCore(s.files)
-	composer.UseTerminater(s.files)
+	synced := syncedStore{s.files}
+	composer.UseCore(synced)
+	composer.UseTerminater(synced)
 	s.locker.UseIn(composer)
 	tus, err := handler.NewUnroutedHandler(handler.Config{
 		StoreComposer:             composer,
