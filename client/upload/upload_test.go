@@ -406,7 +406,9 @@ func TestUploadFileChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Stored != 10 || sum.Failed != 0 || sum.AlreadyStored != 0 {
+	// Members the server ingested from the cut PATCH (it stores them as they arrive) are
+	// already stored when the new upload brings them again.
+	if sum.Stored+sum.AlreadyStored != 10 || sum.Failed != 0 || sum.Conflicts != 0 {
 		t.Fatalf("%+v", sum)
 	}
 	insts, err := srv.Store.Instances(context.Background(), uploadtest.UID(7), uploadtest.UID(7, 0), uploadtest.UID(7, 0, 3))

@@ -49,43 +49,50 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256
 		}
 		res.Add(f)
 	case len(head) >= 262 && string(head[257:262]) == "ustar":
-		tr := tar.NewReader(br)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				res.Add(FileResult{Name: name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + err.Error()})
-				break
-			}
-			switch h.Typeflag {
-			case tar.TypeReg:
-			case tar.TypeDir:
-				continue
-			default:
-				res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "not a regular file"})
-				continue
-			}
-			member := &memberReader{r: tr}
-			mt := t
-			mt.SHA256 = h.PAXRecords[protocol.TarSHA256]
-			f, err := ingestOne(ctx, st, member, h.Name, mt)
-			if member.err != nil {
-				// The archive is cut short or damaged: nothing after this member can be read.
-				res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			res.Add(f)
+		if err := ingestTar(ctx, st, tar.NewReader(br), name, t, res); err != nil {
+			return nil, err
 		}
 	default:
 		res.Add(FileResult{Name: name, Outcome: OutcomeFailed,
 			Error: "415 Unsupported Media Type: neither a DICOM Part 10 file (no \"DICM\" at offset 128) nor a tar archive"})
 	}
 	return res, nil
+}
+
+// ingestTar ingests the members of a tar to its end, adding to res. A member with a
+// protocol.TarSHA256 record is checked by the store.
+func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name string, t store.Target, res *Result) error {
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			res.Add(FileResult{Name: name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + err.Error()})
+			return nil
+		}
+		switch h.Typeflag {
+		case tar.TypeReg:
+		case tar.TypeDir:
+			continue
+		default:
+			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "not a regular file"})
+			continue
+		}
+		member := &memberReader{r: tr}
+		mt := t
+		mt.SHA256 = h.PAXRecords[protocol.TarSHA256]
+		f, err := ingestOne(ctx, st, member, h.Name, mt)
+		if member.err != nil {
+			// The archive is cut short or damaged: nothing after this member can be read.
+			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		res.Add(f)
+	}
 }
 
 // ingestOne stores one Part 10 file. Refusals of the file become its FileResult; other

@@ -17,6 +17,7 @@ import (
 // crash, so the client does not need to keep what it sent. The filestore itself never syncs.
 type syncedStore struct {
 	filestore.FileStore
+	svc *Service
 }
 
 func (s syncedStore) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
@@ -24,7 +25,7 @@ func (s syncedStore) NewUpload(ctx context.Context, info handler.FileInfo) (hand
 	if err != nil {
 		return nil, err
 	}
-	return syncedUpload{Upload: up, store: s.FileStore}, nil
+	return syncedUpload{Upload: up, svc: s.svc}, nil
 }
 
 func (s syncedStore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
@@ -32,7 +33,7 @@ func (s syncedStore) GetUpload(ctx context.Context, id string) (handler.Upload, 
 	if err != nil {
 		return nil, err
 	}
-	return syncedUpload{Upload: up, store: s.FileStore}, nil
+	return syncedUpload{Upload: up, svc: s.svc}, nil
 }
 
 func (s syncedStore) AsTerminatableUpload(up handler.Upload) handler.TerminatableUpload {
@@ -44,16 +45,31 @@ func (s syncedStore) AsTerminatableUpload(up handler.Upload) handler.Terminatabl
 
 type syncedUpload struct {
 	handler.Upload
-	store filestore.FileStore
+	svc *Service
 }
 
-// WriteChunk appends as the filestore does (keeping what arrived of a PATCH cut short), then
+// WriteChunk streams an upload's first PATCH into the store when it is a tar (stream.go), and
+// otherwise writes to the data file.
+func (u syncedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	if offset == 0 && u.svc != nil {
+		if n, ok, err := u.streamChunk(ctx, src); ok {
+			return n, err
+		}
+	}
+	return u.writeFile(ctx, src)
+}
+
+// writeFile appends as the filestore does (keeping what arrived of a PATCH cut short), then
 // fdatasyncs the data file, unless the upload is now complete: the PATCH that completes it is
 // answered only once its instances are in the store (synced there), and the data file is
 // removed right after, usually before the kernel has written it at all. A crash before that
 // answer leaves a data file whose size (the offset HEAD tells) covers only data on disk.
-func (u syncedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
-	n, err := u.Upload.WriteChunk(ctx, offset, src)
+func (u syncedUpload) writeFile(ctx context.Context, src io.Reader) (int64, error) {
+	info, err := u.Upload.GetInfo(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := u.Upload.WriteChunk(ctx, info.Offset, src)
 	if n == 0 {
 		return n, err
 	}

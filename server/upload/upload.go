@@ -5,6 +5,8 @@
 package upload
 
 import (
+	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"sanping/internal/durable"
@@ -59,6 +62,51 @@ type Service struct {
 
 	// tusd's handlers wrapped in its Middleware (protocol version check, tus headers).
 	post, head, patch, del, options http.Handler
+
+	// patching holds the PATCHes under way, by upload (see settle).
+	mu       sync.Mutex
+	patching map[string]chan struct{}
+}
+
+// busyWait bounds how long a request waits for the PATCH under way on the same upload.
+const busyWait = 5 * time.Second
+
+// settle waits until no PATCH of upload id is under way; with mine, it then registers one
+// and returns its release. A request on an upload whose PATCH is still being handled (its
+// client gave up on it after a cut) waits for it a little rather than having tusd interrupt
+// it through its lock at once: that PATCH is ingesting what it received, and tusd's
+// interruption races with its own handler. A PATCH still there after busyWait (a connection
+// that died without a word, as carrier NAT does) is left to tusd to interrupt.
+func (s *Service) settle(ctx context.Context, id string, mine bool) (release func()) {
+	ctx, cancel := context.WithTimeout(ctx, busyWait)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		ch, busy := s.patching[id]
+		if !busy {
+			if !mine {
+				s.mu.Unlock()
+				return func() {}
+			}
+			done := make(chan struct{})
+			s.patching[id] = done
+			s.mu.Unlock()
+			return func() {
+				s.mu.Lock()
+				if s.patching[id] == done {
+					delete(s.patching, id)
+				}
+				s.mu.Unlock()
+				close(done)
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return func() {}
+		}
+	}
 }
 
 // instanceStore is what the service needs of the store.
@@ -89,12 +137,13 @@ func New(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("upload: creating %s: %w", cfg.Dir, err)
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, files: filestore.New(cfg.Dir), locker: memorylocker.New(), log: cfg.Logger}
+	s := &Service{cfg: cfg, st: cfg.Store, files: filestore.New(cfg.Dir), locker: memorylocker.New(), log: cfg.Logger,
+		patching: map[string]chan struct{}{}}
 	s.files.FileModePerm, s.files.DirModePerm = 0o640, 0o750
 	// Core, termination and a lock per upload; no concatenation, no deferred length (an upload
 	// is bounded when it is created), no download.
 	composer := handler.NewStoreComposer()
-	synced := syncedStore{s.files}
+	synced := syncedStore{s.files, s}
 	composer.UseCore(synced)
 	composer.UseTerminater(synced)
 	s.locker.UseIn(composer)
@@ -251,6 +300,7 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.settle(r.Context(), id, false)
 	if s.ingested(id) {
 		s.completeHeaders(w, id, o)
 		w.Header().Set("Upload-Length", strconv.FormatInt(o.Size, 10))
@@ -305,6 +355,7 @@ func (s *Service) append(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.settle(r.Context(), id, true)()
 	if s.ingested(id) || s.complete(id, o) {
 		s.appendToComplete(w, r, id, o)
 		return
@@ -365,6 +416,7 @@ func (s *Service) terminate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer s.settle(r.Context(), id, true)()
 	if s.ingested(id) {
 		for _, p := range []string{s.dataPath(id), s.infoPath(id), s.resultPath(id), s.ownerPath(id)} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -378,6 +430,7 @@ func (s *Service) terminate(w http.ResponseWriter, r *http.Request) {
 	s.del.ServeHTTP(w, tusPath(r, id))
 	if _, err := os.Stat(s.infoPath(id)); errors.Is(err, fs.ErrNotExist) {
 		os.Remove(s.ownerPath(id))
+		os.Remove(s.streamPath(id))
 	}
 }
 
@@ -446,8 +499,28 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 	}
 	defer f.Close()
 	t := store.Target{InstitutionID: p.InstitutionID, OwnOnly: !p.HasRole(auth.RoleAdmin)}
-	res, err := ingest(ctx, s.st, f, name, sum, t)
+	// Members ingested as they arrived (stream.go) are not read again: the tar goes on after them.
+	streamed, err := s.readStreamed(id)
 	if err != nil {
+		return nil, err
+	}
+	var res *Result
+	if streamed != nil {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		res = &Result{Files: []FileResult{}}
+		for _, fr := range streamed.Files {
+			res.Add(fr)
+		}
+		if streamed.From < fi.Size() {
+			tr := tar.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, streamed.From, fi.Size()-streamed.From), 64<<10))
+			if err := ingestTar(ctx, s.st, tr, name, t, res); err != nil {
+				return nil, err
+			}
+		}
+	} else if res, err = ingest(ctx, s.st, f, name, sum, t); err != nil {
 		return nil, err
 	}
 	res.Upload = id
@@ -461,7 +534,7 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 	}
 	f.Close()
 	// The instances are in the store now; the result and the creator stay for the client.
-	for _, p := range []string{s.dataPath(id), s.infoPath(id)} {
+	for _, p := range []string{s.dataPath(id), s.infoPath(id), s.streamPath(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("upload: removing ingested data", "path", p, "err", err)
 		}
