@@ -93,7 +93,7 @@ func group(files []candidate, limit int64) []*bundle {
 	for _, f := range files {
 		n := tarSize(f.size)
 		if cur == nil || (size+n > limit && len(cur.Files) > 0) {
-			cur = &bundle{ID: newID(), State: statePending}
+			cur = &bundle{ID: newID(), bundleState: bundleState{State: statePending}}
 			out = append(out, cur)
 			size = 1024 // the two zero blocks that end the archive
 		}

@@ -34,16 +34,12 @@ func ReadStatus(journalDir string) (Status, error) {
 		json.Unmarshal(b, &st)
 	}
 	st.PendingBundles, st.PendingFiles, st.PendingBytes = 0, 0, 0
-	b, err = os.ReadFile(filepath.Join(journalDir, journalName))
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(journalDir, journalName)); errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
+	j, err := openJournal(journalDir)
 	if err != nil {
 		return st, fmt.Errorf("reading the journal: %w", err)
-	}
-	var j journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return st, fmt.Errorf("the journal is damaged: %w", err)
 	}
 	for _, bd := range j.Bundles {
 		if bd.State != stateDone {
@@ -55,9 +51,13 @@ func ReadStatus(journalDir string) (Status, error) {
 	return st, nil
 }
 
-// noteStatus records a finished bundle (err nil) or a failure, for ReadStatus.
+// noteStatus records a finished bundle (err nil) or a failure, for ReadStatus. It reads only
+// the status file: the queue is counted from the journal when the status is read.
 func noteStatus(journalDir string, err error) {
-	st, _ := ReadStatus(journalDir)
+	var st Status
+	if b, rerr := os.ReadFile(filepath.Join(journalDir, statusName)); rerr == nil {
+		json.Unmarshal(b, &st)
+	}
 	now := time.Now().UTC()
 	if err == nil {
 		st.LastSuccess = now

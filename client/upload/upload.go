@@ -152,12 +152,12 @@ type uploader struct {
 	current int // the highest bundle started (1-based)
 }
 
-// save applies change to the journal's bundles and writes the journal, under mu.
-func (u *uploader) save(change func()) error {
+// save applies change to bundle b and writes its state, under mu.
+func (u *uploader) save(b *bundle, change func()) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	change()
-	return u.j.save()
+	return u.j.saveBundle(b)
 }
 
 // Run uploads the Part 10 files under paths, first finishing what the journal holds of an
@@ -401,7 +401,7 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 				return nil, u.done(b, failed, "")
 			}
 			// Files that could not be read are failed already.
-			err = u.save(func() {
+			err = u.save(b, func() {
 				b.Members, b.Size, b.URL, b.State, b.Outcomes = nb.Members, t.size, "", statePending, failed
 				u.total += t.size - b.est
 				b.est = t.size
@@ -429,7 +429,7 @@ func (u *uploader) bundle(ctx context.Context, b *bundle) error {
 		}
 		// Laid out again from the files as they are now, and sent as a new upload.
 		u.cfg.Logger.Info("upload: a file changed while it was sent; bundling again", "bundle", b.ID)
-		if err := u.save(func() { b.Members, b.URL = nil, "" }); err != nil {
+		if err := u.save(b, func() { b.Members, b.URL = nil, "" }); err != nil {
 			return err
 		}
 	}
@@ -459,7 +459,7 @@ func (u *uploader) send(ctx context.Context, b *bundle) error {
 				continue
 			}
 			off = 0
-			if err := u.save(func() { b.URL, b.State = loc, stateUploading }); err != nil {
+			if err := u.save(b, func() { b.URL, b.State = loc, stateUploading }); err != nil {
 				return err
 			}
 		}
@@ -597,7 +597,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	b.Outcomes, b.State = sorted, stateDone
-	if err := u.j.save(); err != nil {
+	if err := u.j.saveBundle(b); err != nil {
 		return err
 	}
 	noteStatus(u.cfg.JournalDir, nil)

@@ -318,6 +318,9 @@ func TestUploadGone(t *testing.T) {
 	if err := j.save(); err != nil {
 		t.Fatal(err)
 	}
+	if err := j.saveBundle(b); err != nil {
+		t.Fatal(err)
+	}
 	sum, err := Run(context.Background(), Config{Server: srv.URL, Token: srv.Token, JournalDir: journalDir}, []string{dir})
 	if err != nil {
 		t.Fatal(err)
