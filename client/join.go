@@ -20,9 +20,10 @@ func join(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	server := fs.String("server", "", "the Sanping server, e.g. https://sanping.example.org:8080")
 	consultation := fs.String("consultation", "", "consultation ID")
 	token := fs.String("token", "", "station token spt_..., or a session cookie name=value (default $SANPING_TOKEN)")
-	video := fs.String("video", "", "video to publish as the camera, looped: .ivf (VP8) or .h264 (Annex B)")
+	video := fs.String("video", "", "video to publish as the camera: a file, looped (.ivf VP8 or .h264 Annex B), or a live stream:\n"+
+		"\"-\" reads IVF from standard input (ffmpeg ... -c:v libvpx -deadline realtime -g 30 -f ivf -), \"h264:-\" H.264,\nor a named pipe")
 	audio := fs.String("audio", "", "audio to publish as the microphone, looped: .ogg (Opus)")
-	imaging := fs.String("imaging", "", "second video to publish as imaging (ultrasound capture): .ivf or .h264")
+	imaging := fs.String("imaging", "", "second video to publish as imaging (ultrasound capture): as -video")
 	insecure := fs.Bool("insecure", false, "accept any TLS certificate (test servers only)")
 	verbose := fs.Bool("v", false, "log details, pion's included")
 	fs.Usage = func() {

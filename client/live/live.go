@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,8 +34,15 @@ type Config struct {
 	// Files to publish, "" for none: .ivf (VP8) or .h264 (Annex B) video, .ogg (Opus) audio.
 	// Each is looped forever, paced in real time by its timestamps (IVF frame headers, 15 fps
 	// for H.264, Ogg granule positions), from the moment the pub connection is up.
+	//
+	// A live video source instead, e.g. a capture card through ffmpeg: "-" reads IVF (VP8)
+	// from Stdin, "h264:-" H.264 Annex B; a named pipe (FIFO) is read as it comes too, its
+	// format from its extension or an "ivf:" or "h264:" prefix. Frames are sent as they
+	// arrive, from the first keyframe once the pub connection is up; the source must make
+	// keyframes regularly (ffmpeg -g), as it cannot be asked for one. Its end ends the track.
 	Video, Audio string
-	Imaging      string // a second video file, published with the label "imaging"
+	Imaging      string    // a second video, published with the label "imaging"
+	Stdin        io.Reader // what "-" reads (nil: os.Stdin)
 
 	Net          transport.Net        // nil: the real network; a vnet.Net in tests
 	NetworkTypes []webrtc.NetworkType // nil: pion's default (UDP and TCP, IPv4 and IPv6)
@@ -147,13 +155,30 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var sources []*source
+	joined := false
+	defer func() {
+		for _, s := range sources {
+			if s.closer != nil && !joined {
+				s.closer.Close() // a named pipe opened for a join that failed
+			}
+		}
+	}()
+	stdins := 0
+	for _, p := range []string{cfg.Video, cfg.Audio, cfg.Imaging} {
+		if p, _, ok := liveSource(p); ok && p == "-" {
+			stdins++
+		}
+	}
+	if stdins > 1 {
+		return nil, errors.New("live: only one source can read standard input")
+	}
 	for _, f := range []struct{ path, label string }{
 		{cfg.Video, protocol.LabelCamera}, {cfg.Audio, protocol.LabelMicrophone}, {cfg.Imaging, protocol.LabelImaging},
 	} {
 		if f.path == "" {
 			continue
 		}
-		s, err := openSource(f.path, f.label)
+		s, err := openSource(f.path, f.label, cfg.Stdin)
 		if err != nil {
 			return nil, err
 		}
@@ -212,6 +237,7 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 		p.wg.Add(1)
 		go p.play(lt)
 	}
+	joined = true
 	return p, nil
 }
 

@@ -2,12 +2,15 @@ package live
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -1002,4 +1005,72 @@ func (w *testWriter) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimSpace(string(b)))
 	}
 	return len(b), nil
+}
+
+// TestPublishLive: a live VP8 stream on standard input (as `ffmpeg ... -f ivf - | client join
+// -video -` gives) is published as it comes, starting at a keyframe, and ends with its source.
+func TestPublishLive(t *testing.T) {
+	nets := testNets(t)
+	room := newFakeRoom(t, nets())
+	data, err := os.ReadFile(testVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := readAll(t, testVideo, newIVFReader)
+	pr, pw := io.Pipe()
+	ctx := testCtx(t, 30*time.Second)
+	// The producer: the IVF header, then the file's frames again and again at their pace,
+	// as a capture device would give them.
+	go func() {
+		defer pw.Close()
+		if _, err := pw.Write(data[:32]); err != nil {
+			return
+		}
+		var pts uint64
+		for {
+			for _, f := range frames {
+				var h [12]byte
+				binary.LittleEndian.PutUint32(h[:], uint32(len(f.data)))
+				binary.LittleEndian.PutUint64(h[4:], pts)
+				pts++
+				if _, err := pw.Write(append(h[:], f.data...)); err != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second / 15):
+				}
+			}
+		}
+	}()
+	a := join(t, Config{URL: room.url, Video: "-", Stdin: pr, Net: nets(), Name: "live"})
+	b := join(t, Config{URL: room.url, Net: nets(), Name: "viewer"})
+	if err := b.WaitFrames(ctx, a.ID(), 30); err != nil {
+		t.Fatalf("frames of the live source: %v", err)
+	}
+	var kf bool
+	for _, tr := range b.Stats().Tracks {
+		if tr.Participant == a.ID() {
+			kf = tr.Keyframes > 0 && tr.Codec == webrtc.MimeTypeVP8
+		}
+	}
+	if !kf {
+		t.Errorf("no VP8 keyframe from the live source: %+v", b.Stats().Tracks)
+	}
+	pw.Close() // the source ends: the participant stays, its track stops
+
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{URL: room.url, Audio: "-", Stdin: strings.NewReader("")}, "video only"},
+		{Config{URL: room.url, Video: "-", Imaging: "h264:-", Stdin: strings.NewReader("")}, "only one source"},
+		{Config{URL: room.url, Video: "-", Stdin: strings.NewReader("this is not an IVF stream at all, no")}, "not an IVF"},
+		{Config{URL: room.url, Video: "vp9:-", Stdin: strings.NewReader("")}, "not .ivf"},
+	} {
+		if _, err := Join(ctx, tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
 }

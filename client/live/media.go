@@ -48,11 +48,38 @@ type source struct {
 	label string
 	codec webrtc.RTPCodecCapability
 	open  func(io.Reader) (frameReader, error)
+	// live is a stream (stdin, a named pipe) read as it comes, its header already read.
+	live   frameReader
+	closer io.Closer
+}
+
+// liveSource recognizes a live video source: "-", "ivf:-", "h264:-", or a path (with or
+// without such a prefix) that is a named pipe or a character device. It returns the path
+// with its prefix removed, and the format ("" to go by the extension).
+func liveSource(path string) (p, format string, ok bool) {
+	p = path
+	for _, f := range []string{"ivf", "h264"} {
+		if strings.HasPrefix(p, f+":") {
+			p, format = p[len(f)+1:], f
+			break
+		}
+	}
+	if p == "-" {
+		if format == "" {
+			format = "ivf"
+		}
+		return p, format, true
+	}
+	fi, err := os.Stat(p)
+	return p, format, err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) != 0
 }
 
 // openSource recognizes a file by its extension and reads its first frame, so that a wrong
-// file fails Join rather than the call.
-func openSource(path, label string) (*source, error) {
+// file fails Join rather than the call. A live source has its header read (IVF) instead.
+func openSource(path, label string, stdin io.Reader) (*source, error) {
+	if p, format, ok := liveSource(path); ok {
+		return openLive(p, format, label, stdin)
+	}
 	s := &source{path: path, label: label}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".ivf":
@@ -86,6 +113,43 @@ func openSource(path, label string) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("live: %s: %w", path, err)
 	}
+	return s, nil
+}
+
+func openLive(path, format, label string, stdin io.Reader) (*source, error) {
+	if label == protocol.LabelMicrophone {
+		return nil, fmt.Errorf("live: %s: a live source is for video only", path)
+	}
+	if format == "" {
+		format = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	}
+	s := &source{path: path, label: label}
+	switch format {
+	case "ivf":
+		s.codec, s.open = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, newIVFReader
+	case "h264", "264":
+		s.codec, s.open = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtpH264ConstrainedBaseline}, newH264Reader
+	default:
+		return nil, fmt.Errorf("live: %s: say the stream's format: ivf:%s or h264:%s", path, path, path)
+	}
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path) // a named pipe: waits for its writer
+		if err != nil {
+			return nil, fmt.Errorf("live: %w", err)
+		}
+		r, s.closer = f, f
+	} else if r == nil {
+		r = os.Stdin
+	}
+	fr, err := s.open(r)
+	if err != nil {
+		if s.closer != nil {
+			s.closer.Close()
+		}
+		return nil, fmt.Errorf("live: %s: %w", path, err)
+	}
+	s.live = fr
 	return s, nil
 }
 
@@ -142,6 +206,10 @@ func newLocalTrack(s *source, participant string) (*localTrack, error) {
 // the first frame the server sees is the file's first keyframe) until the participant stops.
 func (p *Participant) play(lt *localTrack) {
 	defer p.wg.Done()
+	if lt.src.live != nil {
+		p.playLive(lt)
+		return
+	}
 	select {
 	case <-p.pubUp:
 	case <-p.ctx.Done():
@@ -168,6 +236,55 @@ func (p *Participant) play(lt *localTrack) {
 	}
 	if err != nil && p.ctx.Err() == nil {
 		p.log.Error("live: publishing", "file", lt.src.path, "err", err)
+	}
+}
+
+// playLive publishes a live source as its frames come. Frames before the pub connection is up
+// are dropped (the source is not held back), and sending starts at a keyframe.
+func (p *Participant) playLive(lt *localTrack) {
+	if lt.src.closer != nil {
+		defer lt.src.closer.Close()
+		context.AfterFunc(p.ctx, func() { lt.src.closer.Close() })
+	}
+	isKey := frameIsKey(lt.src.codec.MimeType)
+	started := false
+	interval, last := h264Interval, time.Duration(-1)
+	for {
+		f, err := lt.src.live.next()
+		if err != nil {
+			if p.ctx.Err() == nil {
+				if errors.Is(err, io.EOF) {
+					p.log.Info("live: the video source ended", "source", lt.src.path)
+				} else {
+					p.log.Error("live: publishing", "source", lt.src.path, "err", err)
+				}
+			}
+			return
+		}
+		if last >= 0 {
+			if d := f.pts - last; d > 0 && d <= maxFrameInterval {
+				interval = d
+			}
+		}
+		last = f.pts
+		select {
+		case <-p.pubUp:
+		case <-p.ctx.Done():
+			return
+		default:
+			continue // not connected yet
+		}
+		lt.wantKey.Store(false) // a live source makes its keyframes when it makes them
+		if !started && !isKey(f.data) {
+			continue
+		}
+		started = true
+		if err := lt.track.WriteSample(media.Sample{Data: f.data, Duration: interval}); err != nil {
+			if p.ctx.Err() == nil {
+				p.log.Error("live: publishing", "source", lt.src.path, "err", err)
+			}
+			return
+		}
 	}
 }
 

@@ -159,7 +159,7 @@ func TestOpenSource(t *testing.T) {
 		{writeTemp(t, "vp9.ivf", vp9), protocol.LabelCamera, "only VP8"},
 		{writeTemp(t, "bad.ogg", []byte("OggS but not really")), protocol.LabelMicrophone, "bad.ogg"},
 	} {
-		_, err := openSource(tt.path, tt.label)
+		_, err := openSource(tt.path, tt.label, nil)
 		switch {
 		case tt.err == "" && err != nil:
 			t.Errorf("%s as %s: %v", tt.path, tt.label, err)
