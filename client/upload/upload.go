@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -232,7 +233,9 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			}
 		}
 		sum.BytesSent = u.sent.Load()
-		noteStatus(u.cfg.JournalDir, err)
+		if ctx.Err() == nil { // being stopped is not a failure to report
+			noteStatus(u.cfg.JournalDir, err)
+		}
 		return sum, err
 	}
 	for _, b := range j.Bundles {
@@ -326,7 +329,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
+			Proxy: http.ProxyFromEnvironment,
+			// A 4G link that drops packets silently fails the dial in 30 s, not the OS's minutes.
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   30 * time.Second,
 			ResponseHeaderTimeout: 5 * time.Minute, // the final PATCH waits for ingestion
 			IdleConnTimeout:       90 * time.Second,
