@@ -21,7 +21,7 @@ import (
 //
 // Why: an instance must be durable before the modality hears success. A file per instance
 // (create, write, fsync, rename, fsync of the directory) costs two journal commits of the
-// file system each time. Instead, instances up to memLimit (768 KiB) are received into memory and
+// file system each time. Instead, instances up to memLimit (4 MiB) are received into memory and
 // appended to a segment: a file of segmentSize bytes written full of zeros once and reused, so
 // that writing a record overwrites blocks already allocated and one fdatasync(2) makes it
 // durable without any journal commit. Associations running at once share that fdatasync
