@@ -67,7 +67,11 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // watchConfig is the watch of dir; maxBackoff also bounds the first waits between tries.
 func watchConfig(server, token, journal, dir string, interval, maxBackoff time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
 	return upload.WatchConfig{
-		Config: upload.Config{Server: server, Token: token, JournalDir: journal,
+		// Everything that arrives is sent, without asking the server first what it has: a
+		// modality sends an instance again when it was corrected, under the same SOP Instance
+		// UID, and only the server can tell new content (a conflict, kept and reported) from
+		// the same (already stored). The check is for `client upload` of a folder or a CD.
+		Config: upload.Config{Server: server, Token: token, JournalDir: journal, SendAll: true,
 			MinBackoff: min(250*time.Millisecond, maxBackoff), MaxBackoff: maxBackoff},
 		Dir:      dir,
 		Interval: interval,

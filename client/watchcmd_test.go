@@ -93,3 +93,42 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status after: %d\n%s", code, out.String())
 	}
 }
+
+// TestWatchCorrected: the modality sends an instance again, corrected, under the same SOP
+// Instance UID. watch sends it (it does not skip what the server has by UID) and the server's
+// answer, a conflict, puts it in .failed with the reason: never silently in .sent.
+func TestWatchCorrected(t *testing.T) {
+	srv := uploadtest.Start(t, nil)
+	config := filepath.Join(t.TempDir(), "client.json")
+	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"watch", "-config", config, "-journal", t.TempDir(), "-interval", "100ms", dir}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	uid := uploadtest.UID(12, 1, 1)
+	first := uploadtest.Part10(uploadtest.UID(12), uploadtest.UID(12, 1), uid, 4000)
+	os.WriteFile(filepath.Join(dir, "IM1"), first, 0o644)
+	wait := func(what string, ok func() bool) {
+		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s\n%s", what, out.String())
+			}
+		}
+	}
+	wait("the first to be sent", func() bool { _, err := os.Stat(filepath.Join(dir, ".sent", "IM1")); return err == nil })
+	corrected := uploadtest.Part10(uploadtest.UID(12), uploadtest.UID(12, 1), uid, 5000)
+	os.WriteFile(filepath.Join(dir, "IM1"), corrected, 0o644)
+	wait("the correction's conflict", func() bool {
+		reason, _ := os.ReadFile(filepath.Join(dir, ".failed", "IM1.reason"))
+		return strings.HasPrefix(string(reason), "conflict")
+	})
+}
