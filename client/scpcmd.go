@@ -31,6 +31,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	journal := fs.String("journal", "", "upload journal directory (with -forward)")
 	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR/incoming (with -forward)")
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach (with -forward)")
+	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, "remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: client scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-forward]\n\n"+
 			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
@@ -76,6 +77,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		// Received instances are on disk before the modality hears success; forwarding runs
 		// apart, so a day offline loses nothing: the spool waits, the upload resumes.
 		wc := watchConfig(server, token, *journal, filepath.Join(*dir, "incoming"), *interval, *maxBackoff, stdout, stderr)
+		wc.KeepSent = *keepSent
 		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
 		go func() {
 			err := upload.Watch(ctx, wc)

@@ -40,6 +40,7 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
 	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR")
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach")
+	keepSent := fs.Duration("keep-sent", 0, "remove files from DIR/.sent this long after the server took them (0: keep)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: client watch [-server URL] [-token spt_...] DIR\n\n"+
 			"Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files\n"+
@@ -57,7 +58,9 @@ func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "watching %s\n", fs.Arg(0))
-	err = upload.Watch(ctx, watchConfig(srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr))
+	wc := watchConfig(srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
+	wc.KeepSent = *keepSent
+	err = upload.Watch(ctx, wc)
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -21,6 +21,9 @@ type WatchConfig struct {
 	// changed between two scans and it is at least Stable old (default 2 s): the modality or
 	// the copy that writes it has finished.
 	Interval, Stable time.Duration
+	// KeepSent: files in Sent (the server has them) older than this, counted from when they
+	// were sent, are removed, so that the station's disk does not fill; 0 keeps them.
+	KeepSent time.Duration
 	// OnBatch hears of each batch's summary.
 	OnBatch func(*Summary)
 	Logger  *slog.Logger
@@ -69,6 +72,7 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 		wc.Config.Logger = wc.Logger
 	}
 	before := map[string]seen{}
+	var pruned time.Time
 	var wait time.Duration // before the next batch, after batches that stopped short
 	var retryAt time.Time
 	t := time.NewTicker(wc.Interval)
@@ -104,6 +108,10 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 			return fmt.Errorf("watching %s: %w", wc.Dir, err)
 		}
 		before = now
+		if wc.KeepSent > 0 && time.Since(pruned) > min(wc.KeepSent/10, 10*time.Minute) {
+			wc.prune()
+			pruned = time.Now()
+		}
 		if len(ready) > 0 && !time.Now().Before(retryAt) {
 			if wc.batch(ctx, ready) {
 				wait = 0
@@ -182,6 +190,22 @@ func (wc *WatchConfig) batch(ctx context.Context, ready []string) bool {
 	return err == nil
 }
 
+// prune removes files sent longer than KeepSent ago (their time is set when they are sent).
+func (wc *WatchConfig) prune() {
+	cutoff := time.Now().Add(-wc.KeepSent)
+	filepath.WalkDir(wc.Sent, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			if err := os.Remove(p); err != nil {
+				wc.Logger.Warn("removing a sent file", "file", p, "err", err)
+			}
+		}
+		return nil
+	})
+}
+
 // sameFile reports whether a and b describe the same file, unchanged.
 func sameFile(a, b os.FileInfo) bool {
 	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
@@ -201,6 +225,10 @@ func (wc *WatchConfig) move(p, to, reason string) {
 	if err := os.Rename(p, dst); err != nil {
 		wc.Logger.Error("moving a done file", "file", p, "err", err)
 		return
+	}
+	if to == wc.Sent {
+		now := time.Now()
+		os.Chtimes(dst, now, now) // when it was sent, for KeepSent
 	}
 	if reason != "" {
 		os.WriteFile(dst+".reason", []byte(reason+"\n"), 0o640)
