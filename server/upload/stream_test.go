@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,35 @@ func TestStreamBadTar(t *testing.T) {
 	}
 	if ins, _ := f.st.Instances(context.Background(), "1.2.3.601", "", ""); len(ins) != 2 {
 		t.Fatalf("store has %d instances", len(ins))
+	}
+}
+
+// TestCreationWithUpload: tus's creation-with-upload (the POST carries the first bytes, as
+// tus-js-client can send them) streams a tar as a first PATCH does: whole, or in part and
+// the rest by PATCH.
+func TestCreationWithUpload(t *testing.T) {
+	f := newFixture(t)
+	for _, part := range []bool{false, true} {
+		study := "1.2.3.800"
+		if part {
+			study = "1.2.3.801"
+		}
+		data := bundle(t, studyMembers(study, 6, 3000))
+		first := data
+		if part {
+			first = data[:len(data)/2]
+		}
+		resp := f.do(t, "POST", "/api/uploads/", f.tokA, map[string]string{"Tus-Resumable": "1.0.0",
+			"Upload-Length": strconv.Itoa(len(data)), "Content-Type": "application/offset+octet-stream"}, bytes.NewReader(first))
+		if resp.StatusCode != http.StatusCreated || resp.Header.Get("Upload-Offset") != strconv.Itoa(len(first)) {
+			t.Fatalf("POST with %d bytes: %d, offset %q", len(first), resp.StatusCode, resp.Header.Get("Upload-Offset"))
+		}
+		url := resp.Header.Get("Location")
+		if part {
+			f.resume(t, url, data)
+		}
+		if res := f.result(t, url, f.tokA); res.Stored != 6 || res.Failed != 0 {
+			t.Fatalf("result: %+v", res)
+		}
 	}
 }
