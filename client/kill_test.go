@@ -43,10 +43,7 @@ func TestUploadKill9(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	dir := t.TempDir()
 	const n = 40
 	var total int64

@@ -311,10 +311,10 @@ func TestJoin(t *testing.T) {
 	srv := startFake(t, "spt_station", "spt_doctor")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &lockedBuffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"join", "-server", srv.URL, "-consultation", "7", "-token", "spt_station"}, out, &syncBuffer{})
+		done <- run(ctx, []string{"join", "-server", srv.URL, "-consultation", "7", "-token", "spt_station"}, out, &lockedBuffer{})
 	}()
 	waitFor(t, func() bool { return strings.Contains(out.String(), "joined consultation 7 as p1") })
 
@@ -350,27 +350,5 @@ func TestJoin(t *testing.T) {
 
 func waitFor(t *testing.T, ok func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(); {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	eventually(t, 10*time.Second, "the expected output", ok, func() string { return "" })
 }

@@ -49,138 +49,80 @@ func (l *lockedBuffer) String() string {
 // TestSCPCommand: `client scp` answers DCMTK's echoscu and stores what storescu sends, only
 // from the allowed modality.
 func TestSCPCommand(t *testing.T) {
-	for _, tool := range []string{"echoscu", "storescu", "dump2dcm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	needDCMTK(t, "echoscu", "storescu", "dump2dcm")
+	addr := freeAddr(t)
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"scp", "-aet", "VILLAGE_ST", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-dir", dir, "-allow", "DR_ROOM"}, &out, &out)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("client scp exited %d: %s", code, out.String())
-		}
-	}()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "listening"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("client scp did not start: %s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tool := func(name string, args ...string) error {
-		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %v\n%s", name, err, b)
-		}
-		return nil
-	}
-	p := fmt.Sprint(port)
-	if err := tool("echoscu", "-aet", "DR_ROOM", "-aec", "VILLAGE_ST", "127.0.0.1", p); err != nil {
+	st := startStation(t, "scp", "-aet", "SANPING", "-addr", addr, "-dir", dir, "-allow", "DR_ROOM")
+	host, port, _ := net.SplitHostPort(addr)
+	if err := dcmtk("echoscu", "-aet", "DR_ROOM", "-aec", "SANPING", host, port); err != nil {
 		t.Fatal(err)
 	}
-	if err := tool("echoscu", "-aet", "STRANGER", "-aec", "VILLAGE_ST", "127.0.0.1", p); err == nil {
+	if err := dcmtk("echoscu", "-aet", "STRANGER", "-aec", "SANPING", host, port); err == nil {
 		t.Fatal("a calling AE title not allowed was accepted")
 	}
-	dump := filepath.Join(dir, "x.dump")
-	os.WriteFile(dump, []byte(`(0008,0016) UI =SecondaryCaptureImageStorage
-(0008,0018) UI [1.2.826.0.1.3680043.10.99.1]
-(0010,0010) PN [Wei^Dongping]
-(0020,000d) UI [1.2.826.0.1.3680043.10.99.2]
-(0020,000e) UI [1.2.826.0.1.3680043.10.99.3]
-`), 0o600)
-	file := filepath.Join(t.TempDir(), "x.dcm")
-	if err := tool("dump2dcm", "+te", dump, file); err != nil {
+	images := modalityImages(t, "1.2.826.0.1.3680043.10.99.2", "1.2.826.0.1.3680043.10.99.3", 1, 16, explicitLE)
+	if err := storescu(addr, images); err != nil {
 		t.Fatal(err)
 	}
-	if err := tool("storescu", "-aet", "DR_ROOM", "-aec", "VILLAGE_ST", "127.0.0.1", p, file); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "incoming", "1.2.826.0.1.3680043.10.99.1.dcm")); err != nil {
-		t.Fatalf("the instance is not in the spool: %v", err)
-	}
-	if !strings.Contains(out.String(), "stored 1.2.826.0.1.3680043.10.99.1 from DR_ROOM") {
-		t.Fatalf("output: %s", out.String())
+	// The instance is durable when storescu hears success, and in incoming/ just after.
+	eventually(t, 10*time.Second, "the instance in the spool", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "incoming", images[0].uid+".dcm"))
+		return err == nil
+	}, st.output)
+	if !strings.Contains(st.output(), "stored "+images[0].uid+" from DR_ROOM") {
+		t.Fatalf("output: %s", st.output())
 	}
 }
 
 // TestSCPForward: with -forward, what the modality sends reaches the server and moves to
 // incoming/.sent.
 func TestSCPForward(t *testing.T) {
-	for _, tool := range []string{"storescu", "dump2dcm"} {
+	needDCMTK(t, "storescu", "dump2dcm")
+	srv := uploadtest.Start(t, nil)
+	config := loginFile(t, srv)
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	st := startStation(t, "scp", "-aet", "SANPING", "-addr", addr, "-dir", dir, "-forward", "-config", config, "-journal", t.TempDir())
+	const study = "1.2.826.0.1.3680043.10.98.2"
+	images := modalityImages(t, study, "1.2.826.0.1.3680043.10.98.3", 1, 16, explicitLE)
+	if err := storescu(addr, images); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the instance forwarded", func() bool {
+		ins, _ := srv.Store.Instances(context.Background(), study, "", "")
+		_, sentErr := os.Stat(filepath.Join(dir, "incoming", ".sent", images[0].uid+".dcm"))
+		return len(ins) == 1 && sentErr == nil
+	}, st.output)
+}
+
+// needDCMTK skips the test without DCMTK's tools (.ci/run installs them).
+func needDCMTK(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
 		}
 	}
-	srv := uploadtest.Start(t, nil)
+}
+
+// dcmtk runs one of DCMTK's network tools (with TCP_NODELAY, as DCMTK wants on loopback).
+func dcmtk(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", name, err, b)
+	}
+	return nil
+}
+
+// loginFile saves a station login for srv, as client login does, and returns its path.
+func loginFile(t *testing.T, srv *uploadtest.Server) string {
+	t.Helper()
 	config := filepath.Join(t.TempDir(), "client.json")
 	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"scp", "-aet", "VILLAGE_ST", "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-dir", dir,
-			"-forward", "-config", config, "-journal", t.TempDir()}, &out, &out)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "listening"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("client scp did not start: %s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	dump := filepath.Join(t.TempDir(), "x.dump")
-	os.WriteFile(dump, []byte(`(0008,0016) UI =SecondaryCaptureImageStorage
-(0008,0018) UI [1.2.826.0.1.3680043.10.98.1]
-(0010,0010) PN [Lan^Xiuying]
-(0020,000d) UI [1.2.826.0.1.3680043.10.98.2]
-(0020,000e) UI [1.2.826.0.1.3680043.10.98.3]
-`), 0o600)
-	file := filepath.Join(t.TempDir(), "x.dcm")
-	for _, c := range [][]string{{"dump2dcm", "+te", dump, file}, {"storescu", "-aet", "DR_ROOM", "-aec", "VILLAGE_ST", "127.0.0.1", fmt.Sprint(port), file}} {
-		cmd := exec.Command(c[0], c[1:]...)
-		cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", c[0], err, b)
-		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ins, _ := srv.Store.Instances(context.Background(), "1.2.826.0.1.3680043.10.98.2", "", "")
-		_, sentErr := os.Stat(filepath.Join(dir, "incoming", ".sent", "1.2.826.0.1.3680043.10.98.1.dcm"))
-		if len(ins) == 1 && sentErr == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not forwarded after 20 s: %d instances, %v\n%s", len(ins), sentErr, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return config
 }
 
 // Transfer syntaxes the modality sends in, and storescu's flag proposing each.
@@ -265,25 +207,27 @@ func storescu(addr string, images []image) error {
 	for _, im := range images {
 		args = append(args, im.path)
 	}
-	cmd := exec.Command("storescu", args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("storescu: %v\n%s", err, b)
-	}
-	return nil
+	return dcmtk("storescu", args...)
 }
 
-// station runs `client scp` in the test, stopped and started again on the same arguments.
+// station runs a client command (`client scp`, `client watch`) in the test, stopped and
+// started again on the same arguments.
 type station struct {
 	t      *testing.T
 	args   []string
+	ready  string          // in the output once the command is up ("" for at once)
 	outs   []*lockedBuffer // one per run
 	cancel context.CancelFunc
 	done   chan int
 }
 
+// startStation runs `client scp`, up once it says it is listening.
 func startStation(t *testing.T, args ...string) *station {
-	s := &station{t: t, args: args}
+	return startCommand(t, "listening", args...)
+}
+
+func startCommand(t *testing.T, ready string, args ...string) *station {
+	s := &station{t: t, args: args, ready: ready}
 	s.start()
 	t.Cleanup(func() {
 		if s.cancel != nil {
@@ -299,7 +243,7 @@ func (s *station) start() {
 	out := &lockedBuffer{}
 	s.outs, s.cancel, s.done = append(s.outs, out), cancel, make(chan int, 1)
 	go func() { s.done <- run(ctx, s.args, out, out) }()
-	eventually(s.t, 10*time.Second, "client scp listening", func() bool { return strings.Contains(out.String(), "listening") },
+	eventually(s.t, 10*time.Second, "client "+s.args[0]+" up", func() bool { return strings.Contains(out.String(), s.ready) },
 		func() string { return out.String() })
 }
 
@@ -309,7 +253,7 @@ func (s *station) stop() {
 	s.cancel()
 	s.cancel = nil
 	if code := <-s.done; code != 0 {
-		s.t.Errorf("client scp exited %d:\n%s", code, s.output())
+		s.t.Errorf("client %s exited %d:\n%s", s.args[0], code, s.output())
 	}
 }
 
@@ -496,10 +440,7 @@ func TestSCPForwardExactlyOnce(t *testing.T) {
 	wrap, held, release := holdFirstPatch(16 << 10)
 	srv := uploadtest.Start(t, wrap)
 	t.Cleanup(release)
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	study := uploadtest.UID(61)
 	explicit := modalityImages(t, study, uploadtest.UID(61, 1), 8, 256, explicitLE)
 	jpeg := modalityImages(t, study, uploadtest.UID(61, 2), 8, 256, jpegLossless)

@@ -15,10 +15,7 @@ import (
 
 func TestUploadCommand(t *testing.T) {
 	srv := uploadtest.Start(t, nil)
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	dir := t.TempDir()
 	for i := range 3 {
 		d := filepath.Join(dir, fmt.Sprintf("s%d", i))

@@ -17,23 +17,9 @@ import (
 // with its reason.
 func TestWatchCommand(t *testing.T) {
 	srv := uploadtest.Start(t, nil)
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"watch", "-config", config, "-journal", t.TempDir(), "-interval", "200ms", dir}, &out, &out)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("client watch exited %d: %s", code, out.String())
-		}
-	}()
+	w := startCommand(t, "", "watch", "-config", config, "-journal", t.TempDir(), "-interval", "200ms", dir)
 	study := uploadtest.UID(9)
 	for i := range 4 {
 		b := uploadtest.Part10(study, uploadtest.UID(9, 1), uploadtest.UID(9, 1, i), 4000)
@@ -49,19 +35,12 @@ func TestWatchCommand(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	f.Write(slow[len(slow)/2:])
 	f.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, 20*time.Second, "5 instances stored and sent, and notes.txt failed", func() bool {
 		ins, _ := srv.Store.Instances(context.Background(), study, "", "")
 		sent, _ := filepath.Glob(filepath.Join(dir, ".sent", "IM*"))
 		reason, _ := os.ReadFile(filepath.Join(dir, ".failed", "notes.txt.reason"))
-		if len(ins) == 5 && len(sent) == 5 && strings.Contains(string(reason), "not a DICOM") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s: %d instances stored, %d files sent, reason %q\n%s", len(ins), len(sent), reason, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(ins) == 5 && len(sent) == 5 && strings.Contains(string(reason), "not a DICOM")
+	}, w.output)
 	left, _ := filepath.Glob(filepath.Join(dir, "IM*"))
 	if len(left) != 0 {
 		t.Fatalf("files left in the watched folder: %v", left)
@@ -72,10 +51,7 @@ func TestWatchCommand(t *testing.T) {
 // link up.
 func TestStatusCommand(t *testing.T) {
 	srv := uploadtest.Start(t, nil)
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	journal := t.TempDir()
 	var out strings.Builder
 	if code := run(context.Background(), []string{"status", "-config", config, "-journal", journal}, &out, &out); code != 0 ||
@@ -99,36 +75,17 @@ func TestStatusCommand(t *testing.T) {
 // answer, a conflict, puts it in .failed with the reason: never silently in .sent.
 func TestWatchCorrected(t *testing.T) {
 	srv := uploadtest.Start(t, nil)
-	config := filepath.Join(t.TempDir(), "client.json")
-	if err := saveStationConfig(config, stationConfig{Server: srv.URL, Token: srv.Token}); err != nil {
-		t.Fatal(err)
-	}
+	config := loginFile(t, srv)
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"watch", "-config", config, "-journal", t.TempDir(), "-interval", "100ms", dir}, &out, &out)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	w := startCommand(t, "", "watch", "-config", config, "-journal", t.TempDir(), "-interval", "100ms", dir)
 	uid := uploadtest.UID(12, 1, 1)
 	first := uploadtest.Part10(uploadtest.UID(12), uploadtest.UID(12, 1), uid, 4000)
 	os.WriteFile(filepath.Join(dir, "IM1"), first, 0o644)
-	wait := func(what string, ok func() bool) {
-		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("waiting for %s\n%s", what, out.String())
-			}
-		}
-	}
-	wait("the first to be sent", func() bool { _, err := os.Stat(filepath.Join(dir, ".sent", "IM1")); return err == nil })
+	eventually(t, 20*time.Second, "the first sent", func() bool { _, err := os.Stat(filepath.Join(dir, ".sent", "IM1")); return err == nil }, w.output)
 	corrected := uploadtest.Part10(uploadtest.UID(12), uploadtest.UID(12, 1), uid, 5000)
 	os.WriteFile(filepath.Join(dir, "IM1"), corrected, 0o644)
-	wait("the correction's conflict", func() bool {
+	eventually(t, 20*time.Second, "the correction's conflict", func() bool {
 		reason, _ := os.ReadFile(filepath.Join(dir, ".failed", "IM1.reason"))
 		return strings.HasPrefix(string(reason), "conflict")
-	})
+	}, w.output)
 }
