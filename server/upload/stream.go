@@ -14,6 +14,8 @@ import (
 	"sanping/protocol"
 	"sanping/server/auth"
 	"sanping/server/store"
+
+	"github.com/tus/tusd/v2/pkg/filestore"
 )
 
 // An upload's first PATCH (from offset 0) is ingested as it arrives when it carries a tar: each
@@ -52,15 +54,16 @@ func (s *Service) readStreamed(id string) (*streamed, error) {
 	return &st, nil
 }
 
-// keeper counts what is read from the request and keeps the bytes from a mark on: in memory,
-// or once over streamBufLimit in the data file (then everything after goes there too).
+// keeper counts what is read from the request and keeps the bytes from a mark on: in memory
+// up to streamBufLimit, then in the data file f (and from then on, everything after too).
 type keeper struct {
-	r    io.Reader
-	n    int64  // bytes read
-	mark int64  // keep bytes from here
-	buf  []byte // bytes from mark to n, while in memory
-	f    *os.File
-	err  error // of writing to f
+	r       io.Reader
+	f       *os.File
+	n       int64  // bytes read
+	mark    int64  // keep bytes from here
+	buf     []byte // bytes from mark to n, while in memory
+	spilled bool   // bytes go to f
+	err     error  // of writing to f
 }
 
 func (k *keeper) Read(p []byte) (int, error) {
@@ -76,41 +79,28 @@ func (k *keeper) Read(p []byte) (int, error) {
 }
 
 func (k *keeper) keep(b []byte, at int64) {
-	if k.f == nil && len(k.buf)+len(b) <= streamBufLimit {
+	if !k.spilled && len(k.buf)+len(b) <= streamBufLimit {
 		k.buf = append(k.buf, b...)
 		return
 	}
-	if k.err != nil {
-		return
+	k.spill()
+	if k.err == nil {
+		_, k.err = k.f.WriteAt(b, at)
 	}
-	if k.f == nil {
-		k.err = errors.New("no data file")
-		return
-	}
-	if len(k.buf) > 0 {
-		if _, k.err = k.f.WriteAt(k.buf, k.mark); k.err != nil {
-			return
-		}
-		k.buf = k.buf[:0]
-	}
-	_, k.err = k.f.WriteAt(b, at)
 }
 
 // spill moves the bytes kept in memory to the data file; later bytes go there directly.
-func (k *keeper) spill(f *os.File) {
-	k.f = f
-	if len(k.buf) > 0 && k.err == nil {
-		_, k.err = f.WriteAt(k.buf, k.mark)
+func (k *keeper) spill() {
+	if !k.spilled && len(k.buf) > 0 && k.err == nil {
+		_, k.err = k.f.WriteAt(k.buf, k.mark)
 	}
-	k.buf = nil
+	k.spilled, k.buf = true, nil
 }
 
 // setMark drops what was kept and keeps from off on (a member boundary, at or after n).
 func (k *keeper) setMark(off int64) {
 	k.mark = off
-	if k.f == nil {
-		k.buf = k.buf[:0]
-	}
+	k.buf = k.buf[:0]
 }
 
 // streamChunk ingests the first PATCH of a tar upload as it arrives and returns how many bytes
@@ -130,25 +120,25 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 	if st, err := s.readStreamed(info.ID); err != nil || st != nil {
 		return 0, false, nil
 	}
+	f, err := os.OpenFile(info.Storage[filestore.StorageKeyPath], os.O_WRONLY, 0)
+	if err != nil {
+		return 0, false, nil // tusd's filestore answers for it
+	}
+	defer f.Close()
 	// The tar's first block tells whether to stream; it is read here and kept.
-	k := &keeper{r: src}
+	k := &keeper{r: src, f: f}
 	head := make([]byte, 512)
 	got, _ := io.ReadFull(k, head)
 	if got < 512 || string(head[257:262]) != "ustar" {
 		// Not a tar (or too short to tell): the data file takes it all, as tusd's filestore would.
-		n, err := u.writeFile(ctx, io.MultiReader(bytesReader(head[:got]), src))
+		n, err := u.writeFile(ctx, io.MultiReader(bytes.NewReader(head[:got]), src))
 		return n, true, err
 	}
-	f, err := os.OpenFile(info.Storage["Path"], os.O_WRONLY, 0)
-	if err != nil {
-		return 0, true, fmt.Errorf("opening the upload's data file: %w", err)
-	}
-	defer f.Close()
 
 	ictx := context.WithoutCancel(ctx)
 	t := store.Target{InstitutionID: p.InstitutionID, OwnOnly: !p.HasRole(auth.RoleAdmin)}
 	var res streamed
-	tr := tar.NewReader(io.MultiReader(bytesReader(head), k))
+	tr := tar.NewReader(io.MultiReader(bytes.NewReader(head), k))
 	ended := false // the end of the archive was read
 	for {
 		h, err := tr.Next()
@@ -163,9 +153,6 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 		}
 		if h.Typeflag != tar.TypeReg {
 			break // finish reports it, as for any upload
-		}
-		if h.Size > streamBufLimit {
-			k.spill(f) // a member this large is not held in memory if the link is cut
 		}
 		member := &memberReader{r: tr}
 		mt := t
@@ -188,9 +175,7 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 	if _, err := io.Copy(io.Discard, k); err != nil {
 		return 0, true, err
 	}
-	if k.f == nil {
-		k.spill(f)
-	}
+	k.spill()
 	if k.err != nil {
 		return 0, true, fmt.Errorf("writing the upload's data file: %w", k.err)
 	}
@@ -215,5 +200,3 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 	}
 	return k.n, true, nil
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -113,22 +113,29 @@ func TestStreamCuts(t *testing.T) {
 	}
 }
 
-// TestStreamLargeMember: a member larger than what is held in memory, cut in its middle, goes
-// to the data file as it arrives, so the resume sends only the rest.
+// TestStreamLargeMember: a member larger than what is held in memory (or just as large, its
+// headers tipping it over), cut in its middle, goes to the data file as it arrives, so the
+// resume sends only the rest.
 func TestStreamLargeMember(t *testing.T) {
 	f := newFixture(t)
-	ms := studyMembers("1.2.3.500", 2, 1000)
-	ms = append(ms, member{"big.dcm", instance("1.2.3.500", "1.2.3.500.1", "1.2.3.500.1.9", streamBufLimit+3<<20)})
-	data := bundle(t, ms)
-	url := f.create(t, f.tokA, len(data))
-	cut := len(data) - 2<<20
-	off := f.cutPatch(t, url, data, 0, cut)
-	if off < cut-(1<<20) {
-		t.Fatalf("offset %d after a cut at %d: the big member's bytes were not kept", off, cut)
-	}
-	f.resume(t, url, data)
-	if res := f.result(t, url, f.tokA); res.Stored != 3 || res.Failed != 0 {
-		t.Fatalf("result: %+v", res)
+	for i, size := range []int{streamBufLimit + 3<<20, streamBufLimit - 600} {
+		study := fmt.Sprintf("1.2.3.50%d", i)
+		ms := studyMembers(study, 2, 1000)
+		ms = append(ms, member{"big.dcm", instance(study, study+".1", study+".1.9", size)})
+		data := bundle(t, ms)
+		url := f.create(t, f.tokA, len(data))
+		cut := len(data) - 2<<20
+		if size < streamBufLimit {
+			cut = len(data) - 1024 // after the member, in the end of the archive
+		}
+		off := f.cutPatch(t, url, data, 0, cut)
+		if off < cut-(1<<20) {
+			t.Fatalf("offset %d after a cut at %d: the big member's bytes were not kept", off, cut)
+		}
+		f.resume(t, url, data)
+		if res := f.result(t, url, f.tokA); res.Stored != 3 || res.Failed != 0 {
+			t.Fatalf("member of %d bytes: result: %+v", size, res)
+		}
 	}
 }
 
