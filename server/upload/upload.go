@@ -63,38 +63,34 @@ type Service struct {
 	// tusd's handlers wrapped in its Middleware (protocol version check, tus headers).
 	post, head, patch, del, options http.Handler
 
-	// patching holds the PATCHes under way, by upload (see settle).
-	mu       sync.Mutex
-	patching map[string]chan struct{}
+	// busy holds the requests under way, by upload (see settle).
+	mu   sync.Mutex
+	busy map[string]chan struct{}
 }
 
-// busyWait bounds how long a request waits for the PATCH under way on the same upload.
+// busyWait bounds how long a request waits for the one under way on the same upload.
 const busyWait = 5 * time.Second
 
-// settle waits until no PATCH of upload id is under way; with mine, it then registers one
-// and returns its release. A request on an upload whose PATCH is still being handled (its
-// client gave up on it after a cut) waits for it a little rather than having tusd interrupt
-// it through its lock at once: that PATCH is ingesting what it received, and tusd's
-// interruption races with its own handler. A PATCH still there after busyWait (a connection
-// that died without a word, as carrier NAT does) is left to tusd to interrupt.
-func (s *Service) settle(ctx context.Context, id string, mine bool) (release func()) {
+// settle takes upload id for a request (HEAD, PATCH, DELETE) once no other request of ours
+// holds it, and returns its release. Requests on one upload so never meet in tusd's lock,
+// whose way of letting the newcomer in is to interrupt the holder: a PATCH whose client gave
+// up after a cut may still be ingesting what it received, and tusd's interruption races with
+// its own handler. A request still holding the upload after busyWait (a connection that died
+// without a word, as carrier NAT does) is left to tusd to interrupt.
+func (s *Service) settle(ctx context.Context, id string) (release func()) {
 	ctx, cancel := context.WithTimeout(ctx, busyWait)
 	defer cancel()
 	for {
 		s.mu.Lock()
-		ch, busy := s.patching[id]
+		ch, busy := s.busy[id]
 		if !busy {
-			if !mine {
-				s.mu.Unlock()
-				return func() {}
-			}
 			done := make(chan struct{})
-			s.patching[id] = done
+			s.busy[id] = done
 			s.mu.Unlock()
 			return func() {
 				s.mu.Lock()
-				if s.patching[id] == done {
-					delete(s.patching, id)
+				if s.busy[id] == done {
+					delete(s.busy, id)
 				}
 				s.mu.Unlock()
 				close(done)
@@ -138,7 +134,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("upload: creating %s: %w", cfg.Dir, err)
 	}
 	s := &Service{cfg: cfg, st: cfg.Store, files: filestore.New(cfg.Dir), locker: memorylocker.New(), log: cfg.Logger,
-		patching: map[string]chan struct{}{}}
+		busy: map[string]chan struct{}{}}
 	s.files.FileModePerm, s.files.DirModePerm = 0o640, 0o750
 	// Core, termination and a lock per upload; no concatenation, no deferred length (an upload
 	// is bounded when it is created), no download.
@@ -300,7 +296,7 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.settle(r.Context(), id, false)
+	defer s.settle(r.Context(), id)()
 	if s.ingested(id) {
 		s.completeHeaders(w, id, o)
 		w.Header().Set("Upload-Length", strconv.FormatInt(o.Size, 10))
@@ -355,7 +351,7 @@ func (s *Service) append(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer s.settle(r.Context(), id, true)()
+	defer s.settle(r.Context(), id)()
 	if s.ingested(id) || s.complete(id, o) {
 		s.appendToComplete(w, r, id, o)
 		return
@@ -416,7 +412,7 @@ func (s *Service) terminate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer s.settle(r.Context(), id, true)()
+	defer s.settle(r.Context(), id)()
 	if s.ingested(id) {
 		for _, p := range []string{s.dataPath(id), s.infoPath(id), s.resultPath(id), s.ownerPath(id)} {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
