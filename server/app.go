@@ -23,6 +23,7 @@ import (
 	"sanping/server/store"
 	"sanping/server/turnserver"
 	"sanping/server/upload"
+	"sanping/server/webserver"
 	"sanping/web"
 )
 
@@ -96,7 +97,8 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	if cfg.PublicIP != "" {
 		sc.PublicIPs = []string{cfg.PublicIP}
 	}
-	live, err := signal.New(ctx, signal.Config{DB: db, Consult: cons, Trail: trail, SFU: sc, TURN: turn, AllowedOrigins: cfg.CORSOrigins, Logger: log})
+	live, err := signal.New(ctx, signal.Config{DB: db, Consult: cons, Trail: trail, SFU: sc, TURN: turn, AllowedOrigins: cfg.CORSOrigins,
+		FirstImage: st.FirstImage, Logger: log})
 	if err != nil {
 		if turn != nil {
 			turn.Close()
@@ -129,6 +131,14 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	routes = append(routes, up.Routes()...)
 	routes = append(routes, dw.Routes()...)
 	return &app{auth: au, org: orgs, consult: cons, trail: trail, live: live, turn: turn, routes: routes}, nil
+}
+
+// handler is everything the server answers, in the order a request meets it: security
+// headers, CORS, the access log, then the routes behind the one authorization check.
+func (a *app) handler(cfg Config, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	a.auth.Mount(mux, a.routes)
+	return webserver.SecurityHeaders(cfg.TLSCert != "", webserver.CORS(cfg.CORSOrigins, webserver.AccessLog(log, mux)))
 }
 
 // staticFiles serves the embedded browser app (GET and HEAD only).

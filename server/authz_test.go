@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/textproto"
 	"strings"
 	"sync/atomic"
@@ -31,7 +30,7 @@ type authzFixture struct {
 	t     testing.TB
 	app   *app
 	st    *store.Store
-	srv   *httptest.Server
+	srv   *testServer
 	ctx   context.Context
 	inst  map[string]int64 // H, T, A (own side); H2, T2, B (other side)
 	users map[string]*fixtureUser
@@ -39,6 +38,9 @@ type authzFixture struct {
 	studyA, studyB dicomtest.UIDs
 	seq            atomic.Int64
 }
+
+// testServer is where a fixture's server listens.
+type testServer struct{ URL string }
 
 type fixtureUser struct {
 	name, password string
@@ -58,21 +60,41 @@ func newAuthzFixtureWith(t testing.TB, cfg Config) *authzFixture {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(ctx, store.Config{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
+	// The fixture runs serve() itself, as `make run` does: the same handler chain (security
+	// headers, CORS, access log, authorization), bootstrap and shutdown.
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
 	}
-	a, err := newApp(ctx, st, cfg, log)
-	if err != nil {
-		t.Fatal(err)
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
-	if _, err := a.auth.Bootstrap(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
+	if cfg.AdminPassword == "" {
+		cfg.AdminPassword = "admin-password"
 	}
-	mux := http.NewServeMux()
-	a.auth.Mount(mux, a.routes)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() { srv.Close(); a.close(); st.Close() })
+	var a *app
+	var st *store.Store
+	cfg.started = func(started *app, s *store.Store) { a, st = started, s }
+	sctx, stop := context.WithCancel(ctx)
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- serve(sctx, cfg, io.Discard, log, ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		stop()
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		stop()
+		t.Fatal("server did not start in 30 s")
+	}
+	srv := &testServer{URL: "http://" + addr}
+	t.Cleanup(func() {
+		stop()
+		if err := <-errc; err != nil {
+			t.Errorf("server stopped with: %v", err)
+		}
+	})
 	f := &authzFixture{t: t, app: a, st: st, srv: srv, ctx: ctx, inst: map[string]int64{}, users: map[string]*fixtureUser{}}
 
 	add := func(key, code, name string, kind org.Kind, parent string) {

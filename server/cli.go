@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +33,11 @@ type cliEnv struct {
 }
 
 func openCLI(ctx context.Context, dataDir string) (*cliEnv, error) {
+	// Setting up a county starts on a machine where the server has not run yet: the data
+	// directory is made here as serve makes it.
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
 	db, err := store.OpenDB(filepath.Join(dataDir, "index.db"))
 	if err != nil {
 		return nil, err

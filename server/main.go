@@ -24,7 +24,6 @@ import (
 
 	"sanping/server/audit"
 	"sanping/server/store"
-	"sanping/server/webserver"
 )
 
 func main() {
@@ -53,6 +52,9 @@ type Config struct {
 	TURNAddr, TURNTLSAddr string
 	// mediaNet replaces the network of live media in tests (a pion vnet).
 	mediaNet transport.Net
+	// started, in tests, is handed the running services before ready is told the address,
+	// so a test drives the very server serve() runs, through its whole handler chain.
+	started func(*app, *store.Store)
 }
 
 func envOr(key, def string) string {
@@ -148,11 +150,8 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	if generated != "" {
 		fmt.Fprintf(stdout, "Created user admin with password: %s\n(shown once; set SANPING_ADMIN_PASSWORD to choose it)\n", generated)
 	}
-	mux := http.NewServeMux()
-	app.auth.Mount(mux, app.routes)
-
 	srv := &http.Server{
-		Handler:           webserver.SecurityHeaders(tlsOn, webserver.CORS(cfg.CORSOrigins, webserver.AccessLog(log, mux))),
+		Handler:           app.handler(cfg, log),
 		ReadHeaderTimeout: 20 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -170,6 +169,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 			errc <- srv.Serve(ln)
 		}
 	}()
+	if cfg.started != nil {
+		cfg.started(app, st)
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -202,6 +204,10 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	pinned := fl.String("head", "", "SEQ:HASH printed by an earlier verify and kept elsewhere: also check that entry SEQ still has HASH, which proves the trail up to it was not rewritten")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	// Verifying never creates: a mistyped -data must not report an empty trail as holding.
+	if _, err := os.Stat(filepath.Join(*dataDir, "index.db")); err != nil {
+		return fmt.Errorf("no Sanping index in %s: %w", *dataDir, err)
 	}
 	db, err := store.OpenDB(filepath.Join(*dataDir, "index.db"))
 	if err != nil {

@@ -134,14 +134,21 @@ func NewManager(cfg Config) *Manager {
 	return &Manager{cfg: cfg.withDefaults(), rooms: map[int64]*Room{}}
 }
 
-// Open returns the consultation's room, creating it if needed.
+// Open returns the consultation's room, creating it if needed with no image shown.
 func (m *Manager) Open(consultation int64) *Room {
+	return m.OpenAt(consultation, protocol.ImageRef{})
+}
+
+// OpenAt returns the consultation's room, creating it if needed on image, so that every
+// screen starts on the same image and the driver can step from it. An open room keeps its view.
+func (m *Manager) OpenAt(consultation int64, image protocol.ImageRef) *Room {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r, ok := m.rooms[consultation]; ok {
 		return r
 	}
 	r := newRoom(&m.cfg, consultation)
+	r.state.Image = image
 	m.rooms[consultation] = r
 	return r
 }

@@ -41,7 +41,10 @@ type Config struct {
 	// AllowedOrigins are other browser origins (besides the server's own) allowed to open the
 	// websocket with a session cookie (cross-site websocket hijacking is refused otherwise).
 	AllowedOrigins []string
-	Logger         *slog.Logger
+	// FirstImage finds where a study opens (its first series with pixels, first instance); a
+	// room opens there. Nil, or ErrNotFound for every study: the room opens on no image.
+	FirstImage func(ctx context.Context, study string) (series, instance string, err error)
+	Logger     *slog.Logger
 }
 
 // Service serves the live protocol.
@@ -178,11 +181,40 @@ func (s *Service) Close() error {
 func (s *Service) OnTransition(id int64, from, to consult.State) {
 	switch {
 	case to == consult.Live:
-		s.rooms.Open(id)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if c, err := s.cons.Get(ctx, id); err == nil {
+			s.openRoom(ctx, c)
+		} else {
+			s.log.Warn("live: opening the room", "consultation", id, "err", err)
+		}
 	case from == consult.Live:
 		s.rooms.Close(id, "the consultation is no longer live ("+string(to)+")")
 		s.sfu.CloseRoom(id)
 	}
+}
+
+// openRoom returns the consultation's room, opening it on the first image of its first
+// study that has one.
+func (s *Service) openRoom(ctx context.Context, c *consult.Consultation) *room.Room {
+	if r, ok := s.rooms.Get(c.ID); ok {
+		return r
+	}
+	return s.rooms.OpenAt(c.ID, s.firstImage(ctx, c))
+}
+
+func (s *Service) firstImage(ctx context.Context, c *consult.Consultation) protocol.ImageRef {
+	if s.cfg.FirstImage == nil {
+		return protocol.ImageRef{}
+	}
+	for _, study := range c.StudyUIDs {
+		series, instance, err := s.cfg.FirstImage(ctx, study)
+		if err == nil {
+			return protocol.ImageRef{Study: study, Series: series, Instance: instance}
+		}
+		s.log.Debug("live: no image to open", "consultation", c.ID, "study", study, "err", err)
+	}
+	return protocol.ImageRef{}
 }
 
 // Routes are the live routes: the websocket and WHIP ingest.
@@ -279,7 +311,7 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 	}
 	in := info(p, c, r)
 	in.Client = truncate(hello.Client, 200)
-	rm := s.rooms.Open(c.ID)
+	rm := s.openRoom(r.Context(), c)
 	member, welcome, err := rm.Join(r.Context(), in, hello.Resume)
 	if errors.Is(err, room.ErrResume) {
 		member, welcome, err = rm.Join(r.Context(), in, "") // an expired resume joins afresh

@@ -49,7 +49,7 @@ func (s *Service) whipPost(w http.ResponseWriter, r *http.Request) {
 	in := info(p, c, r)
 	in.Client = "WHIP " + truncate(r.UserAgent(), 100)
 	in.DefaultDriver, in.CanTake = false, false
-	member, _, err := s.rooms.Open(c.ID).Join(r.Context(), in, "")
+	member, _, err := s.openRoom(r.Context(), c).Join(r.Context(), in, "")
 	if err != nil {
 		auth.WriteProblem(w, http.StatusServiceUnavailable, "cannot join the room: "+err.Error())
 		return

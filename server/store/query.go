@@ -456,6 +456,25 @@ func (s *Store) FirstInstance(ctx context.Context, studyPK, seriesPK int64) (int
 	return pk, err
 }
 
+// FirstImage is where a viewer opens a study: the first series (by Series Number) that has an
+// instance with pixels, and its first instance (by Instance Number). Instances without rows
+// (structured reports, key object selections) are passed over while the study has images;
+// ErrNotFound when it has none at all.
+func (s *Store) FirstImage(ctx context.Context, studyUID string) (seriesUID, sopUID string, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT se.series_uid, i.sop_uid FROM instances i
+		JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk
+		WHERE st.study_uid = ?
+		ORDER BY COALESCE(i.rows, 0) = 0, se.series_number IS NULL, se.series_number, se.pk, i.instance_number IS NULL, i.instance_number, i.pk
+		LIMIT 1`, studyUID).Scan(&seriesUID, &sopUID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("finding the first image of study %s: %w", studyUID, err)
+	}
+	return seriesUID, sopUID, nil
+}
+
 // Layout returns how an instance's file is laid out.
 func (s *Store) Layout(ctx context.Context, pk int64) (*StoredLayout, error) {
 	var b []byte

@@ -3,7 +3,9 @@
 package webserver
 
 import (
+	"bufio"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -84,6 +86,26 @@ func (s *statusRecorder) Write(p []byte) (int, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Hijack hands the connection to a websocket upgrader: gorilla/websocket asserts
+// http.Hijacker on the writer it is given and does not look through Unwrap, so without this
+// every live room's upgrade answered 500.
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err == nil && s.status == 0 {
+		s.status = http.StatusSwitchingProtocols
+	}
+	return conn, rw, err
+}
+
+// Flush lets streamed answers (multipart WADO-RS, server-sent progress) reach the client as
+// they are written.
+func (s *statusRecorder) Flush() {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	_ = http.NewResponseController(s.ResponseWriter).Flush()
+}
 
 // AccessLog records every request with who made it: until the audit trail lands, this is the
 // record of access to patient data.

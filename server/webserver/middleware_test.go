@@ -1,9 +1,18 @@
 package webserver
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestCORS(t *testing.T) {
@@ -60,4 +69,88 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Error("nosniff missing")
 		}
 	}
+}
+
+// TestWebsocketThroughChain: a websocket upgrade passes the whole chain (the access log's
+// writer must let the connection be hijacked), and the log records 101.
+func TestWebsocketThroughChain(t *testing.T) {
+	logged := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logged, nil))
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if typ, msg, err := c.ReadMessage(); err == nil {
+			c.WriteMessage(typ, msg)
+		}
+	})
+	srv := httptest.NewServer(SecurityHeaders(false, CORS([]string{"https://viewer.example"}, AccessLog(log, echo))))
+	defer srv.Close()
+	c, res, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		t.Fatalf("upgrade through the chain: %v (status %d)", err, status)
+	}
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("三屏")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "三屏" {
+		t.Fatalf("echo: %q %v", msg, err)
+	}
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logged.String(), "status=101") {
+		if time.Now().After(deadline) {
+			t.Fatalf("access log lacks status 101: %s", logged.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFlushThroughChain: a streamed answer is flushed through the access log's writer.
+func TestFlushThroughChain(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	release := make(chan struct{})
+	h := AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first part\n")
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("flush: %v", err)
+		}
+		<-release
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer close(release)
+	res, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || line != "first part\n" {
+		t.Fatalf("flushed part: %q %v", line, err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
