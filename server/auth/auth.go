@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sanping/server/audit"
@@ -117,6 +118,18 @@ type Service struct {
 	limiter *ipLimiter
 	// secureCookies marks session cookies Secure (set when the server runs TLS).
 	secureCookies bool
+	// dummyHash is checked against for an unknown username, so a login costs the same whether
+	// or not the account exists; made on the first such login, not at start (argon2id, ~40 ms).
+	dummyOnce sync.Once
+	dummy     string
+	// passwordChecks counts argon2id verifications (what the cache and singleflight save).
+	passwordChecks atomic.Int64
+}
+
+// dummyHash is the hash an unknown username's password is checked against.
+func (s *Service) dummyHash() string {
+	s.dummyOnce.Do(func() { s.dummy = HashPassword("timing") })
+	return s.dummy
 }
 
 // SetAudit makes logins and failed logins go to the audit trail. Successful checks are

@@ -134,16 +134,19 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
+	start := make(chan struct{})
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			<-start // all eight before the first check can finish (~40 ms)
 			req := httptest.NewRequest("GET", "/", nil)
 			req.SetBasicAuth("admin", "pw")
 			_, err := s.Authenticate(req, true)
 			errs <- err
 		}()
 	}
+	close(start)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -153,6 +156,9 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 	}
 	if len(s.cache) != 1 {
 		t.Fatalf("cache holds %d entries", len(s.cache))
+	}
+	if n := s.passwordChecks.Load(); n != 1 {
+		t.Fatalf("%d password checks for eight requests with the same credentials, want 1", n)
 	}
 }
 
@@ -199,5 +205,21 @@ func TestLockout(t *testing.T) {
 	}
 	if err := s.Unlock(ctx, "nobody"); err == nil {
 		t.Fatal("unlocking an unknown user succeeded")
+	}
+}
+
+// TestDummyHashIsLazy: no argon2id hash is made when the service starts (every binary and
+// test that imports auth paid for one at init); the first unknown username makes it, so that
+// login still costs what a known one does.
+func TestDummyHashIsLazy(t *testing.T) {
+	s := newService(t)
+	if s.dummy != "" {
+		t.Fatal("the dummy hash was made before any login")
+	}
+	if _, err := s.login(context.Background(), "nobody", "whatever", "test"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if !strings.HasPrefix(s.dummy, "$argon2id$") {
+		t.Fatalf("after an unknown user's login the dummy hash is %q", s.dummy)
 	}
 }

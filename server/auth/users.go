@@ -280,8 +280,9 @@ func (s *Service) login(ctx context.Context, username, password, method string) 
 	var hash string
 	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, failed_logins, locked_until FROM users WHERE username = ?`,
 		username).Scan(&pk, &hash, &failed, &lockedUntil)
+	s.passwordChecks.Add(1)
 	if errors.Is(err, sql.ErrNoRows) {
-		CheckPassword(dummyHash, password) // same work whether or not the user exists
+		CheckPassword(s.dummyHash(), password) // same work whether or not the user exists
 		return nil, ErrUnauthenticated
 	}
 	if err != nil {
@@ -317,8 +318,6 @@ func (s *Service) login(ctx context.Context, username, password, method string) 
 	}
 	return s.principal(ctx, pk, method)
 }
-
-var dummyHash = HashPassword("timing")
 
 // principal builds the Principal of user pk.
 func (s *Service) principal(ctx context.Context, pk int64, method string) (*Principal, error) {
