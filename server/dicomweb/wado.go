@@ -172,6 +172,35 @@ func (l *lazyWriter) Flush() {
 	}
 }
 
+// maxFrameList bounds a frame list: more than the largest multi-frame instances a county sees
+// (a long cine loop), and each frame at most once, so the answer is never larger than the
+// instance itself.
+const maxFrameList = 10000
+
+// parseFrameList reads the {frames} of Retrieve Frames (PS3.18 8.3.3.1.2: a comma-separated
+// list of frame numbers, from 1). A number repeated, or a list longer than maxFrameList, is
+// refused: "1,1,1,..." would otherwise return one copy of the frame per repetition.
+func parseFrameList(v string) ([]int, error) {
+	if strings.Count(v, ",") >= maxFrameList {
+		return nil, fmt.Errorf("at most %d frames in one request", maxFrameList)
+	}
+	parts := strings.Split(v, ",")
+	nums := make([]int, 0, len(parts))
+	seen := make(map[int]bool, len(parts))
+	for _, f := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("frame number %q: frames are numbered from 1", f)
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("frame %d is asked for more than once", n)
+		}
+		seen[n] = true
+		nums = append(nums, n)
+	}
+	return nums, nil
+}
+
 // frames answers Retrieve Frames (PS3.18 10.4.1.1.3 / 8.7.3.5): multipart/related, one part per
 // frame, each part's Content-Type naming the transfer syntax so viewers decode by it.
 func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
@@ -179,14 +208,10 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var nums []int
-	for _, f := range strings.Split(r.PathValue("frames"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			problem(w, http.StatusBadRequest, fmt.Sprintf("frame number %q: frames are numbered from 1", f))
-			return
-		}
-		nums = append(nums, n)
+	nums, err := parseFrameList(r.PathValue("frames"))
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	in, layout, ok := s.instanceLayout(w, r, study, series, instance)
 	if !ok {
