@@ -47,6 +47,15 @@ type Principal struct {
 	MustChangePassword bool
 }
 
+// LogName names the caller in the access log: "token:ID" for an API token, else the user
+// name. Never a secret.
+func (p *Principal) LogName() string {
+	if p.Method == "token" {
+		return fmt.Sprintf("token:%d", p.TokenID)
+	}
+	return p.Username
+}
+
 // AuditEntry is an audit entry with the actor's fields filled in; the IP and user agent come
 // from the request context (audit.WithOrigin).
 func (p *Principal) AuditEntry(action, object, outcome string) audit.Entry {

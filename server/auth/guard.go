@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"sanping/server/audit"
+	"sanping/server/webserver"
 )
 
 // Route is one HTTP route with its authorization: every route of the server is one of these,
@@ -55,6 +56,9 @@ func (s *Service) Guard(rt Route) http.Handler {
 			return
 		}
 		p, err := s.Authenticate(r, rt.Basic)
+		if err == nil {
+			webserver.Identify(r.Context(), p.LogName())
+		}
 		if err == nil && p.MustChangePassword && !rt.DuringPasswordChange {
 			err = ErrPasswordChange
 		}

@@ -4,10 +4,12 @@ package webserver
 
 import (
 	"bufio"
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -107,8 +109,19 @@ func (s *statusRecorder) Flush() {
 	_ = http.NewResponseController(s.ResponseWriter).Flush()
 }
 
-// AccessLog records every request with who made it: until the audit trail lands, this is the
-// record of access to patient data.
+type identityKey struct{}
+
+// Identify tells the access log who made the request, once authentication has proven it: a
+// user name or a token's ID, never a secret. Without AccessLog in the chain it does nothing.
+func Identify(ctx context.Context, who string) {
+	if id, ok := ctx.Value(identityKey{}).(*atomic.Pointer[string]); ok {
+		id.Store(&who)
+	}
+}
+
+// AccessLog records every request with who made it (as Identify was told: empty when the
+// caller was not authenticated), its answer and its time. The audit trail is the record of
+// access to patient data; this is the operator's.
 func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -117,8 +130,12 @@ func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		user, _, _ := r.BasicAuth() // as claimed; a 401 says it was not proven
+		var who atomic.Pointer[string]
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), identityKey{}, &who)))
+		user := ""
+		if p := who.Load(); p != nil {
+			user = *p
+		}
 		log.Info("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery, "status", rec.status,
 			"bytes", rec.bytes, "ms", time.Since(start).Milliseconds(), "user", user, "remote", r.RemoteAddr)
 	})

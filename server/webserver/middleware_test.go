@@ -154,3 +154,27 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestAccessLogNamesTheCaller: the log line carries who authentication proved (Identify), not
+// what a request claims, and never its credentials.
+func TestAccessLogNamesTheCaller(t *testing.T) {
+	logged := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logged, nil))
+	h := AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer spt_secret" {
+			Identify(r.Context(), "token:7")
+		}
+	}))
+	for _, auth := range []string{"Bearer spt_secret", "Basic bWFsbG9yeTpndWVzcw=="} {
+		req := httptest.NewRequest("GET", "/dicom-web/studies", nil)
+		req.Header.Set("Authorization", auth)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "user=token:7") || !strings.Contains(lines[1], `user=""`) {
+		t.Fatalf("access log:\n%s", logged.String())
+	}
+	if strings.Contains(logged.String(), "spt_secret") || strings.Contains(logged.String(), "mallory") {
+		t.Fatalf("a credential or an unproven claim reached the log:\n%s", logged.String())
+	}
+}
