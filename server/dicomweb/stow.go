@@ -96,7 +96,7 @@ func (s *Service) stow(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, store.ErrStudyMismatch):
 			failed = append(failed, stowFailure{classUID: res.SOPClassUID, instanceUID: res.SOPInstanceUID, reason: reasonDataSetMismatch,
 				comment: fmt.Sprintf("part %d: %v", parts, err)})
-		case errors.Is(err, store.ErrOtherInstitution):
+		case errors.Is(err, store.ErrUIDInUse):
 			failed = append(failed, stowFailure{classUID: res.SOPClassUID, instanceUID: res.SOPInstanceUID, reason: reasonNotAuthorized,
 				comment: fmt.Sprintf("part %d: %v", parts, err)})
 		case errors.Is(err, store.ErrInvalid):

@@ -211,8 +211,9 @@ type Target struct {
 	Study string
 	// InstitutionID owns a study this upload creates (0: none, only admins see it).
 	InstitutionID int64
-	// OwnOnly refuses an instance of a study another institution owns (ErrOtherInstitution):
-	// a clinic cannot add to, and so gain sight of, another clinic's study.
+	// OwnOnly refuses an instance of a study another institution owns, or one whose SOP
+	// Instance UID is stored in such a study (ErrUIDInUse): a clinic cannot add to, and so
+	// gain sight of, another clinic's study, nor learn what another clinic stored.
 	OwnOnly bool
 	// SHA256, when not empty, is the sender's SHA-256 of the file (hex): content that hashes
 	// otherwise is refused with ErrChecksum before anything is stored. The store hashes every
@@ -220,8 +221,10 @@ type Target struct {
 	SHA256 string
 }
 
-// ErrOtherInstitution: the instance belongs to a study owned by another institution.
-var ErrOtherInstitution = errors.New("the study belongs to another institution")
+// ErrUIDInUse: the instance's Study or SOP Instance UID is already used by a study the
+// uploader does not own. Its text names neither the owner nor anything stored: telling the
+// uploader more would confirm another institution's patient data.
+var ErrUIDInUse = errors.New("this instance cannot be stored for your institution: its Study or SOP Instance UID is already in use; the county's administrator can see the details in the server log")
 
 // IngestFor is Ingest for an uploader: see Target.
 func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, error) {
@@ -249,7 +252,9 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 		var owner int64
 		err := s.db.QueryRowContext(ctx, `SELECT institution_id FROM studies WHERE study_uid = ?`, rec.studyUID).Scan(&owner)
 		if err == nil && owner != t.InstitutionID {
-			return res, fmt.Errorf("%w: Study Instance UID %s", ErrOtherInstitution, rec.studyUID)
+			s.log.Warn("upload refused: the Study Instance UID belongs to another institution's study",
+				"study_instance_uid", rec.studyUID, "sop_instance_uid", rec.sopUID, "owner_institution", owner, "uploader_institution", t.InstitutionID)
+			return res, ErrUIDInUse
 		}
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("looking up the study's owner: %w", err)
@@ -264,6 +269,21 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 	ctx = context.WithoutCancel(ctx)
 	var existing string
 	err = s.lookupSHA(ctx, rec.sopUID, &existing)
+	if err == nil && t.OwnOnly {
+		// Already stored under another institution's study: neither "already stored" nor a
+		// conflict naming the stored object's hash may go back to this uploader.
+		var owner int64
+		if err := s.db.QueryRowContext(ctx, `SELECT st.institution_id FROM instances i JOIN series se ON se.pk = i.series_pk
+			JOIN studies st ON st.pk = se.study_pk WHERE i.sop_uid = ?`, rec.sopUID).Scan(&owner); err != nil {
+			return nil, fmt.Errorf("looking up the owner of SOP Instance UID %s: %w", rec.sopUID, err)
+		}
+		if owner != t.InstitutionID {
+			s.log.Warn("upload refused: the SOP Instance UID is stored in another institution's study",
+				"sop_instance_uid", rec.sopUID, "study_instance_uid", rec.studyUID, "owner_institution", owner,
+				"uploader_institution", t.InstitutionID, "stored_sha256", existing, "sent_sha256", rec.sha)
+			return res, ErrUIDInUse
+		}
+	}
 	switch {
 	case err == nil && existing == rec.sha:
 		res.Outcome = AlreadyStored

@@ -113,7 +113,7 @@ func ingestOne(ctx context.Context, st instanceStore, r io.Reader, name string, 
 	case err == nil:
 		return f, fmt.Errorf("unknown store outcome %d", sr.Outcome)
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooLarge),
-		errors.Is(err, store.ErrOtherInstitution), errors.Is(err, store.ErrStudyMismatch),
+		errors.Is(err, store.ErrUIDInUse), errors.Is(err, store.ErrStudyMismatch),
 		errors.Is(err, store.ErrChecksum):
 		f.Outcome, f.Error = OutcomeFailed, err.Error()
 	default:

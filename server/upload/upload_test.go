@@ -382,7 +382,7 @@ func TestOtherInstitution(t *testing.T) {
 	}
 	// Clinic B cannot add to clinic A's study.
 	_, res := f.upload(t, f.tokB, instance("1.2.3.400", "1.2.3.400.1", "1.2.3.400.1.2", 1024))
-	if res.Failed != 1 || !strings.Contains(res.Files[0].Error, store.ErrOtherInstitution.Error()) {
+	if res.Failed != 1 || !strings.Contains(res.Files[0].Error, store.ErrUIDInUse.Error()) {
 		t.Fatalf("upload into another institution's study: %+v", res)
 	}
 }
