@@ -17,6 +17,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -129,11 +130,17 @@ type clientOptions struct {
 	tcp       bool   // ICE over TCP only
 	net       transport.Net
 	bwe       bool   // the publisher runs GCC on its pub connection and drops layer f when short
-	fScale    int    // layer f sends frames padded to this many times their size (default 1)
+	fScale    int    // layer f, or the camera without simulcast, sends frames padded to this many times their size
 	h264      bool   // the camera sends H.264 instead of VP8
 	shares    [3]int // simulcast: layer q, h, f sends 1/share of each frame (default 6, 2, 1)
 	record    bool   // PeerOptions.Record
 	whip      bool   // publish through SFU.WHIP (no sub connection, no trickle)
+
+	// dropOffers: the first this many sub offers are lost on the way (a dropped websocket).
+	dropOffers int32
+
+	// nack configures the receiving NACK generator (pion's defaults without).
+	nack []nack.GeneratorOption
 }
 
 // testClient is a participant as client/live will be: a pion "pub" connection that offers
@@ -159,6 +166,7 @@ type testClient struct {
 	audioSent    atomic.Int64
 	pubBWE       atomic.Pointer[cc.BandwidthEstimator]
 	dropF        atomic.Bool // simulcast publisher stopped sending layer f
+	offersLost   atomic.Int32
 
 	mu         sync.Mutex
 	remote     map[string]*remoteTrack
@@ -182,6 +190,17 @@ type remoteTrack struct {
 	seqs             []uint16
 	tss              []uint32
 	sizes            []int
+	rx               []rxPacket // video, in order of arrival
+}
+
+// rxPacket is one received video packet, for judging frames after the fact.
+type rxPacket struct {
+	seq        uint16
+	ts         uint32
+	at         time.Time
+	marker     bool
+	frameStart bool // first packet of a frame (VP8: S set, partition 0)
+	keyframe   bool
 }
 
 func newClientAPI(t testing.TB, o clientOptions, onBWE func(cc.BandwidthEstimator)) *webrtc.API {
@@ -204,11 +223,14 @@ func newClientAPI(t testing.TB, o clientOptions, onBWE func(cc.BandwidthEstimato
 			t.Fatal(err)
 		}
 	}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, reg, webrtc.WithNackGeneratorOptions(o.nack...)); err != nil {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// As libwebrtc does (pion keeps 64 packets): a repair arriving 1 s late at 500 kbit/s is
+	// ~60 packets behind and would be dropped as a replay.
+	se.SetSRTPReplayProtectionWindow(srtpReplayWindow)
 	if o.net != nil {
 		se.SetNet(o.net)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -336,6 +358,9 @@ func (c *testClient) handle(sig protocol.Signal) {
 		}
 		c.flush(sig.PC, pc)
 	case sig.SDP != nil && sig.SDP.Type == "offer":
+		if c.offersLost.Add(1) <= c.opts.dropOffers {
+			return
+		}
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sig.SDP.SDP}); err != nil {
 			c.t.Logf("%s: sub offer: %v", c.id, err)
 			return
@@ -570,6 +595,9 @@ func (c *testClient) sendVideo() {
 			sim.send(frame)
 			continue
 		}
+		if c.opts.fScale > 1 {
+			frame = append(append([]byte(nil), frame...), make([]byte, len(frame)*(c.opts.fScale-1))...)
+		}
 		if err := c.video.WriteSample(media.Sample{Data: frame, Duration: frameInterval}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			return
 		}
@@ -666,7 +694,17 @@ func (s *simulcastSender) send(frame []byte) {
 }
 
 // onTrack counts a received track's packets, frames and keyframes until it ends.
-func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (c *testClient) onTrack(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+	// The SFU's sender reports reach pion's report interceptor only when read: without
+	// them the receiver reports carry no LSR and the SFU measures no RTT (RFC 3550 6.4.1).
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := rcv.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 	rt := &remoteTrack{id: tr.ID(), stream: tr.StreamID(), kind: tr.Kind().String()}
 	c.mu.Lock()
 	c.remote[tr.ID()] = rt
@@ -702,6 +740,11 @@ func (c *testClient) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				rt.seqs = append(rt.seqs, p.SequenceNumber)
 				rt.tss = append(rt.tss, p.Timestamp)
 				rt.sizes = append(rt.sizes, len(p.Payload))
+				rt.rx = append(rt.rx, rxPacket{
+					seq: p.SequenceNumber, ts: p.Timestamp, at: now, marker: p.Marker,
+					frameStart: ck == codecVP8 && len(p.Payload) > 0 && p.Payload[0]&0x17 == 0x10,
+					keyframe:   isKeyframeStart(ck, p.Payload),
+				})
 			}
 		}
 		c.mu.Unlock()
@@ -720,6 +763,7 @@ func (c *testClient) track(id string) (remoteTrack, bool) {
 	cp.seqs = append([]uint16(nil), rt.seqs...)
 	cp.tss = append([]uint32(nil), rt.tss...)
 	cp.sizes = append([]int(nil), rt.sizes...)
+	cp.rx = append([]rxPacket(nil), rt.rx...)
 	return cp, true
 }
 

@@ -3,8 +3,8 @@ package sfu
 import (
 	"fmt"
 	"net"
-	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,13 +28,14 @@ const (
 	bweMax     = 3_000_000
 )
 
-// The NACK responder keeps this many packets per down-track: ~5 s of 500 kbit/s video, well
-// past the 100-300 ms RTT of 4G, and a quarter of pion's default memory per track.
-const nackCacheSize = 256
-
 // udpBuffer is the kernel buffer of each media socket: a burst of 100 participants' video
 // must not overflow the default ~200 KB while a read loop is descheduled.
 const udpBuffer = 4 << 20
+
+// srtpReplayWindow is how far behind the newest packet an SRTP packet is still accepted
+// (RFC 3711 3.3.2), as in libwebrtc. pion's default, 64 packets, drops a publisher's
+// retransmission that arrives a 4G round trip late on a 300-packet/s simulcast layer.
+const srtpReplayWindow = 1024
 
 // nackTries is how many times the SFU asks a publisher for one lost packet, and nackWindow
 // how far back (in packets: ~1-2 s of video) it asks at all.
@@ -82,11 +83,20 @@ func sfuCodecs() []struct {
 	}
 }
 
-func newMediaEngine() (*webrtc.MediaEngine, error) {
+// newMediaEngine registers sfuCodecs, and on a subscriber's connection an RTX format
+// (RFC 4588) for each video codec: Chrome then takes retransmissions apart from the media
+// stream. Publishers get none: pion's NACK generator, which the pub connection uses, binds
+// only the media SSRC and would go on asking for packets repaired over RTX.
+func newMediaEngine(pc string) (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
 	for _, c := range sfuCodecs() {
 		if err := me.RegisterCodec(c.params, c.kind); err != nil {
 			return nil, err
+		}
+		if pc == pcSubscribe && c.kind == webrtc.RTPCodecTypeVideo {
+			if err := me.RegisterCodec(rtxFor(c.params), c.kind); err != nil {
+				return nil, err
+			}
 		}
 	}
 	exts := []struct {
@@ -108,13 +118,33 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	return me, nil
 }
 
+// rtxFor is the RTX format of a video codec, with the next payload type (free in sfuCodecs).
+func rtxFor(c webrtc.RTPCodecParameters) webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: c.ClockRate, SDPFmtpLine: "apt=" + strconv.Itoa(int(c.PayloadType))},
+		PayloadType:        c.PayloadType + 1,
+	}
+}
+
+// codecPreferences is what a subscriber's transceiver for a track offers: the track's
+// codec and its RTX format. pion drops an RTX preference whose apt names no payload type in
+// the list, so the codec goes in with the SFU's payload type.
+func codecPreferences(c webrtc.RTPCodecCapability) []webrtc.RTPCodecParameters {
+	for _, sc := range sfuCodecs() {
+		if sc.kind == webrtc.RTPCodecTypeVideo && strings.EqualFold(sc.params.MimeType, c.MimeType) && sc.params.SDPFmtpLine == c.SDPFmtpLine {
+			return []webrtc.RTPCodecParameters{{RTPCodecCapability: c, PayloadType: sc.params.PayloadType}, rtxFor(sc.params)}
+		}
+	}
+	return []webrtc.RTPCodecParameters{{RTPCodecCapability: c}}
+}
+
 // newPeerConnection builds one peer connection with the interceptors its direction needs:
 // a publisher's ("pub") gets NACK generation, receiver reports and TWCC feedback; a
 // subscriber's ("sub") gets a GCC estimator (handed to onBWE), TWCC sequence numbers, the NACK
-// responder and sender reports. Each gets its own registry so the estimator is known to
+// responder (nack.go) and sender reports. Each gets its own registry so the estimator is known to
 // belong to this connection without matching pion's connection IDs.
 func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
-	me, err := newMediaEngine()
+	me, err := newMediaEngine(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -159,14 +189,10 @@ func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*
 			return nil, err
 		}
 		ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
-		reg.Add(ccf)
+		reg.Add(rtxPacerFactory{ccf})
 		reg.Add(&countingFactory{s: s})
 		reg.Add(twccSeqFactory{})
-		resp, err := nack.NewResponderInterceptor(nack.ResponderSize(nackCacheSize), nack.WithResponderLoggerFactory(lf))
-		if err != nil {
-			return nil, err
-		}
-		reg.Add(resp)
+		reg.Add(nackResponderFactory{retransmits: &s.stats.retransmits, now: s.nanotime})
 		sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
 		if err != nil {
 			return nil, err
@@ -192,6 +218,7 @@ const (
 func (s *SFU) settingEngine() error {
 	cfg := &s.cfg
 	se := webrtc.SettingEngine{LoggerFactory: s.pionLog}
+	se.SetSRTPReplayProtectionWindow(srtpReplayWindow)
 	// 4G drops out for seconds at a time: call it disconnected after 5 s, give up after 25 s.
 	se.SetICETimeouts(5*time.Second, 25*time.Second, 2*time.Second)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -289,8 +316,8 @@ func (s *SFU) TCPAddr() net.Addr {
 	return s.tcpLn.Addr()
 }
 
-// countingFactory builds the interceptor that counts what pion's NACK interceptors do:
-// retransmissions to subscribers and NACKs sent to publishers. On the send path it also hands
+// countingFactory builds the interceptor that counts the NACKs pion's generator sends to
+// publishers (the responder counts its own retransmissions). On the send path it also hands
 // each stream one reused attributes map, so the GCC writer does not allocate one per packet.
 type countingFactory struct{ s *SFU }
 
@@ -306,14 +333,11 @@ type countingInterceptor struct {
 func (c *countingInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	// Original packets arrive with nil attributes and one at a time per stream (the
 	// down-track holds its lock across the write); retransmissions carry the responder's own
-	// map, which we never touch.
+	// map.
 	attrs := interceptor.Attributes{}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if a == nil {
 			return w.Write(h, payload, attrs)
-		}
-		if isResend(a) {
-			c.s.stats.retransmits.Add(1)
 		}
 		return w.Write(h, payload, a)
 	})
@@ -328,17 +352,6 @@ func (c *countingInterceptor) BindRTCPWriter(w interceptor.RTCPWriter) intercept
 		}
 		return w.Write(pkts, a)
 	})
-}
-
-// isResend recognizes the NACK responder's retransmissions by its attribute key, a type
-// internal to pion/interceptor.
-func isResend(a interceptor.Attributes) bool {
-	for k := range a {
-		if t := reflect.TypeOf(k); t != nil && t.Name() == "ResendKey" {
-			return true
-		}
-	}
-	return false
 }
 
 func nackCount(n *rtcp.TransportLayerNack) int {
@@ -373,14 +386,14 @@ func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RT
 	if id == 0 {
 		return w
 	}
-	// Writes of one stream do not overlap: originals (nil attributes) are serialized by the
-	// down-track, and each retransmission (the responder's attributes) gets its own buffer.
-	var buf [2]byte
+	// Originals (nil attributes) are serialized by the down-track, retransmissions (the
+	// responder's attributes) by the responder: each kind has its buffer.
+	var buf, rbuf [2]byte
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		seq := uint16(t.next.Add(1) - 1)
 		b := buf[:]
 		if a != nil {
-			b = make([]byte, 2)
+			b = rbuf[:]
 		}
 		b[0], b[1] = byte(seq>>8), byte(seq)
 		if err := h.SetExtension(id, b); err != nil {
@@ -388,4 +401,29 @@ func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RT
 		}
 		return w.Write(h, payload, a)
 	})
+}
+
+// rtxPacerFactory wraps the GCC interceptor so that its pacer knows each stream's RTX SSRC:
+// pion's pacers route a packet by its SSRC to the writer of a bound stream, and refuse the
+// RTX packets of a stream bound under its media SSRC (ErrUnknownStream).
+type rtxPacerFactory struct{ interceptor.Factory }
+
+func (f rtxPacerFactory) NewInterceptor(id string) (interceptor.Interceptor, error) {
+	i, err := f.Factory.NewInterceptor(id)
+	if err != nil {
+		return nil, err
+	}
+	return rtxPacer{i}, nil
+}
+
+type rtxPacer struct{ interceptor.Interceptor }
+
+func (p rtxPacer) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if info.SSRCRetransmission != 0 {
+		rtx := *info
+		rtx.SSRC, rtx.PayloadType = info.SSRCRetransmission, info.PayloadTypeRetransmission
+		rtx.SSRCRetransmission, rtx.PayloadTypeRetransmission = 0, 0
+		p.Interceptor.BindLocalStream(&rtx, w)
+	}
+	return p.Interceptor.BindLocalStream(info, w)
 }
