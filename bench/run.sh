@@ -24,7 +24,7 @@ SKIP_SANPING=${SKIP_SANPING:-0}
 SKIP_ORTHANC=${SKIP_ORTHANC:-0}
 OUT=${OUT:-$ROOT/bench/results-latest.md}
 ORTHANC_BIN=${ORTHANC_BIN:-/usr/sbin/Orthanc}
-USER_NAME=admin
+USER_NAME=bench
 # Hex only, so it can go into the JSON config as it is.
 PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -111,7 +111,10 @@ if [ "$SKIP_SANPING" != 1 ]; then
 	go build -o bin/sanping ./server
 	mkdir -p "$WORK/sanping-data"
 	log "starting Sanping on 127.0.0.1:$SANPING_PORT"
-	SANPING_ADMIN_PASSWORD=$PASSWORD bin/sanping -addr "127.0.0.1:$SANPING_PORT" -data "$WORK/sanping-data" -media-udp= -media-tcp= -turn= \
+	# An admin of the benchmark's own, made with the CLI as a county installer would: the
+	# bootstrap admin's password is temporary until changed, which a DICOMweb client cannot do.
+	echo "$PASSWORD" | bin/sanping user add -data "$WORK/sanping-data" -roles admin "$USER_NAME" >/dev/null
+	bin/sanping -addr "127.0.0.1:$SANPING_PORT" -data "$WORK/sanping-data" -media-udp= -media-tcp= -turn= \
 		>"$WORK/sanping.log" 2>&1 &
 	SANPING_PID=$!
 	PIDS+=("$SANPING_PID")

@@ -73,7 +73,13 @@ func newAuthzFixtureWith(t testing.TB, cfg Config) *authzFixture {
 	}
 	var a *app
 	var st *store.Store
-	cfg.started = func(started *app, s *store.Store) { a, st = started, s }
+	cfg.started = func(started *app, s *store.Store) {
+		a, st = started, s
+		// The first admin's password is temporary: the fixture's admin has changed it.
+		if err := started.auth.SetPassword(ctx, "admin", cfg.AdminPassword, false); err != nil {
+			t.Errorf("settling the admin's password: %v", err)
+		}
+	}
 	sctx, stop := context.WithCancel(ctx)
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)

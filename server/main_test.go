@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"sanping/server/audit"
@@ -39,6 +41,14 @@ func startServer(t *testing.T, cfg Config) (addr string, stdout *bytes.Buffer, s
 	errc := make(chan error, 1)
 	stdout = &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.AdminPassword != "" {
+		// The first admin's password is temporary; these tests' admin has changed it.
+		cfg.started = func(a *app, _ *store.Store) {
+			if err := a.auth.SetPassword(ctx, "admin", cfg.AdminPassword, false); err != nil {
+				t.Errorf("settling the admin's password: %v", err)
+			}
+		}
+	}
 	go func() { errc <- serve(ctx, cfg, stdout, log, ready) }()
 	select {
 	case addr = <-ready:
@@ -84,8 +94,39 @@ func TestServeHealthAndGeneratedAdminPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("QIDO with the printed (temporary) password: %d, want 403 until it is changed", res.StatusCode)
+	}
+	// Signed in, the admin may do one thing: choose a new password.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	res, err = browser.Post("http://"+addr+"/api/login", "application/json", strings.NewReader(`{"username":"admin","password":"`+pw+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login struct {
+		CSRFToken string `json:"csrfToken"`
+	}
+	json.NewDecoder(res.Body).Decode(&login)
+	res.Body.Close()
+	change, _ := http.NewRequest("POST", "http://"+addr+"/api/session/password", strings.NewReader(`{"currentPassword":"`+pw+`","newPassword":"county-admin-2026"}`))
+	change.Header.Set("Content-Type", "application/json")
+	change.Header.Set("X-CSRF-Token", login.CSRFToken)
+	if res, err = browser.Do(change); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusNoContent {
+		t.Fatalf("changing the temporary password: %d", res.StatusCode)
+	}
+	pw = "county-admin-2026"
+	req.SetBasicAuth("admin", pw)
+	if res, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		t.Fatalf("QIDO with the printed password: %d", res.StatusCode)
+		t.Fatalf("QIDO with the changed password: %d", res.StatusCode)
 	}
 	req.SetBasicAuth("admin", pw+"x")
 	res, _ = http.DefaultClient.Do(req)
@@ -109,7 +150,7 @@ func TestServeHealthAndGeneratedAdminPassword(t *testing.T) {
 func TestServeTLSWithHSTS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := selfSigned(t, dir)
-	addr, _, _ := startServer(t, Config{DataDir: dir, TLSCert: cert, TLSKey: key, AdminPassword: "pw"})
+	addr, _, _ := startServer(t, Config{DataDir: dir, TLSCert: cert, TLSKey: key, AdminPassword: "admin-pw-1"})
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	res, err := client.Get("https://" + addr + "/healthz")
 	if err != nil {
@@ -165,12 +206,12 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 // intact, then names the entry an intruder changed.
 func TestAuditTrailOfPatientAccess(t *testing.T) {
 	dir := t.TempDir()
-	addr, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "pw"})
+	addr, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "admin-pw-1"})
 	data := minimalInstance("1.2.826.0.1.55", "1.2.826.0.1.55.1", "1.2.826.0.1.55.1.1")
 	body := "--B\r\nContent-Type: application/dicom\r\n\r\n" + string(data) + "\r\n--B--\r\n"
 	req, _ := http.NewRequest("POST", "http://"+addr+"/dicom-web/studies", strings.NewReader(body))
 	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=B`)
-	req.SetBasicAuth("admin", "pw")
+	req.SetBasicAuth("admin", "admin-pw-1")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +222,7 @@ func TestAuditTrailOfPatientAccess(t *testing.T) {
 	}
 	for range 3 { // three reads of one study within a minute: one entry
 		req, _ = http.NewRequest("GET", "http://"+addr+"/dicom-web/studies/1.2.826.0.1.55/metadata", nil)
-		req.SetBasicAuth("admin", "pw")
+		req.SetBasicAuth("admin", "admin-pw-1")
 		res, err = http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -283,7 +324,7 @@ func minimalInstance(study, series, sop string) []byte {
 func TestAdminCLI(t *testing.T) {
 	dir := t.TempDir()
 	// A first start creates the database and admin.
-	_, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "first-pw"})
+	_, _, stop := startServer(t, Config{DataDir: dir, AdminPassword: "first-password"})
 	stop()
 	cmd := func(stdin string, args ...string) (string, error) {
 		var out bytes.Buffer

@@ -255,9 +255,17 @@ func (s *Service) Bootstrap(ctx context.Context, password string) (generated str
 		password = randomString(15)
 		generated = password
 	}
-	// The operator chose this password (SANPING_ADMIN_PASSWORD): the length policy is theirs.
-	if _, err := s.addUser(ctx, NewUser{Username: "admin", DisplayName: "系统管理员", Roles: []string{RoleAdmin}}, password); err != nil {
+	if err := checkPasswordPolicy(password); err != nil {
+		return "", fmt.Errorf("the first admin's password (SANPING_ADMIN_PASSWORD): %w", err)
+	}
+	u, err := s.AddUser(ctx, NewUser{Username: "admin", DisplayName: "系统管理员", Roles: []string{RoleAdmin}}, password)
+	if err != nil {
 		return "", err
+	}
+	// Whether printed to a terminal or set in an environment file, the first password has been
+	// seen by more than its owner: it must be changed at the first login.
+	if _, err := s.db.ExecContext(ctx, `UPDATE users SET must_change_password = 1 WHERE pk = ?`, u.ID); err != nil {
+		return "", fmt.Errorf("marking the first admin's password temporary: %w", err)
 	}
 	return generated, nil
 }

@@ -59,8 +59,12 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || len(gen) < 16 {
 		t.Fatalf("generated password %q, %v", gen, err)
 	}
-	if _, err := s.login(context.Background(), "admin", gen, "test"); err != nil {
+	p, err := s.login(context.Background(), "admin", gen, "test")
+	if err != nil {
 		t.Fatalf("login with generated password: %v", err)
+	}
+	if !p.MustChangePassword {
+		t.Fatal("the generated password is not marked temporary")
 	}
 	again, err := s.Bootstrap(context.Background(), "other")
 	if err != nil || again != "" {
@@ -71,9 +75,25 @@ func TestBootstrap(t *testing.T) {
 	}
 }
 
+// TestBootstrapPasswordRule: the first admin's password from the environment follows the
+// password rule, and is temporary like a generated one.
+func TestBootstrapPasswordRule(t *testing.T) {
+	s := newService(t)
+	if _, err := s.Bootstrap(context.Background(), "a"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("SANPING_ADMIN_PASSWORD=a: %v", err)
+	}
+	if _, err := s.Bootstrap(context.Background(), "county-admin-2026"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.login(context.Background(), "admin", "county-admin-2026", "test")
+	if err != nil || !p.MustChangePassword {
+		t.Fatalf("login: %v, must change %v", err, p != nil && p.MustChangePassword)
+	}
+}
+
 func TestGuardBasic(t *testing.T) {
 	s := newService(t)
-	if _, err := s.Bootstrap(context.Background(), "pw"); err != nil {
+	if _, err := s.AddUser(context.Background(), NewUser{Username: "admin", Roles: []string{RoleAdmin}}, "admin-pw-1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.addUser(context.Background(), NewUser{Username: "village", Roles: []string{RoleAdmin}}, "pw2-long-enough"); err != nil {
@@ -99,10 +119,10 @@ func TestGuardBasic(t *testing.T) {
 	}{
 		{"no credentials", "/dicom-web/studies", "", "", false, http.StatusUnauthorized},
 		{"wrong password", "/dicom-web/studies", "admin", "nope", true, http.StatusUnauthorized},
-		{"unknown user", "/dicom-web/studies", "ghost", "pw", true, http.StatusUnauthorized},
-		{"admin", "/dicom-web/studies", "admin", "pw", true, http.StatusOK},
-		{"admin again (cached)", "/dicom-web/studies", "admin", "pw", true, http.StatusOK},
-		{"Basic is refused outside DICOMweb", "/api/users", "admin", "pw", true, http.StatusUnauthorized},
+		{"unknown user", "/dicom-web/studies", "ghost", "admin-pw-1", true, http.StatusUnauthorized},
+		{"admin", "/dicom-web/studies", "admin", "admin-pw-1", true, http.StatusOK},
+		{"admin again (cached)", "/dicom-web/studies", "admin", "admin-pw-1", true, http.StatusOK},
+		{"Basic is refused outside DICOMweb", "/api/users", "admin", "admin-pw-1", true, http.StatusUnauthorized},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -129,7 +149,7 @@ func TestGuardBasic(t *testing.T) {
 // credentials are all answered, from one password check.
 func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 	s := newService(t)
-	if _, err := s.Bootstrap(context.Background(), "pw"); err != nil {
+	if _, err := s.AddUser(context.Background(), NewUser{Username: "admin", Roles: []string{RoleAdmin}}, "admin-pw-1"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -141,7 +161,7 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 			defer wg.Done()
 			<-start // all eight before the first check can finish (~40 ms)
 			req := httptest.NewRequest("GET", "/", nil)
-			req.SetBasicAuth("admin", "pw")
+			req.SetBasicAuth("admin", "admin-pw-1")
 			_, err := s.Authenticate(req, true)
 			errs <- err
 		}()
@@ -165,7 +185,7 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 func TestLockout(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
-	if _, err := s.Bootstrap(ctx, "right"); err != nil {
+	if _, err := s.AddUser(ctx, NewUser{Username: "admin", Roles: []string{RoleAdmin}}, "right-password"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= maxFailedLogins; i++ {
@@ -177,14 +197,14 @@ func TestLockout(t *testing.T) {
 			t.Fatalf("failure %d did not lock: %v", i, err)
 		}
 	}
-	if _, err := s.login(ctx, "admin", "right", "test"); !errors.Is(err, ErrLocked) {
+	if _, err := s.login(ctx, "admin", "right-password", "test"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("locked account accepted the right password: %v", err)
 	}
 	// The lock runs out: the right password works again and the count starts afresh.
 	if _, err := s.db.Exec(`UPDATE users SET locked_until = ? WHERE username = 'admin'`, time.Now().Add(-time.Second).UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.login(ctx, "admin", "right", "test"); err != nil {
+	if _, err := s.login(ctx, "admin", "right-password", "test"); err != nil {
 		t.Fatalf("after the lock expired: %v", err)
 	}
 	for i := 1; i < maxFailedLogins; i++ {
@@ -194,13 +214,13 @@ func TestLockout(t *testing.T) {
 	}
 	// An admin unlocks.
 	s.login(ctx, "admin", "wrong", "test")
-	if _, err := s.login(ctx, "admin", "right", "test"); !errors.Is(err, ErrLocked) {
+	if _, err := s.login(ctx, "admin", "right-password", "test"); !errors.Is(err, ErrLocked) {
 		t.Fatalf("not locked after %d more failures: %v", maxFailedLogins, err)
 	}
 	if err := s.Unlock(ctx, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.login(ctx, "admin", "right", "test"); err != nil {
+	if _, err := s.login(ctx, "admin", "right-password", "test"); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 	if err := s.Unlock(ctx, "nobody"); err == nil {

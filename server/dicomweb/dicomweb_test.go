@@ -51,7 +51,7 @@ func newEnv(t testing.TB, maxBody int64) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := au.Bootstrap(ctx, adminPassword); err != nil {
+	if _, err := au.AddUser(ctx, auth.NewUser{Username: "admin", Roles: []string{auth.RoleAdmin}}, adminPassword); err != nil {
 		t.Fatal(err)
 	}
 	dw := dicomweb.New(dicomweb.Config{Store: st, Base: base, MaxRequestBody: maxBody, Logger: quiet()})

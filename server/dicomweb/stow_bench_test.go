@@ -37,7 +37,7 @@ func BenchmarkSTOWSmall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := au.Bootstrap(context.Background(), "bench-password"); err != nil {
+	if _, err := au.AddUser(context.Background(), auth.NewUser{Username: "admin", Roles: []string{auth.RoleAdmin}}, "bench-password"); err != nil {
 		b.Fatal(err)
 	}
 	mux := http.NewServeMux()

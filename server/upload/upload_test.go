@@ -50,7 +50,7 @@ func newFixture(tb testing.TB) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := as.Bootstrap(ctx, "admin-password"); err != nil {
+	if _, err := as.AddUser(ctx, auth.NewUser{Username: "admin", Roles: []string{auth.RoleAdmin}}, "admin-password"); err != nil {
 		tb.Fatal(err)
 	}
 	trail, err := audit.Open(ctx, st.DB(), nil)

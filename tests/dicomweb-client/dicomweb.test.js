@@ -26,7 +26,10 @@ const { DICOMwebClient } = dicomweb.api;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
 const PASSWORD = 'conformance-' + randomUUID().slice(0, 8);
-const AUTH = 'Basic ' + Buffer.from(`admin:${PASSWORD}`).toString('base64');
+// The suite's own admin account, made with the CLI before the first start (the bootstrap
+// admin's password is temporary until changed, which a DICOMweb client cannot do).
+const USER = 'conformance';
+const AUTH = 'Basic ' + Buffer.from(`${USER}:${PASSWORD}`).toString('base64');
 
 const TS = {
   implicitLE: '1.2.840.10008.1.2',
@@ -373,8 +376,9 @@ async function startServer() {
   port = await freePort();
   const dataDir = path.join(tmp, 'data');
   fs.mkdirSync(dataDir);
+  run(bin, ['user', 'add', '-data', dataDir, '-roles', 'admin', '-name', 'DICOMweb conformance', USER],
+    { input: PASSWORD + '\n', stdio: ['pipe', 'pipe', 'pipe'] });
   server = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-data', dataDir, '-media-udp=', '-media-tcp=', '-turn='], {
-    env: { ...process.env, SANPING_ADMIN_PASSWORD: PASSWORD },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const keep = (d) => {
@@ -497,7 +501,7 @@ test('STOW-RS: a request with nothing storable is 409', T, async () => {
 test('without credentials the service answers 401', T, async () => {
   const anon = newClient({});
   await rejects(() => anon.searchForStudies(), 401, 'QIDO without Authorization');
-  await rejects(() => newClient({ Authorization: 'Basic ' + Buffer.from('admin:wrong').toString('base64') })
+  await rejects(() => newClient({ Authorization: 'Basic ' + Buffer.from(`${USER}:wrong`).toString('base64') })
     .searchForStudies(), 401, 'QIDO with a wrong password');
 });
 
