@@ -43,7 +43,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) {
 	}
 	p, csrf, err := s.auth.Login(w, r, in.Username, in.Password)
 	if err != nil {
-		if errors.Is(err, auth.ErrLocked) || errors.Is(err, auth.ErrRateLimited) || !errors.Is(err, auth.ErrUnauthenticated) {
+		if errors.Is(err, auth.ErrLocked) || errors.Is(err, auth.ErrThrottled) || errors.Is(err, auth.ErrRateLimited) || !errors.Is(err, auth.ErrUnauthenticated) {
 			s.auth.WriteError(w, r, err, false)
 			return
 		}

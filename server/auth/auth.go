@@ -95,10 +95,13 @@ func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 var (
 	ErrUnauthenticated = errors.New("authentication required")
 	ErrForbidden       = errors.New("not allowed")
-	// ErrLocked: the account is locked after repeated failed logins; ErrLockedNow: this
-	// failure locked it. Both are ErrUnauthenticated to callers that only ask that.
-	ErrLocked    = fmt.Errorf("%w: account locked after %d failed logins", ErrUnauthenticated, maxFailedLogins)
-	ErrLockedNow = fmt.Errorf("%w: too many failed logins", ErrLocked)
+	// ErrLocked: an administrator locked the account (told only to the right password).
+	// ErrThrottled: this name from this source failed too often and is held back for a
+	// while, whether or not the account exists; ErrThrottledNow: this failure did it. All are
+	// ErrUnauthenticated to callers that only ask that.
+	ErrLocked       = fmt.Errorf("%w: the account is locked; an administrator can unlock it", ErrUnauthenticated)
+	ErrThrottled    = fmt.Errorf("%w: too many failed sign-ins for this account from this address; try again in %d minutes", ErrUnauthenticated, int(lockDuration/time.Minute))
+	ErrThrottledNow = fmt.Errorf("%w (this attempt)", ErrThrottled)
 	// ErrHidden: the object does not exist for this caller (answered 404, never 403, so
 	// another institution's patient data is not confirmed to exist).
 	ErrHidden   = errors.New("not found")
@@ -125,6 +128,8 @@ type Service struct {
 	trail  *audit.Log
 	// limiter bounds password attempts per client IP (accounts have their own lockout).
 	limiter *ipLimiter
+	// failures holds back a name from a source after repeated failures.
+	failures *failureLock
 	// secureCookies marks session cookies Secure (set when the server runs TLS).
 	secureCookies bool
 	// dummyHash is checked against for an unknown username, so a login costs the same whether
@@ -216,7 +221,8 @@ var userColumns = []string{
 	"updated_at INTEGER NOT NULL DEFAULT 0",
 }
 
-// Lockout policy: this many failed logins in a row lock an account for lockDuration.
+// Failed sign-ins: this many of one name from one source within lockDuration hold that
+// combination back for lockDuration (failureLock).
 const (
 	maxFailedLogins = 5
 	lockDuration    = 30 * time.Minute
@@ -238,7 +244,7 @@ func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
 	if _, err := db.ExecContext(ctx, sessionSchema+tokenSchema); err != nil {
 		return nil, fmt.Errorf("creating session and token tables: %w", err)
 	}
-	return &Service{db: db, log: log, now: time.Now, cache: map[[32]byte]cachedCredential{}, limiter: newIPLimiter()}, nil
+	return &Service{db: db, log: log, now: time.Now, cache: map[[32]byte]cachedCredential{}, limiter: newIPLimiter(), failures: newFailureLock()}, nil
 }
 
 // Bootstrap creates user admin on an empty database. The password is the given one, or a

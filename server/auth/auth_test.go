@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -59,7 +60,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || len(gen) < 16 {
 		t.Fatalf("generated password %q, %v", gen, err)
 	}
-	p, err := s.login(context.Background(), "admin", gen, "test")
+	p, err := s.login(context.Background(), "admin", gen, "test", "192.0.2.1")
 	if err != nil {
 		t.Fatalf("login with generated password: %v", err)
 	}
@@ -70,7 +71,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || again != "" {
 		t.Fatalf("second bootstrap: %q %v", again, err)
 	}
-	if _, err := s.login(context.Background(), "admin", "other", "test"); err == nil {
+	if _, err := s.login(context.Background(), "admin", "other", "test", "192.0.2.1"); err == nil {
 		t.Fatal("second bootstrap changed the password")
 	}
 }
@@ -85,7 +86,7 @@ func TestBootstrapPasswordRule(t *testing.T) {
 	if _, err := s.Bootstrap(context.Background(), "county-admin-2026"); err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.login(context.Background(), "admin", "county-admin-2026", "test")
+	p, err := s.login(context.Background(), "admin", "county-admin-2026", "test", "192.0.2.1")
 	if err != nil || !p.MustChangePassword {
 		t.Fatalf("login: %v, must change %v", err, p != nil && p.MustChangePassword)
 	}
@@ -182,49 +183,69 @@ func TestConcurrentFirstLoginsShareOneCheck(t *testing.T) {
 	}
 }
 
-func TestLockout(t *testing.T) {
+// TestFailedSignInsHoldBackOneSource: five wrong passwords hold back that account from that
+// address only, with the same answers for an account that does not exist; the real user at
+// another address signs in; the hold runs out, or an administrator's unlock ends it. An
+// administrator's lock is told only to the right password.
+func TestFailedSignInsHoldBackOneSource(t *testing.T) {
 	s := newService(t)
 	ctx := context.Background()
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
 	if _, err := s.AddUser(ctx, NewUser{Username: "admin", Roles: []string{RoleAdmin}}, "right-password"); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i <= maxFailedLogins; i++ {
-		_, err := s.login(ctx, "admin", "wrong", "test")
-		if i < maxFailedLogins && (!errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrLocked)) {
-			t.Fatalf("failure %d: %v", i, err)
+	const attacker, office = "198.51.100.7", "192.0.2.1"
+	answers := func(name string) []string {
+		var got []string
+		for range maxFailedLogins + 1 {
+			_, err := s.login(ctx, name, "wrong", "test", attacker)
+			got = append(got, fmt.Sprint(err))
 		}
-		if i == maxFailedLogins && !errors.Is(err, ErrLockedNow) {
-			t.Fatalf("failure %d did not lock: %v", i, err)
-		}
+		_, err := s.login(ctx, name, "right-password", "test", attacker)
+		return append(got, fmt.Sprint(err))
 	}
-	if _, err := s.login(ctx, "admin", "right-password", "test"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("locked account accepted the right password: %v", err)
-	}
-	// The lock runs out: the right password works again and the count starts afresh.
-	if _, err := s.db.Exec(`UPDATE users SET locked_until = ? WHERE username = 'admin'`, time.Now().Add(-time.Second).UnixMilli()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.login(ctx, "admin", "right-password", "test"); err != nil {
-		t.Fatalf("after the lock expired: %v", err)
-	}
-	for i := 1; i < maxFailedLogins; i++ {
-		if _, err := s.login(ctx, "admin", "wrong", "test"); errors.Is(err, ErrLocked) {
-			t.Fatalf("locked again after %d failures", i)
+	known, unknown := answers("admin"), answers("ghost")
+	for i := range known {
+		want := strings.ReplaceAll(known[i], "admin", "ghost")
+		if unknown[i] != want {
+			t.Errorf("attempt %d: a known account answers %q, an unknown one %q", i+1, known[i], unknown[i])
 		}
 	}
-	// An admin unlocks.
-	s.login(ctx, "admin", "wrong", "test")
-	if _, err := s.login(ctx, "admin", "right-password", "test"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("not locked after %d more failures: %v", maxFailedLogins, err)
+	if !strings.Contains(known[maxFailedLogins-1], ErrThrottled.Error()) || !strings.Contains(known[maxFailedLogins+1], ErrThrottled.Error()) {
+		t.Fatalf("not held back after %d failures: %q", maxFailedLogins, known)
+	}
+	// The real admin, at the county office, is not locked out.
+	if _, err := s.login(ctx, "admin", "right-password", "test", office); err != nil {
+		t.Fatalf("the admin at another address: %v", err)
+	}
+	// The hold runs out.
+	clock = clock.Add(lockDuration + time.Second)
+	if _, err := s.login(ctx, "admin", "right-password", "test", attacker); err != nil {
+		t.Fatalf("after the hold: %v", err)
+	}
+	// An administrator's unlock ends a hold at once.
+	for range maxFailedLogins {
+		s.login(ctx, "admin", "wrong", "test", attacker)
 	}
 	if err := s.Unlock(ctx, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.login(ctx, "admin", "right-password", "test"); err != nil {
+	if _, err := s.login(ctx, "admin", "right-password", "test", attacker); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
 	if err := s.Unlock(ctx, "nobody"); err == nil {
 		t.Fatal("unlocking an unknown user succeeded")
+	}
+	// An administrator's lock: a wrong password answers as for anyone, the right one is told.
+	if err := s.Lock(ctx, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.login(ctx, "admin", "wrong", "test", office); errors.Is(err, ErrLocked) {
+		t.Fatal("a wrong password learned that the account is locked")
+	}
+	if _, err := s.login(ctx, "admin", "right-password", "test", office); !errors.Is(err, ErrLocked) {
+		t.Fatalf("a locked account with the right password: %v", err)
 	}
 }
 
@@ -236,7 +257,7 @@ func TestDummyHashIsLazy(t *testing.T) {
 	if s.dummy != "" {
 		t.Fatal("the dummy hash was made before any login")
 	}
-	if _, err := s.login(context.Background(), "nobody", "whatever", "test"); !errors.Is(err, ErrUnauthenticated) {
+	if _, err := s.login(context.Background(), "nobody", "whatever", "test", "192.0.2.1"); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("unknown user: %v", err)
 	}
 	if !strings.HasPrefix(s.dummy, "$argon2id$") {

@@ -91,8 +91,11 @@ func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error, 
 	case errors.Is(err, ErrRateLimited):
 		w.Header().Set("Retry-After", strconv.Itoa(int(loginEvery/time.Second)+1))
 		WriteProblem(w, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, ErrThrottled):
+		w.Header().Set("Retry-After", strconv.Itoa(int(lockDuration/time.Second)))
+		WriteProblem(w, http.StatusTooManyRequests, ErrThrottled.Error())
 	case errors.Is(err, ErrLocked):
-		WriteProblem(w, http.StatusUnauthorized, "account locked after repeated failed logins; an administrator can unlock it")
+		WriteProblem(w, http.StatusForbidden, "the account is locked; an administrator can unlock it")
 	case errors.Is(err, ErrUnauthenticated):
 		if basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="Sanping", charset="UTF-8"`)
@@ -181,7 +184,7 @@ func (s *Service) basicPrincipal(r *http.Request) (*Principal, error) {
 		if !s.limiter.allow(ClientIP(r), s.now()) {
 			return nil, ErrRateLimited
 		}
-		p, err := s.login(context.WithoutCancel(r.Context()), user, pass, "basic")
+		p, err := s.login(context.WithoutCancel(r.Context()), user, pass, "basic", ClientIP(r))
 		if err != nil {
 			s.auditLoginError(r, user, "basic", err)
 			return nil, err

@@ -63,7 +63,7 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request, username, passwo
 		s.auditLogin(r, username, "login.ratelimited", "denied", "session", nil)
 		return nil, "", ErrRateLimited
 	}
-	p, err := s.login(r.Context(), username, password, "session")
+	p, err := s.login(r.Context(), username, password, "session", ip)
 	if err != nil {
 		s.auditLoginError(r, username, "session", err)
 		return nil, "", err
@@ -82,8 +82,10 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request, username, passwo
 
 func (s *Service) auditLoginError(r *http.Request, user, method string, err error) {
 	switch {
-	case errors.Is(err, ErrLockedNow):
+	case errors.Is(err, ErrThrottledNow):
 		s.auditLogin(r, user, "login.lockout", "failure", method, nil)
+	case errors.Is(err, ErrThrottled):
+		s.auditLogin(r, user, "login.held", "denied", method, nil)
 	case errors.Is(err, ErrLocked):
 		s.auditLogin(r, user, "login.locked", "denied", method, nil)
 	case errors.Is(err, ErrUnauthenticated):

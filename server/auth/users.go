@@ -272,49 +272,36 @@ func (s *Service) UpdateUser(ctx context.Context, id int64, u NewUser) (*User, e
 	return s.User(ctx, id)
 }
 
-// login checks a username and password, counting failures and locking the account after
-// maxFailedLogins in a row.
-func (s *Service) login(ctx context.Context, username, password, method string) (*Principal, error) {
+// login checks a username and password from source (the client's address, or "reauth").
+// After maxFailedLogins failures of one name from one source within lockDuration, that
+// combination is held back (ErrThrottled) for lockDuration, whether or not the name exists:
+// the answer is the same for both. An account an administrator locked answers ErrLocked, but
+// only to the right password, so the lock tells a guesser nothing either.
+func (s *Service) login(ctx context.Context, username, password, method, source string) (*Principal, error) {
+	now := s.now()
+	if s.failures.held(username, source, now) {
+		return nil, ErrThrottled
+	}
 	var pk, lockedUntil int64
-	var failed int
 	var hash string
-	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, failed_logins, locked_until FROM users WHERE username = ?`,
-		username).Scan(&pk, &hash, &failed, &lockedUntil)
+	err := s.db.QueryRowContext(ctx, `SELECT pk, password_hash, locked_until FROM users WHERE username = ?`,
+		username).Scan(&pk, &hash, &lockedUntil)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("looking up user: %w", err)
+	}
 	s.passwordChecks.Add(1)
 	if errors.Is(err, sql.ErrNoRows) {
 		CheckPassword(s.dummyHash(), password) // same work whether or not the user exists
+	}
+	if errors.Is(err, sql.ErrNoRows) || !CheckPassword(hash, password) {
+		if s.failures.fail(username, source, now) {
+			return nil, ErrThrottledNow
+		}
 		return nil, ErrUnauthenticated
 	}
-	if err != nil {
-		return nil, fmt.Errorf("looking up user: %w", err)
-	}
-	now := s.now()
+	s.failures.succeed(username, source)
 	if lockedUntil > now.UnixMilli() {
 		return nil, ErrLocked
-	}
-	if !CheckPassword(hash, password) {
-		// The count and the lock are one statement, so concurrent guesses cannot slip past it.
-		var failed int
-		// After an expired lock the count starts again.
-		const next = `CASE WHEN locked_until > 0 AND locked_until <= :now THEN 1 ELSE failed_logins + 1 END`
-		err := s.db.QueryRowContext(ctx, `UPDATE users SET failed_logins = `+next+`,
-			locked_until = CASE WHEN `+next+` >= :max THEN :until ELSE 0 END
-			WHERE pk = :pk RETURNING failed_logins`,
-			sql.Named("now", now.UnixMilli()), sql.Named("max", maxFailedLogins),
-			sql.Named("until", now.Add(lockDuration).UnixMilli()), sql.Named("pk", pk)).Scan(&failed)
-		if err != nil {
-			return nil, fmt.Errorf("counting failed login: %w", err)
-		}
-		if failed >= maxFailedLogins {
-			s.forgetUser(pk)
-			return nil, ErrLockedNow
-		}
-		return nil, ErrUnauthenticated
-	}
-	if failed > 0 || lockedUntil > 0 {
-		if _, err := s.db.ExecContext(ctx, `UPDATE users SET failed_logins = 0, locked_until = 0 WHERE pk = ?`, pk); err != nil {
-			return nil, fmt.Errorf("resetting failed logins: %w", err)
-		}
 	}
 	return s.principal(ctx, pk, method)
 }
@@ -342,13 +329,13 @@ func (s *Service) principal(ctx context.Context, pk int64, method string) (*Prin
 }
 
 // VerifyPassword re-checks a signed-in user's password (signing a report asks for it again).
-// Failures count towards the lockout like failed logins.
+// Failures are held back like failed logins, under the source "reauth".
 func (s *Service) VerifyPassword(ctx context.Context, userID int64, password string) error {
 	var username string
 	if err := s.db.QueryRowContext(ctx, `SELECT username FROM users WHERE pk = ?`, userID).Scan(&username); err != nil {
 		return ErrUnauthenticated
 	}
-	_, err := s.login(ctx, username, password, "reauth")
+	_, err := s.login(ctx, username, password, "reauth", "reauth")
 	return err
 }
 
@@ -397,8 +384,9 @@ func (s *Service) ChangePassword(ctx context.Context, userID int64, current, nex
 	return nil
 }
 
-// Unlock clears a lockout.
+// Unlock clears an administrator's lock and any hold after failed sign-ins.
 func (s *Service) Unlock(ctx context.Context, username string) error {
+	s.failures.clear(username)
 	res, err := s.db.ExecContext(ctx, `UPDATE users SET failed_logins = 0, locked_until = 0 WHERE username = ?`, username)
 	if err != nil {
 		return fmt.Errorf("unlocking %s: %w", username, err)
