@@ -286,3 +286,41 @@ func TestLiveHostileClients(t *testing.T) {
 		t.Fatal("the room stopped applying the driver's ops")
 	}
 }
+
+// TestLiveSubscribersJoinTogether: many subscribers join a room with a publisher at the same
+// moment, through the server's websocket; each is offered the publisher's tracks, answers,
+// and receives its video. (An offer made before a new participant's websocket queue existed
+// was lost, and the subscriber stayed without media.)
+func TestLiveSubscribersJoinTogether(t *testing.T) {
+	const n = 16
+	f := newAuthzFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	id := f.consultation(false, "live")
+	clinic := f.join(ctx, t, f.users["clinic"], id, true)
+	subs := make([]*live.Participant, n)
+	errs := make(chan error, n)
+	hdr := f.header(f.users["admin"])
+	for i := range n {
+		go func() {
+			p, err := live.Join(ctx, live.Config{URL: f.liveURL(id), Header: hdr, Name: fmt.Sprint("viewer ", i)})
+			subs[i] = p
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range subs {
+		t.Cleanup(func() { p.Close() })
+	}
+	for i, p := range subs {
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := p.WaitFrames(wctx, clinic.ID(), 5); err != nil {
+			t.Fatalf("subscriber %d of %d joining together got no video: %v (%+v)", i+1, n, err, p.Stats())
+		}
+		wcancel()
+	}
+}

@@ -3,13 +3,13 @@ package live
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -34,10 +34,13 @@ const (
 func newAPI(cfg Config, log *slog.Logger, loopback bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	// No RTX: pion reads an RTX repair stream through interceptors of its own, so its NACK
+	// generator never sees a packet repaired over RTX and asks for it again up to its limit.
+	// Retransmissions on the media SSRC (RFC 4585) are seen, and the SFU sends those to a
+	// receiver that does not take RTX.
 	video := func(mime, fmtp string, pt webrtc.PayloadType) []webrtc.RTPCodecParameters {
 		return []webrtc.RTPCodecParameters{
 			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: fb}, PayloadType: pt},
-			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=" + strconv.Itoa(int(pt))}, PayloadType: pt + 1},
 		}
 	}
 	var codecs []webrtc.RTPCodecParameters
@@ -53,10 +56,15 @@ func newAPI(cfg Config, log *slog.Logger, loopback bool) (*webrtc.API, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	// A missing packet is asked for every 100 ms up to 10 times (libwebrtc's kMaxNackRetries),
+	// which covers three repair rounds at a 300 ms 4G round trip.
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir, webrtc.WithNackGeneratorOptions(nack.GeneratorMaxNacksPerPacket(10))); err != nil {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory{Log: log, Quiet: true}}
+	// SRTP's replay window is 64 packets by default: a repair arriving a round trip late on a
+	// fast stream falls out of it and is dropped as a replay. libwebrtc keeps 1024.
+	se.SetSRTPReplayProtectionWindow(1024)
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 	} else if loopback {

@@ -136,6 +136,9 @@ type clientOptions struct {
 	record    bool   // PeerOptions.Record
 	whip      bool   // publish through SFU.WHIP (no sub connection, no trickle)
 
+	// noRTX: the client does not take RTX (client/live does not), so repairs come on the
+	// media SSRC where pion's NACK generator sees them, as Chrome sees RTX repairs.
+	noRTX bool
 	// dropOffers: the first this many sub offers are lost on the way (a dropped websocket).
 	dropOffers int32
 
@@ -206,7 +209,23 @@ type rxPacket struct {
 func newClientAPI(t testing.TB, o clientOptions, onBWE func(cc.BandwidthEstimator)) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	if o.noRTX {
+		// As client/live: pion's NACK generator cannot see repairs that come over RTX.
+		fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+		for _, c := range []webrtc.RTPCodecParameters{
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96},
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: fb,
+				SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102},
+		} {
+			if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
 	reg := &interceptor.Registry{}

@@ -94,10 +94,23 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.mu.Unlock()
 	d.ssrcOut.Store(uint32(ctx.SSRC()))
 	if d.video {
-		// A new subscriber can decode nothing before a keyframe.
+		// A new subscriber can decode nothing before a keyframe. Asked for once here, so that
+		// on a new connection it is on its way as DTLS completes, and again when the
+		// connection comes up (Peer.requestKeyframes) if the first came too early.
 		go d.up.requestKeyframe(target)
 	}
 	return c, nil
+}
+
+// ready reports whether what is forwarded reaches the subscriber: its answer bound the track
+// and its connection is up. Keyframes are asked for only on behalf of such a subscriber.
+func (d *downTrack) ready() bool {
+	if !d.sub.subConnected.Load() {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.bound && !d.closed
 }
 
 // Unbind is called by pion when the sender stops.
@@ -189,10 +202,12 @@ func (d *downTrack) write(h *rtp.Header, payload []byte) bool {
 		// pion drops packets silently until the connection's DTLS handshake has given it
 		// SRTP keys. A video subscriber that has received nothing yet must then start again
 		// from a keyframe, or it would begin mid-frame.
+		// Its keyframe is asked for once the connection is up (Peer.requestKeyframes), not
+		// here for every packet: a subscriber whose connection never comes up must not make
+		// the publisher send keyframes to the whole room.
 		if d.video && !d.delivered {
 			d.current = -1
 			d.started = false
-			d.up.requestKeyframe(d.target)
 		}
 		return false
 	}

@@ -191,8 +191,11 @@ func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*
 		ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
 		reg.Add(rtxPacerFactory{ccf})
 		reg.Add(&countingFactory{s: s})
-		reg.Add(twccSeqFactory{})
-		reg.Add(nackResponderFactory{retransmits: &s.stats.retransmits, now: s.nanotime})
+		// One log per connection of what went out under each transport-wide sequence number,
+		// written by the sequencer and read by the responder on TWCC feedback.
+		sent := &transportLog{}
+		reg.Add(twccSeqFactory{log: sent})
+		reg.Add(nackResponderFactory{retransmits: &s.stats.retransmits, now: s.nanotime, log: sent})
 		sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
 		if err != nil {
 			return nil, err
@@ -365,15 +368,16 @@ func nackCount(n *rtcp.TransportLayerNack) int {
 // twccSeqFactory adds transport-wide sequence numbers (the TWCC header extension) to every
 // packet a subscriber's connection sends, like pion's HeaderExtensionInterceptor but writing
 // the two bytes into a per-stream buffer instead of allocating them per packet.
-type twccSeqFactory struct{}
+type twccSeqFactory struct{ log *transportLog }
 
-func (twccSeqFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccSeq{}, nil
+func (f twccSeqFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &twccSeq{log: f.log}, nil
 }
 
 type twccSeq struct {
 	interceptor.NoOp
 	next atomic.Uint32
+	log  *transportLog // nil: not kept
 }
 
 func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
@@ -389,8 +393,18 @@ func (t *twccSeq) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RT
 	// Originals (nil attributes) are serialized by the down-track, retransmissions (the
 	// responder's attributes) by the responder: each kind has its buffer.
 	var buf, rbuf [2]byte
+	media, rtx := info.SSRC, info.SSRCRetransmission
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		seq := uint16(t.next.Add(1) - 1)
+		if t.log != nil {
+			switch {
+			case h.SSRC == media:
+				t.log.record(seq, media, h.SequenceNumber)
+			case rtx != 0 && h.SSRC == rtx && len(payload) >= 2:
+				// RFC 4588 4: the original sequence number leads an RTX payload.
+				t.log.record(seq, media, uint16(payload[0])<<8|uint16(payload[1]))
+			}
+		}
 		b := buf[:]
 		if a != nil {
 			b = rbuf[:]

@@ -18,8 +18,10 @@ const (
 	// negotiationDelay gathers track changes that come together (a new publisher's audio and
 	// video) into one sub offer.
 	negotiationDelay = 30 * time.Millisecond
-	// offerTimeout: a sub offer unanswered this long is rolled back and made again.
-	offerTimeout = 15 * time.Second
+	// offerTimeout: a sub offer unanswered this long is sent again. An answer
+	// takes one round trip (300 ms on a bad 4G link) plus the client's work; an offer lost on
+	// the way (a dropped websocket) must not leave a subscriber without media for long.
+	offerTimeout = 3 * time.Second
 	// tcpQueueSize is a TCP subscriber's send queue, in packets (~0.5 s of 4 Mbit/s).
 	tcpQueueSize = 256
 )
@@ -41,6 +43,8 @@ type Peer struct {
 	// maxBitrate caps the estimate used for layer choice (0 = none).
 	maxBitrate atomic.Int64
 	queue      atomic.Pointer[sendQueue] // set while the sub connection runs over TCP
+	// subConnected: the sub connection is up (ICE and DTLS), so forwarded packets reach it.
+	subConnected atomic.Bool
 
 	sendMu sync.Mutex
 	send   func(protocol.Signal)
@@ -51,8 +55,9 @@ type Peer struct {
 	negMu       sync.Mutex // serializes SDP work on both connections; guards the fields below
 	offering    bool       // a sub offer awaits its answer
 	offerAt     time.Time
-	pending     bool // tracks changed while offering: offer again after the answer
-	restart     bool // the next sub offer restarts ICE
+	offerSig    protocol.Signal // that offer, to send again
+	pending     bool            // tracks changed while offering: offer again after the answer
+	restart     bool            // the next sub offer restarts ICE
 	pendingCand map[string][]webrtc.ICECandidateInit
 	negC        chan struct{}
 
@@ -126,6 +131,13 @@ func (p *Peer) watch(pc *webrtc.PeerConnection, name string) {
 			webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		default:
 			return
+		}
+		if name == pcSubscribe {
+			p.subConnected.Store(st == webrtc.PeerConnectionStateConnected)
+			if st == webrtc.PeerConnectionStateConnected {
+				// SRTP keys at last: what it receives can start, from a keyframe.
+				go p.requestKeyframes()
+			}
 		}
 		p.s.emit(Event{Room: p.roomID, Peer: p.id, Kind: EventState, PC: name, Detail: st.String()})
 		if st == webrtc.PeerConnectionStateFailed && name == pcSubscribe && !p.isClosed() {
@@ -267,11 +279,13 @@ func (p *Peer) Signal(sig protocol.Signal) error {
 		p.negMu.Lock()
 		p.restart = true
 		if p.offering {
-			// The client dropped the offer it had: take ours back and make a new one.
-			if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-				p.log.Warn("sub rollback", "err", err)
-			}
-			p.offering = false
+			// The client dropped the offer it had. pion cannot take back a local offer (no
+			// rollback from have-local-offer), so the same offer goes again, and the
+			// restarting one follows its answer.
+			p.pending = true
+			p.resendOfferLocked()
+			p.negMu.Unlock()
+			return nil
 		}
 		p.negMu.Unlock()
 		p.requestNegotiation()
@@ -434,15 +448,17 @@ func (p *Peer) offer() {
 		p.log.Warn("sub offer", "err", err)
 		return
 	}
-	p.enqueue(protocol.Signal{
+	sig := protocol.Signal{
 		PC:     pcSubscribe,
 		SDP:    &protocol.SessionDesc{Type: offer.Type.String(), SDP: offer.SDP},
 		Tracks: p.subTracks(),
-	})
+	}
+	p.enqueue(sig)
 	if err := p.sub.SetLocalDescription(offer); err != nil {
 		p.log.Warn("sub offer", "err", err)
 		return
 	}
+	p.offerSig = sig
 	p.restart = false
 	p.offering = true
 	p.offerAt = time.Now()
@@ -454,17 +470,26 @@ func (p *Peer) checkOffer(now time.Time) {
 		return
 	}
 	p.negMu.Lock()
-	stuck := p.offering && now.Sub(p.offerAt) > offerTimeout
-	if stuck {
-		if err := p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			p.log.Warn("sub rollback", "err", err)
-		}
-		p.offering = false
+	if p.offering && now.Sub(p.offerAt) > offerTimeout {
+		p.log.Info("sub offer unanswered: sending it again", "after", now.Sub(p.offerAt).Round(time.Millisecond))
+		p.resendOfferLocked()
 	}
 	p.negMu.Unlock()
-	if stuck {
-		p.requestNegotiation()
+}
+
+// resendOfferLocked sends the sub offer that awaits its answer once more. A client that lost
+// it answers it; one that answered already (its answer lost) is stable and answers it again,
+// unchanged. Taking it back instead is not possible: pion refuses a local rollback from
+// have-local-offer and a second local offer over the first. negMu is held.
+func (p *Peer) resendOfferLocked() {
+	p.offerAt = time.Now()
+	sig := p.offerSig
+	if pending := p.sub.PendingLocalDescription(); pending != nil && sig.SDP != nil {
+		// With the candidates gathered since: those trickled after the lost offer were lost
+		// with it.
+		sig.SDP = &protocol.SessionDesc{Type: sig.SDP.Type, SDP: pending.SDP}
 	}
+	p.enqueue(sig)
 }
 
 // subTracks describes, by track ID, what the sub connection carries.
@@ -574,7 +599,9 @@ func (p *Peer) subscribe(ut *upTrack) {
 		p.log.Warn("subscribe", "track", ut.id, "err", err)
 		return
 	}
-	if err := tr.SetCodecPreferences([]webrtc.RTPCodecParameters{{RTPCodecCapability: ut.codec.RTPCodecCapability}}); err != nil {
+	// The track's own codec only (a subscriber decodes what the publisher sends), with its
+	// RTX where the codec is video: pion drops RTX from an offer whose preferences lack it.
+	if err := tr.SetCodecPreferences(codecPreferences(ut.codec.RTPCodecCapability)); err != nil {
 		p.log.Debug("codec preferences", "track", ut.id, "err", err)
 	}
 	d.sender = tr.Sender()
@@ -702,6 +729,15 @@ func (p *Peer) onPair(name string, pair *webrtc.ICECandidatePair) {
 	p.mu.Unlock()
 	if changed {
 		p.s.emit(Event{Room: p.roomID, Peer: p.id, Kind: EventConnection, Connection: overall})
+	}
+}
+
+// requestKeyframes asks for a keyframe of every video layer this subscriber waits for.
+func (p *Peer) requestKeyframes() {
+	for _, d := range p.downList() {
+		if cur, target := d.layers(); d.video && target >= 0 && cur != target {
+			d.up.requestKeyframe(target)
+		}
 	}
 }
 

@@ -109,7 +109,9 @@ func TestRoom(t *testing.T) {
 	d.mu.Unlock()
 	for _, y := range all {
 		rt, _ := d.track(y.videoID())
-		if wait := rt.firstKeyAt.Sub(subUp); wait > time.Second {
+		wait := rt.firstKeyAt.Sub(subUp)
+		t.Logf("late joiner: %s's first keyframe %v after its sub connection came up", y.id, wait.Round(time.Millisecond))
+		if wait > time.Second {
 			t.Errorf("late joiner waited %v for %s's first keyframe", wait, y.id)
 		}
 		if !rt.firstKeyAt.Equal(rt.firstAt) {

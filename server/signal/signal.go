@@ -320,7 +320,11 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 		closeWith(conn, websocket.CloseTryAgainLater, "cannot join: "+err.Error())
 		return
 	}
-	se, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia)
+	// The connection's direct queue exists before the SFU can make an offer: a subscriber
+	// joining a room with publishers is offered their tracks at once, and an offer sent with
+	// nowhere to go was lost. What is queued goes out after the welcome.
+	direct := make(chan []byte, 256)
+	se, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia, direct)
 	if err != nil {
 		s.log.Error("live: connecting media failed", "consultation", c.ID, "err", err)
 		member.Leave()
@@ -338,10 +342,6 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 		member.Leave()
 		return
 	}
-	direct := make(chan []byte, 256)
-	se.mu.Lock()
-	se.out = direct
-	se.mu.Unlock()
 	done := make(chan closing, 1)
 	writerDone := make(chan struct{})
 	go func() {
@@ -522,7 +522,7 @@ func truncate(s string, n int) string {
 
 // attach finds or makes the participant's session and its SFU peer. keepMedia keeps the peer
 // of a resumed participant; otherwise a fresh one replaces it.
-func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool) (*session, error) {
+func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool, out chan []byte) (*session, error) {
 	key := sessionKey{c.ID, member.ID()}
 	s.mu.Lock()
 	se, ok := s.sessions[key]
@@ -534,6 +534,7 @@ func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.I
 	s.mu.Unlock()
 	se.mu.Lock()
 	defer se.mu.Unlock()
+	se.out = out
 	if se.peer != nil && keepMedia {
 		return se, nil
 	}
