@@ -41,9 +41,13 @@ type responderRig struct {
 }
 
 func newResponderRig(t *testing.T, rtxSSRC uint32, rtxPT uint8) *responderRig {
+	return newResponderRigLog(t, rtxSSRC, rtxPT, nil)
+}
+
+func newResponderRigLog(t *testing.T, rtxSSRC uint32, rtxPT uint8, log *transportLog) *responderRig {
 	t.Helper()
 	r := &responderRig{rtcpIn: make(chan []byte, 1)}
-	i, err := nackResponderFactory{retransmits: &r.count, now: func() int64 { return r.clock }}.NewInterceptor("")
+	i, err := nackResponderFactory{retransmits: &r.count, now: func() int64 { return r.clock }, log: log}.NewInterceptor("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,4 +257,67 @@ func TestRTXNegotiation(t *testing.T) {
 	if !strings.Contains(answer.SDP, "useinbandfec=1") || strings.Contains(answer.SDP, "rtx/") {
 		t.Errorf("publisher answer: want Opus FEC and no RTX:\n%s", answer.SDP)
 	}
+}
+
+// TestTWCCFeedbackResends: what a TWCC feedback reports missing before its last received packet
+// is resent at once, as a NACK for it would be; what it reports received is not resent on a
+// NACK sent before it arrived; and the hold keeps a NACK and a feedback for the same loss from
+// resending twice.
+func TestTWCCFeedbackResends(t *testing.T) {
+	log := &transportLog{}
+	r := newResponderRigLog(t, 0, 0, log)
+	r.send(t, 10) // media 0-9 under transport-wide 100-109
+	for i := range uint16(10) {
+		log.record(100+i, 1, i)
+	}
+	// 100-102 arrived, 103 and 105 did not, 104 and 106 did; 107-109 not reported yet.
+	fb := twccFeedback(100, 7, 5, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeOneBit,
+		SymbolList: []uint16{1, 1, 1, 0, 1, 0, 1}})
+	before := len(r.out.pkts)
+	r.rtcp(t, fb)
+	got := r.out.pkts[before:]
+	if len(got) != 2 || got[0].SequenceNumber != 3 || got[1].SequenceNumber != 5 {
+		t.Fatalf("feedback resent %v, want 3 and 5", seqsOf(got))
+	}
+	// The viewer's NACK for 3 crosses the repair: within the hold, nothing more.
+	if got := r.nack(t, 3); len(got) != 0 {
+		t.Fatalf("a NACK right after the feedback resent %v", seqsOf(got))
+	}
+	// Media 1 arrived (feedback above): a late NACK for it is not answered, even after the hold.
+	r.clock += int64(resendHold(rttUnknown))
+	if got := r.nack(t, 1); len(got) != 0 {
+		t.Fatalf("resent %v, which the feedback said arrived", seqsOf(got))
+	}
+	// A run-length feedback: 107 lost, 108 received.
+	r.rtcp(t, twccFeedback(107, 2, 1,
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketNotReceived, RunLength: 1},
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 1}))
+	if last := r.out.pkts[len(r.out.pkts)-1]; last.SequenceNumber != 7 {
+		t.Fatalf("run-length feedback resent %d, want 7", last.SequenceNumber)
+	}
+}
+
+func seqsOf(pkts []rtp.Packet) []uint16 {
+	var s []uint16
+	for _, p := range pkts {
+		s = append(s, p.SequenceNumber)
+	}
+	return s
+}
+
+// twccFeedback is a transport-wide feedback of count statuses from base, received of them
+// arrived (each with a small delta), as a receiver marshals it.
+func twccFeedback(base, count uint16, received int, chunks ...rtcp.PacketStatusChunk) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{
+		Header:             rtcp.Header{Count: rtcp.FormatTCC, Type: rtcp.TypeTransportSpecificFeedback},
+		MediaSSRC:          1,
+		BaseSequenceNumber: base,
+		PacketStatusCount:  count,
+		PacketChunks:       chunks,
+	}
+	for range received {
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 250})
+	}
+	fb.Header.Length = uint16(fb.MarshalSize()/4 - 1)
+	return fb
 }
