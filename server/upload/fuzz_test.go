@@ -31,7 +31,7 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte("hello"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := &readingStore{}
-		res, err := ingest(context.Background(), st, bytes.NewReader(data), "upload", "", store.Target{})
+		res, err := ingest(context.Background(), st, bytes.NewReader(data), "upload", "", store.Target{}, 4<<30)
 		if err != nil {
 			t.Fatal(err)
 		}

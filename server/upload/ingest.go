@@ -36,7 +36,7 @@ type Result = protocol.UploadResult
 // A member with a protocol.TarSHA256 record, and a single file when wantSHA256 is not empty, is
 // checked by the store against the hash it computes anyway (store.Target.SHA256): a mismatch
 // stores nothing, and the file fails alone.
-func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256 string, t store.Target) (*Result, error) {
+func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256 string, t store.Target, maxInstance int64) (*Result, error) {
 	res := &Result{Files: []FileResult{}}
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(512)
@@ -49,7 +49,7 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256
 		}
 		res.Add(f)
 	case len(head) >= 262 && string(head[257:262]) == "ustar":
-		if err := ingestTar(ctx, st, tar.NewReader(br), name, t, res); err != nil {
+		if err := ingestTar(ctx, st, tar.NewReader(br), name, t, maxInstance, res); err != nil {
 			return nil, err
 		}
 	default:
@@ -59,9 +59,29 @@ func ingest(ctx context.Context, st instanceStore, r io.Reader, name, wantSHA256
 	return res, nil
 }
 
+// memberProblem says why a tar member is not read at all, or "". Only regular files are
+// instances. A sparse member (GNU.sparse.* records, PAX format 0.0-1.0) is refused: Go's tar
+// reader expands its holes, so a few kilobytes of archive could make the store write and hash
+// gigabytes. Without sparse members a member's bytes are the archive's own, and its declared
+// size is checked against maxInstance before any is stored.
+func memberProblem(h *tar.Header, maxInstance int64) string {
+	if h.Typeflag != tar.TypeReg {
+		return "not a regular file"
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return "a sparse file: not accepted in a bundle"
+		}
+	}
+	if h.Size > maxInstance {
+		return fmt.Sprintf("%d bytes: larger than one instance may be (%d bytes)", h.Size, maxInstance)
+	}
+	return ""
+}
+
 // ingestTar ingests the members of a tar to its end, adding to res. A member with a
 // protocol.TarSHA256 record is checked by the store.
-func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name string, t store.Target, res *Result) error {
+func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name string, t store.Target, maxInstance int64, res *Result) error {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -71,12 +91,11 @@ func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name strin
 			res.Add(FileResult{Name: name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + err.Error()})
 			return nil
 		}
-		switch h.Typeflag {
-		case tar.TypeReg:
-		case tar.TypeDir:
+		if h.Typeflag == tar.TypeDir {
 			continue
-		default:
-			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "not a regular file"})
+		}
+		if why := memberProblem(h, maxInstance); why != "" {
+			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: why})
 			continue
 		}
 		member := &memberReader{r: tr}

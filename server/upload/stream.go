@@ -151,8 +151,8 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 		if err != nil {
 			break // cut short (or not a tar after all): the rest goes to the data file
 		}
-		if h.Typeflag != tar.TypeReg {
-			break // finish reports it, as for any upload
+		if memberProblem(h, s.cfg.MaxInstance) != "" {
+			break // finish reports it, as for any upload, and reads none of it
 		}
 		member := &memberReader{r: tr}
 		mt := t

@@ -46,6 +46,9 @@ type Config struct {
 	BasePath string
 	// MaxSize bounds one upload (default 8 GiB); a larger Upload-Length is answered 413.
 	MaxSize int64
+	// MaxInstance bounds one member of a tar bundle (default 4 GiB, the store's own limit):
+	// a larger one fails before a byte of it is stored.
+	MaxInstance int64
 	// Audit records the studies uploads touch (nil: not recorded).
 	Audit  *audit.Log
 	Logger *slog.Logger
@@ -126,6 +129,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxSize <= 0 {
 		cfg.MaxSize = 8 << 30
+	}
+	if cfg.MaxInstance <= 0 {
+		cfg.MaxInstance = 4 << 30
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -512,11 +518,11 @@ func (s *Service) finish(ctx context.Context, id string, p *auth.Principal) (*Re
 		}
 		if streamed.From < fi.Size() {
 			tr := tar.NewReader(bufio.NewReaderSize(io.NewSectionReader(f, streamed.From, fi.Size()-streamed.From), 64<<10))
-			if err := ingestTar(ctx, s.st, tr, name, t, res); err != nil {
+			if err := ingestTar(ctx, s.st, tr, name, t, s.cfg.MaxInstance, res); err != nil {
 				return nil, err
 			}
 		}
-	} else if res, err = ingest(ctx, s.st, f, name, sum, t); err != nil {
+	} else if res, err = ingest(ctx, s.st, f, name, sum, t, s.cfg.MaxInstance); err != nil {
 		return nil, err
 	}
 	res.Upload = id
