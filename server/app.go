@@ -106,7 +106,7 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 		return nil, err
 	}
 	cons.SetOnTransition(live.OnTransition)
-	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
+	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", PublicURL: cfg.PublicURL, MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
 	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Quality: func(ctx context.Context, id int64) (any, error) {
 		return live.Quality(ctx, id)
 	}})
@@ -123,7 +123,7 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	}
 	routes = append(routes, rest.Routes()...)
 	routes = append(routes, live.Routes()...)
-	up, err := upload.New(upload.Config{Store: st, Dir: filepath.Join(st.Dir(), "uploads"), BasePath: "/api/uploads/", MaxSize: cfg.MaxRequestBody, Audit: trail, Logger: log})
+	up, err := upload.New(upload.Config{Store: st, Dir: filepath.Join(st.Dir(), "uploads"), BasePath: "/api/uploads/", PublicURL: cfg.PublicURL, MaxSize: cfg.MaxRequestBody, Audit: trail, Logger: log})
 	if err != nil {
 		live.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,10 @@ type Config struct {
 	MaxRequestBody  int64
 	AdminPassword   string
 	CORSOrigins     []string
+	// PublicURL is where clients reach the server ("https://host[:port]"); when set, URLs in
+	// answers (upload Locations, DICOMweb RetrieveURL and BulkDataURI) are made from it
+	// instead of the request's Host header.
+	PublicURL string
 	// Live media: one UDP port and one TCP port (ICE-TCP) for all participants; "" picks
 	// ephemeral ports (tests). PublicIP is advertised to clients (the server's address as the
 	// clinics reach it, when it sits behind 1:1 NAT).
@@ -89,6 +94,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	fl.StringVar(&cfg.TLSKey, "tls-key", os.Getenv("SANPING_TLS_KEY"), "TLS private key file (PEM)")
 	fl.Int64Var(&cfg.MaxRequestBody, "max-body", 8<<30, "largest accepted upload request body in bytes")
 	corsOrigins := fl.String("cors-origins", os.Getenv("SANPING_CORS_ORIGINS"), "comma-separated origins (scheme://host[:port]) of browser viewers allowed to call the API, e.g. an OHIF deployment")
+	fl.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SANPING_PUBLIC_URL"), "URL clients reach this server at, e.g. https://pacs.dahua.example (env SANPING_PUBLIC_URL); URLs in answers are made from it, not from the Host header")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile to this file until shutdown (for benchmarks)")
 	fl.StringVar(&cfg.MediaUDP, "media-udp", envOr("SANPING_MEDIA_UDP", ":8080"), "UDP address for all live media (ICE UDP mux)")
 	fl.StringVar(&cfg.MediaTCP, "media-tcp", envOr("SANPING_MEDIA_TCP", ":8081"), "TCP address for live media over ICE-TCP (networks that block UDP); empty: off")
@@ -103,6 +109,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("-public-url %q: want scheme://host[:port], e.g. https://pacs.dahua.example", cfg.PublicURL)
+		}
+		cfg.PublicURL = u.Scheme + "://" + u.Host
 	}
 	cfg.AdminPassword = os.Getenv("SANPING_ADMIN_PASSWORD")
 	if *corsOrigins != "" {

@@ -179,6 +179,11 @@ func TestRunFlagsAndEnv(t *testing.T) {
 	if err := run(context.Background(), []string{"bogus"}, nil, io.Discard, slog.Default()); err == nil {
 		t.Fatal("unknown subcommand accepted")
 	}
+	for _, bad := range []string{"pacs.dahua.example", "ftp://pacs.dahua.example", "https://pacs.dahua.example/dicom-web", "https://pacs.dahua.example/?x=1"} {
+		if err := run(context.Background(), []string{"-public-url", bad}, nil, io.Discard, slog.Default()); err == nil || !strings.Contains(err.Error(), "-public-url") {
+			t.Errorf("-public-url %s: %v", bad, err)
+		}
+	}
 }
 
 func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {

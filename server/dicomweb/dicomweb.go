@@ -21,6 +21,10 @@ type Config struct {
 	Store *store.Store
 	// Base is the path prefix the service is mounted at, e.g. "/dicom-web".
 	Base string
+	// PublicURL, when set (e.g. "https://pacs.dahua.example"), is where clients reach the
+	// server: RetrieveURLs, BulkDataURIs and Content-Locations are made from it, not from the
+	// request's Host header.
+	PublicURL string
 	// MaxRequestBody bounds a STOW-RS request body.
 	MaxRequestBody int64
 	// MaxResults bounds a QIDO-RS answer when the client sends no limit.
@@ -101,6 +105,9 @@ func (s *Service) Routes() []auth.Route {
 // baseURL is the absolute URL of the service as the client reached it (for RetrieveURL and
 // BulkDataURI, which PS3.18 wants absolute).
 func (s *Service) baseURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/") + s.cfg.Base
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"

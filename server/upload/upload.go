@@ -44,6 +44,9 @@ type Config struct {
 	Dir string
 	// BasePath is where the routes are mounted, "/api/uploads/".
 	BasePath string
+	// PublicURL, when set (e.g. "https://pacs.dahua.example"), is where clients reach the
+	// server: upload Locations are made from it, not from the request's Host header.
+	PublicURL string
 	// MaxSize bounds one upload (default 8 GiB); a larger Upload-Length is answered 413.
 	MaxSize int64
 	// MaxInstance bounds one member of a tar bundle (default 4 GiB, the store's own limit):
@@ -149,9 +152,13 @@ func New(cfg Config) (*Service, error) {
 	composer.UseCore(synced)
 	composer.UseTerminater(synced)
 	s.locker.UseIn(composer)
+	tusBase := cfg.BasePath // Locations from the request's Host
+	if cfg.PublicURL != "" {
+		tusBase = strings.TrimRight(cfg.PublicURL, "/") + cfg.BasePath // tusd then makes absolute Locations from it alone
+	}
 	tus, err := handler.NewUnroutedHandler(handler.Config{
 		StoreComposer:             composer,
-		BasePath:                  cfg.BasePath,
+		BasePath:                  tusBase,
 		MaxSize:                   cfg.MaxSize,
 		DisableDownload:           true,
 		DisableConcatenation:      true,
