@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -348,7 +349,18 @@ func (u *uploader) progress() {
 	}
 }
 
-// retrier waits between tries of one step: exponential backoff, reset by a success.
+// fullJitter is a wait drawn evenly from (0, d] ("full jitter"): after a server restart or
+// an outage, a county's stations retry spread over the whole window instead of all at the
+// same instants, which would meet the server in lockstep bursts.
+func fullJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d) + 1
+}
+
+// retrier waits between tries of one step: exponential backoff with full jitter, reset by a
+// success.
 type retrier struct {
 	cfg      *Config
 	attempts int
@@ -370,7 +382,7 @@ func (r *retrier) wait(ctx context.Context, err error) error {
 	if d > r.cfg.MaxBackoff || d <= 0 {
 		d = r.cfg.MaxBackoff
 	}
-	t := time.NewTimer(d)
+	t := time.NewTimer(fullJitter(d))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
