@@ -165,7 +165,9 @@ func (a *association) fail(err error) {
 func (a *association) associate(rq *associateRQ) bool {
 	cfg := &a.s.cfg
 	reject := func(r rejection, why string) bool {
-		a.log.Info("scp association rejected", "why", why, "called", rq.CalledAE, "calling", rq.CallingAE)
+		// At Warn, the station's default level: a modality refused for its AE titles is the
+		// first thing a technician setting it up needs to see.
+		a.log.Warn("scp association rejected", "why", why, "called", rq.CalledAE, "calling", rq.CallingAE)
 		a.send(associateRJ(r))
 		return false
 	}

@@ -3,6 +3,7 @@ package scp
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,9 @@ import (
 
 func TestEcho(t *testing.T) {
 	needTools(t, "echoscu")
-	ts := startServer(t, Config{AllowedCallers: []string{"MODALITY", "US1"}})
+	logged := &logBuffer{}
+	ts := startServer(t, Config{AllowedCallers: []string{"MODALITY", "US1"},
+		Logger: slog.New(slog.NewTextHandler(logged, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	tests := []struct {
 		name, calling, called string
 		ok                    bool
@@ -33,6 +36,19 @@ func TestEcho(t *testing.T) {
 			}
 			if !strings.Contains(out, tt.msg) {
 				t.Errorf("echoscu output lacks %q:\n%s", tt.msg, out)
+			}
+			// The station's log says so at its default level, with both AE titles and the
+			// modality's address.
+			if !tt.ok {
+				line := ""
+				for _, l := range strings.Split(logged.String(), "\n") {
+					if strings.Contains(l, "association rejected") && strings.Contains(l, "calling="+tt.calling) && strings.Contains(l, "called="+tt.called) {
+						line = l
+					}
+				}
+				if !strings.Contains(line, "peer=127.0.0.1:") {
+					t.Errorf("no rejection with AE titles and address in the log:\n%s", logged.String())
+				}
 			}
 		})
 	}
@@ -156,4 +172,22 @@ func TestStoreSCUCompressed(t *testing.T) {
 	if !bytes.Equal(dataSet(t, got), dataSet(t, want)) {
 		t.Errorf("compressed data set not stored as sent")
 	}
+}
+
+// logBuffer collects log lines written from the server's goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
