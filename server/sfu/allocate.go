@@ -17,18 +17,23 @@ const (
 	audioRate = 40_000
 	// lossCut: above this fraction lost (receiver reports), the estimate is scaled down.
 	lossCut = 0.1
+	// cleanLoss: at most this fraction lost, by the estimator and by the receiver reports, for
+	// a link to count as clean (steps up without upHold).
+	cleanLoss = 0.02
 )
 
-// nominalRate guesses the rate of a layer that has not been measured yet, by its place
-// from the top: full, half, quarter resolution.
+// nominalRate guesses the rate of a layer that has not been measured yet: by its RID when
+// it follows the q/h/f convention (a browser may send q and f only), else by its place from
+// the top: full, half, quarter resolution.
 func nominalRate(ut *upTrack, idx int) int64 {
 	if !ut.video() {
 		return audioRate
 	}
-	switch len(ut.layers) - 1 - idx {
-	case 0:
+	rid := ut.layers[idx].rid
+	switch {
+	case rid == "f", rid != "h" && rid != "q" && idx == len(ut.layers)-1:
 		return 1_200_000
-	case 1:
+	case rid == "h", rid != "q" && idx == len(ut.layers)-2:
 		return 400_000
 	}
 	return 150_000
@@ -72,6 +77,14 @@ func (p *Peer) estimate(downs []*downTrack) int64 {
 	if m := p.maxBitrate.Load(); m > 0 && m < est {
 		est = m
 	}
+	if worst := p.reportedLoss(downs); worst > lossCut {
+		est = int64(float64(est) * (1 - worst))
+	}
+	return est
+}
+
+// reportedLoss is the worst fraction lost in the subscriber's recent receiver reports.
+func (p *Peer) reportedLoss(downs []*downTrack) float64 {
 	now := p.s.nanotime()
 	worst := 0.0
 	for _, d := range downs {
@@ -79,10 +92,22 @@ func (p *Peer) estimate(downs []*downTrack) int64 {
 			worst = max(worst, float64(d.rrLoss.Load())/256)
 		}
 	}
-	if worst > lossCut {
-		est = int64(float64(est) * (1 - worst))
+	return worst
+}
+
+// cleanLink reports whether the subscriber's link shows no sign of trouble: its estimator has
+// had feedback and sees no queue building (usage not overuse, state increase) and little loss,
+// and neither do its receiver reports. pion's GCC does not probe: its estimate grows ~8% a
+// second from bweInitial whatever the link could carry, so on such a link the estimate is a
+// floor, and waiting upHold more before each step up only kept a new subscriber low longer.
+func (p *Peer) cleanLink(downs []*downTrack) bool {
+	if p.bwe == nil {
+		return false
 	}
-	return est
+	st := p.bwe.GetStats()
+	loss, _ := st["averageLoss"].(float64)
+	return st["state"] == "increase" && st["usage"] != "overuse" && loss <= cleanLoss &&
+		p.reportedLoss(downs) <= cleanLoss
 }
 
 func (p *Peer) downList() []*downTrack {
@@ -138,13 +163,17 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 	})
 	budget := p.estimate(downs)
 	nowNs := p.s.nanotime()
+	hold := p.s.cfg.upHold
+	if p.cleanLink(downs) {
+		hold = 0
+	}
 	for _, d := range downs {
 		ut := d.up
 		if !ut.video() || !ut.simulcast() {
 			// Audio, and video without simulcast, is always forwarded; NACK and PLI deal
 			// with what the link loses.
 			budget -= layerRate(ut.layers[0])
-			if cur, _ := d.layers(); cur < 0 && ut.video() {
+			if cur, _ := d.layers(); cur < 0 && ut.video() && d.ready() {
 				ut.requestKeyframe(0) // still waiting for the first keyframe (throttled)
 			}
 			continue
@@ -189,7 +218,7 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 				if d.upSince.IsZero() {
 					d.upSince = now
 				}
-				if now.Sub(d.upSince) >= p.s.cfg.upHold {
+				if now.Sub(d.upSince) >= hold {
 					want = next
 					d.upSince = time.Time{}
 				}
@@ -202,8 +231,11 @@ func (p *Peer) allocateLocked(downs []*downTrack, now time.Time) {
 		d.setTarget(want)
 		if want >= 0 {
 			budget -= layerRate(ut.layers[want])
-			if cur != want {
-				ut.requestKeyframe(want) // throttled; repeats if the last PLI was lost
+			if cur != want && d.ready() {
+				// Throttled; repeats if the last PLI was lost. Never for a subscriber that
+				// cannot receive yet (its offer unanswered, its connection not up): every
+				// keyframe costs the whole room.
+				ut.requestKeyframe(want)
 			}
 		}
 	}

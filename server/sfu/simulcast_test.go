@@ -3,6 +3,9 @@ package sfu
 import (
 	"testing"
 	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/webrtc/v4"
 )
 
 // downFor finds the down-track carrying track id to a peer.
@@ -93,4 +96,99 @@ func TestSimulcast(t *testing.T) {
 		t.Errorf("switches: up %d, to %v", st.LayerUp, st.SwitchesTo)
 	}
 	t.Logf("%d packets, q %d B/frame, f %d B/frame, stats %+v", len(rt.seqs), qBytes, fBytes, st)
+}
+
+// TestSimulcastStepsUpOnCleanLink: with a hold far longer than the test, a subscriber whose
+// limit is lifted still climbs from q to f: its link is clean, so each step waits only for
+// the estimate and the new layer's keyframe.
+func TestSimulcastStepsUpOnCleanLink(t *testing.T) {
+	s := newTestSFU(t, Config{allocEvery: 200 * time.Millisecond, upHold: time.Minute})
+	const room = 10
+	sub := newTestClient(t, s, room, "viewer", clientOptions{})
+	sub.peer.SetMaxBitrate(110_000)
+	pub := newTestClient(t, s, room, "probe", clientOptions{publish: true, simulcast: true})
+	var d *downTrack
+	waitFor(t, 10*time.Second, "the viewer to get q", func() bool {
+		if d == nil {
+			if d = downFor(t, s, room, "viewer", pub.videoID()); d == nil {
+				return false
+			}
+		}
+		rt, ok := sub.track(pub.videoID())
+		cur, _ := d.layers()
+		return ok && rt.frames >= 15 && cur == 0
+	})
+	sub.peer.SetMaxBitrate(0)
+	lifted := time.Now()
+	waitFor(t, 10*time.Second, "the viewer to step up to f", func() bool {
+		cur, _ := d.layers()
+		return cur == 2
+	})
+	t.Logf("q to f in %v", time.Since(lifted).Round(10*time.Millisecond))
+}
+
+// fakeEstimator reports fixed GCC statistics.
+type fakeEstimator struct {
+	cc.BandwidthEstimator
+	stats map[string]any
+}
+
+func (f fakeEstimator) GetStats() map[string]any { return f.stats }
+
+func TestCleanLink(t *testing.T) {
+	s := newTestSFU(t, Config{})
+	gcc := func(state, usage string, loss float64) map[string]any {
+		return map[string]any{"state": state, "usage": usage, "averageLoss": loss}
+	}
+	for _, c := range []struct {
+		name   string
+		stats  map[string]any // nil: no estimator yet
+		rrLoss uint32         // fraction lost in the receiver report, /256
+		want   bool
+	}{
+		{"no estimator", nil, 0, false},
+		{"no feedback yet", gcc("increase", "overuse", 0), 0, false},
+		{"growing", gcc("increase", "normal", 0), 0, true},
+		{"queue draining", gcc("increase", "underuse", 0.01), 0, true},
+		{"backing off", gcc("decrease", "overuse", 0), 0, false},
+		{"holding", gcc("hold", "normal", 0), 0, false},
+		{"lossy by feedback", gcc("increase", "normal", 0.05), 0, false},
+		{"lossy by receiver report", gcc("increase", "normal", 0), 20, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := &Peer{s: s}
+			if c.stats != nil {
+				p.bwe = fakeEstimator{stats: c.stats}
+			}
+			d := &downTrack{}
+			d.rrLoss.Store(c.rrLoss)
+			d.rrAt.Store(s.nanotime())
+			if got := p.cleanLink([]*downTrack{d}); got != c.want {
+				t.Errorf("cleanLink = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestNominalRate(t *testing.T) {
+	for _, c := range []struct {
+		rids []string
+		want []int64
+	}{
+		{[]string{"q", "h", "f"}, []int64{150_000, 400_000, 1_200_000}},
+		{[]string{"q", "f"}, []int64{150_000, 1_200_000}}, // live.js for a 640x480 camera
+		{[]string{"h", "f"}, []int64{400_000, 1_200_000}},
+		{[]string{"0", "1", "2"}, []int64{150_000, 400_000, 1_200_000}},
+		{[]string{"lo", "hi"}, []int64{400_000, 1_200_000}},
+	} {
+		ut := &upTrack{kind: webrtc.RTPCodecTypeVideo}
+		for i, rid := range c.rids {
+			ut.layers = append(ut.layers, &layer{ut: ut, idx: i, rid: rid})
+		}
+		for i, want := range c.want {
+			if got := nominalRate(ut, i); got != want {
+				t.Errorf("%v: layer %s: %d, want %d", c.rids, c.rids[i], got, want)
+			}
+		}
+	}
 }

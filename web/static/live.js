@@ -8,10 +8,19 @@ const $ = (sel) => document.querySelector(sel);
 const state = {
   consultation: 0, ws: null, me: '', seq: 0, view: null, participants: new Map(), control: {driver: '', requests: []},
   pub: null, sub: null, subQueue: Promise.resolve(), pubCandidates: [], subCandidates: [], local: null, screen: null,
+  capture: Promise.resolve(), // camera and screen, started at join
+  arrived: [], // sub tracks of the offer being answered, shown once the answer is sent
   remote: new Map(), // participant -> {figure, video, stream}
   nextId: 1, errors: [], reconnects: 0, closing: false, lastOps: [],
+  joinAt: 0, timeline: {}, // when each step of joining happened, ms after join started
 };
 window.sanping = state;
+
+// mark notes the first time a step of joining happened; the browser tests read the timeline
+// to tell where the wait before the first remote frame goes.
+function mark(step, at = performance.now()) {
+  if (state.joinAt && at && !(step in state.timeline)) state.timeline[step] = Math.round(at - state.joinAt);
+}
 
 function setStatus(t) { $('#status').textContent = t; }
 function showError(t) { $('#error').textContent = t; state.errors.push(t); }
@@ -61,17 +70,28 @@ function send(type, data, id) {
 }
 
 async function join(consultation, camera, screen) {
+  state.joinAt = performance.now();
+  state.timeline = {};
   state.consultation = consultation;
   $('#join-box').hidden = true;
   $('#room').hidden = false;
+  // The camera starts (~0.6 s in headless Chromium) while the room is joined: receiving the
+  // others does not wait for it, only publishing does.
+  state.capture = capture(camera, screen);
+  connect();
+}
+
+async function capture(camera, screen) {
   if (camera && !state.local) {
-    state.local = await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 640, height: 480}});
-    $('#local').srcObject = state.local;
+    try {
+      state.local = await navigator.mediaDevices.getUserMedia({audio: true, video: {width: 640, height: 480}});
+      $('#local').srcObject = state.local;
+      mark('camera');
+    } catch (err) { showError('摄像头失败 / camera failed: ' + err.message); }
   }
   if (screen && !state.screen) {
     try { state.screen = await navigator.mediaDevices.getDisplayMedia({video: true}); } catch (err) { showError('屏幕共享失败 / screen capture failed: ' + err.message); }
   }
-  connect();
 }
 
 function connect() {
@@ -80,6 +100,7 @@ function connect() {
   state.ws = ws;
   setStatus('连接中 / connecting');
   ws.onopen = () => {
+    mark('ws.open');
     const resume = sessionStorage.getItem('sanping.resume.' + state.consultation) || '';
     // A page load never has its old peer connections: media starts afresh.
     send('hello', {protocol: 1, client: 'sanping-web/1 ' + navigator.userAgent.slice(0, 120), resume, keepMedia: !!state.pub && resume !== ''});
@@ -109,6 +130,7 @@ async function handle(m) {
 }
 
 async function welcome(w) {
+  mark('welcome');
   state.me = w.participant;
   sessionStorage.setItem('sanping.resume.' + state.consultation, w.resumeToken);
   state.seq = w.snapshot.seq;
@@ -124,37 +146,38 @@ async function welcome(w) {
   await startMedia(w.iceServers);
 }
 
+// startMedia makes both peer connections at once, so the SFU's sub offer finds its
+// connection, and publishes once the camera is on.
 async function startMedia(iceServers) {
   for (const pc of [state.pub, state.sub]) if (pc) pc.close();
   state.remote.forEach((r) => r.figure.remove());
   state.remote.clear();
   const config = {iceServers, bundlePolicy: 'max-bundle'};
-  state.pubCandidates = []; state.subCandidates = [];
+  state.pubCandidates = []; state.subCandidates = []; state.arrived = [];
   state.sub = new RTCPeerConnection(config);
-  state.sub.onicecandidate = (e) => e.candidate && send('signal', {pc: 'sub', candidate: e.candidate.toJSON()});
-  state.sub.ontrack = (e) => addRemote(e.streams[0]?.id || 'unknown', e.track);
+  state.sub.onicecandidate = (e) => { if (e.candidate) { mark('sub.candidate'); send('signal', {pc: 'sub', candidate: e.candidate.toJSON()}); } };
+  state.sub.ontrack = (e) => { mark('sub.track'); state.arrived.push(e); };
   state.sub.oniceconnectionstatechange = () => {
+    mark('sub.ice.' + state.sub.iceConnectionState);
     if (state.sub.iceConnectionState === 'failed') send('signal', {pc: 'sub', restart: true});
   };
+  state.sub.onconnectionstatechange = () => mark('sub.' + state.sub.connectionState);
   const tracks = {};
   state.pub = new RTCPeerConnection(config);
   state.pub.onicecandidate = (e) => e.candidate && send('signal', {pc: 'pub', candidate: e.candidate.toJSON()});
   state.pub.oniceconnectionstatechange = () => {
     if (state.pub.iceConnectionState === 'failed') offerPub(true);
   };
+  state.pub.onconnectionstatechange = () => mark('pub.' + state.pub.connectionState);
+  const pub = state.pub;
+  await state.capture;
+  if (state.pub !== pub) return; // a newer welcome started media again meanwhile
   const stream = new MediaStream();
   if (state.local) {
     for (const t of state.local.getTracks()) {
       stream.addTrack(t);
       const init = {direction: 'sendonly', streams: [stream]};
-      if (t.kind === 'video') {
-        // Simulcast: the SFU picks a layer per receiver from its bandwidth.
-        init.sendEncodings = [
-          {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000},
-          {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000},
-          {rid: 'f', maxBitrate: 1200000},
-        ];
-      }
+      if (t.kind === 'video') init.sendEncodings = cameraEncodings(t);
       state.pub.addTransceiver(t, init);
       tracks[t.id] = {id: t.id, kind: t.kind, label: t.kind === 'audio' ? 'microphone' : 'camera'};
     }
@@ -173,10 +196,26 @@ async function startMedia(iceServers) {
   if (Object.keys(tracks).length > 0) await offerPub(false);
 }
 
+// cameraEncodings: simulcast, so the SFU can pick a layer per receiver from its bandwidth.
+// Chromium sends no more layers than the capture size allows (2 below 960x540, 1 below
+// 480x270) and leaves the top ones it cannot send dark: a 640x480 camera asked for q, h and f
+// sent 160x120 and 320x240 only. So ask for as many as it sends, the top one at full size;
+// with two, keep q under it, the layer a starved 4G link can still take.
+function cameraEncodings(track) {
+  const {width = 640, height = 480} = track.getSettings();
+  const q = {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000};
+  const h = {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000};
+  const f = {rid: 'f', maxBitrate: 1200000};
+  if (width * height >= 960 * 540) return [q, h, f];
+  if (width * height >= 480 * 270) return [q, f];
+  return [{maxBitrate: f.maxBitrate}];
+}
+
 async function offerPub(iceRestart) {
   const offer = await state.pub.createOffer({iceRestart});
   await state.pub.setLocalDescription(offer);
   send('signal', {pc: 'pub', sdp: {type: offer.type, sdp: offer.sdp}, tracks: state.pubTracks});
+  mark('pub.offer');
 }
 
 async function signal(s) {
@@ -184,6 +223,7 @@ async function signal(s) {
   if (!pc) return;
   const pending = s.pc === 'pub' ? state.pubCandidates : state.subCandidates;
   if (s.sdp) {
+    mark(s.pc + '.' + s.sdp.type);
     if (s.pc === 'sub') {
       // One negotiation at a time on "sub": offers are answered in order.
       state.subQueue = state.subQueue.then(async () => {
@@ -191,7 +231,11 @@ async function signal(s) {
         const answer = await pc.createAnswer();
         await pc.setLocalDescription(answer);
         send('signal', {pc: 'sub', sdp: {type: answer.type, sdp: answer.sdp}});
+        mark('sub.answer');
         for (const c of pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
+        // Only now the <video> elements: making one holds the page's thread ~0.3 s (headless
+        // Chromium, 2 cores), which in ontrack held back the answer and the candidates.
+        for (const e of state.arrived.splice(0)) addRemote(e.streams[0]?.id || 'unknown', e.track);
       }).catch((err) => showError('sub: ' + err.message));
     } else {
       await pc.setRemoteDescription(s.sdp).catch((err) => showError('pub: ' + err.message));
@@ -199,6 +243,7 @@ async function signal(s) {
     }
   }
   if (s.candidate) {
+    mark(s.pc + '.remote.candidate');
     if (pc.remoteDescription) await pc.addIceCandidate(s.candidate).catch(() => {});
     else pending.push(s.candidate);
   }
@@ -214,12 +259,28 @@ function addRemote(participant, track) {
     cap.textContent = state.participants.get(participant)?.name || participant;
     figure.append(video, cap);
     $('#videos').append(figure);
-    r = {figure, video, stream: new MediaStream()};
+    r = {figure, video, stream: new MediaStream(), sizes: []};
     video.srcObject = r.stream;
     state.remote.set(participant, r);
+    watchFrames(r);
   }
   r.stream.addTrack(track);
   track.onended = () => r.stream.removeTrack(track);
+}
+
+// watchFrames records, from the frames the page presents, when the first remote frame came
+// (and when its last packet arrived) and every change of the video's size.
+function watchFrames(r) {
+  if (!r.video.requestVideoFrameCallback) return;
+  const onFrame = (now, m) => {
+    if (state.remote.get(r.video.dataset.participant) !== r) return; // gone, or replaced
+    mark('frame.received', m.receiveTime);
+    mark('frame', m.presentationTime);
+    const last = r.sizes[r.sizes.length - 1];
+    if (!last || last.w !== m.width || last.h !== m.height) r.sizes.push({t: Math.round(m.presentationTime - state.joinAt), w: m.width, h: m.height});
+    r.video.requestVideoFrameCallback(onFrame);
+  };
+  r.video.requestVideoFrameCallback(onFrame);
 }
 
 function dropRemote(participant) {
