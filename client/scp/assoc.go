@@ -289,6 +289,14 @@ func (a *association) finishStore() error {
 	in := p.in
 	var st Stored
 	queued := false
+	if in != nil && p.status == statusSuccess {
+		// Success is only for what can be used: the modality may delete it once told so.
+		if p.status, p.comment = in.check(p.rq); p.status != statusSuccess {
+			in.discard()
+			a.s.writer.release(in.buf)
+			in = nil
+		}
+	}
 	if in != nil {
 		if in.f != nil {
 			// Nothing queued before may land on this instance's name after it.

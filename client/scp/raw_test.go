@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -93,6 +94,14 @@ func (c *rawConn) read() (byte, []byte) {
 // response reads a P-DATA-TF holding a whole command set and returns its Status.
 func (c *rawConn) response() uint16 {
 	c.t.Helper()
+	status, _ := c.responseComment()
+	return status
+}
+
+// responseComment reads a DIMSE response: its Status and Error Comment (0000,0902).
+func (c *rawConn) responseComment() (uint16, string) {
+	c.t.Helper()
+	comment := ""
 	typ, body := c.read()
 	if typ != pduPData {
 		c.t.Fatalf("got PDU type 0x%02x, want P-DATA-TF", typ)
@@ -104,8 +113,11 @@ func (c *rawConn) response() uint16 {
 		}
 		for b := v.Data; len(b) >= 8; {
 			n := binary.LittleEndian.Uint32(b[4:])
-			if binary.LittleEndian.Uint32(b) == 0x09000000 {
+			switch binary.LittleEndian.Uint32(b) {
+			case 0x09000000:
 				status = binary.LittleEndian.Uint16(b[8:])
+			case 0x09020000:
+				comment = strings.TrimRight(string(b[8:8+n]), " \x00")
 			}
 			b = b[8+n:]
 		}
@@ -114,7 +126,7 @@ func (c *rawConn) response() uint16 {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return status
+	return status, comment
 }
 
 // onePDV is a P-DATA-TF of one PDV with message control header mch.
@@ -175,8 +187,8 @@ func TestRawStore(t *testing.T) {
 	ts := startServer(t, Config{})
 	c := dialAssociate(t, ts, "RAW", storePCs)
 	defer c.Close()
-	data := bytes.Repeat([]byte{1, 2, 3, 4}, 10000)
 	uid := "1.2.3.4.5.6"
+	data := testDataSet(sopClassSC, uid, 40000)
 
 	// Command in two fragments, data set across several P-DATA-TFs within a 16 KiB PDU.
 	cmd := storeRQ(1, sopClassSC, uid)
@@ -202,13 +214,14 @@ func TestRawStore(t *testing.T) {
 	}
 
 	// The same UID again replaces the file; a UID that is not one is refused.
+	second := testDataSet(sopClassSC, uid, 200)
 	c.write(appendPData(nil, 3, true, storeRQ(2, sopClassSC, uid), 0))
-	c.write(appendPData(nil, 3, false, data[:100], 0))
+	c.write(appendPData(nil, 3, false, second, 0))
 	if st := c.response(); st != statusSuccess {
 		t.Fatalf("second C-STORE status 0x%04x", st)
 	}
 	waitFor(t, "OnStored", func() bool { return ts.storedCount() == 2 })
-	if fi, err := os.Stat(filepath.Join(ts.dir, incomingDir, uid+".dcm")); err != nil || fi.Size() != int64(len(got)-len(data)+100) {
+	if fi, err := os.Stat(filepath.Join(ts.dir, incomingDir, uid+".dcm")); err != nil || fi.Size() != int64(len(got)-len(data)+len(second)) {
 		t.Errorf("duplicate not replaced: %v %v", fi, err)
 	}
 	c.write(appendPData(nil, 3, true, storeRQ(3, sopClassSC, "../../etc/x"), 0))
@@ -305,7 +318,7 @@ func TestDrain(t *testing.T) {
 	defer idle.Close()
 	busy := dialAssociate(t, ts, "BUSY", storePCs)
 	defer busy.Close()
-	pd := appendPData(nil, 3, false, make([]byte, 1000), 0)
+	pd := appendPData(nil, 3, false, testDataSet(sopClassSC, "1.2.3", 1000), 0)
 	busy.write(appendPData(nil, 3, true, storeRQ(1, sopClassSC, "1.2.3"), 0))
 	busy.write(pd[:500])
 	waitFor(t, "the temporary file", func() bool { return len(listDir(t, filepath.Join(ts.dir, tmpDir))) == 1 })
@@ -373,4 +386,83 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("got PDU type 0x%02x, want A-ABORT", typ)
 	}
 	checkEcho(t, ts)
+}
+
+// testDataSet is an explicit VR little endian data set with the UIDs a C-STORE needs and an
+// OB Pixel Data padding it to about size bytes.
+func testDataSet(sopClass, sopInstance string, size int) []byte {
+	var b []byte
+	el := func(group, element uint16, vr string, v []byte) {
+		if len(v)%2 == 1 {
+			v = append(v, 0)
+		}
+		b = binary.LittleEndian.AppendUint16(b, group)
+		b = binary.LittleEndian.AppendUint16(b, element)
+		b = append(b, vr...)
+		if vr == "OB" {
+			b = append(b, 0, 0)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		} else {
+			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+		}
+		b = append(b, v...)
+	}
+	el(0x0008, 0x0016, "UI", []byte(sopClass))
+	el(0x0008, 0x0018, "UI", []byte(sopInstance))
+	el(0x0020, 0x000D, "UI", []byte("1.2.826.0.1.3680043.9.7777.1"))
+	el(0x0020, 0x000E, "UI", []byte("1.2.826.0.1.3680043.9.7777.2"))
+	el(0x7FE0, 0x0010, "OB", bytes.Repeat([]byte{1, 2, 3, 4}, max(size-len(b)-12, 0)/4))
+	return b
+}
+
+// TestStoreRefusesUnusableData: a C-STORE whose data set cannot be used later (random bytes,
+// a PDF, no Study Instance UID, another SOP Instance or SOP Class than the command names) is
+// answered with a failure status and a reason, and nothing reaches incoming: a modality that
+// deletes what it was told was stored keeps these.
+func TestStoreRefusesUnusableData(t *testing.T) {
+	random := make([]byte, 60000)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	noStudy := testDataSet(sopClassSC, "1.2.3.9", 1000)
+	noStudy = bytes.Replace(noStudy, []byte("1.2.826.0.1.3680043.9.7777.1"), []byte("not-a-uid-not-a-uid-not-a-ui"), 1)
+	for _, memLimit := range []int{0, 1} { // in memory (the spool), and in a file of its own
+		ts := startServer(t, Config{memLimit: memLimit})
+		c := dialAssociate(t, ts, "RAW", storePCs)
+		for i, tc := range []struct {
+			name      string
+			data      []byte
+			class     string
+			status    uint16
+			inComment string
+		}{
+			{"60 KB of random bytes", random, sopClassSC, statusCannotUnderstand, "not a DICOM data set"},
+			{"a PDF", []byte("%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"), sopClassSC, statusCannotUnderstand, "not a DICOM data set"},
+			{"no Study Instance UID", noStudy, sopClassSC, statusCannotUnderstand, "Study Instance UID"},
+			{"another SOP Instance UID", testDataSet(sopClassSC, "1.2.3.999", 1000), sopClassSC, statusDataSetMismatch, "1.2.3.999"},
+			{"another SOP Class", testDataSet("1.2.840.10008.5.1.4.1.1.2", "1.2.3.9", 1000), sopClassSC, statusDataSetMismatch, "SOP Class"},
+		} {
+			c.write(appendPData(nil, 3, true, storeRQ(uint16(i+1), tc.class, "1.2.3.9"), 0))
+			c.write(appendPData(nil, 3, false, tc.data, 16384))
+			status, comment := c.responseComment()
+			if status != tc.status || !strings.Contains(comment, tc.inComment) {
+				t.Errorf("memLimit %d, %s: status 0x%04x %q, want 0x%04x with %q", memLimit, tc.name, status, comment, tc.status, tc.inComment)
+			}
+		}
+		// The association goes on: a good instance after them is stored.
+		c.write(appendPData(nil, 3, true, storeRQ(9, sopClassSC, "1.2.3.9"), 0))
+		c.write(appendPData(nil, 3, false, testDataSet(sopClassSC, "1.2.3.9", 1000), 16384))
+		if st := c.response(); st != statusSuccess {
+			t.Fatalf("a good instance after the refused ones: 0x%04x", st)
+		}
+		waitFor(t, "the good instance written out", func() bool { return ts.storedCount() == 1 })
+		if names := listDir(t, filepath.Join(ts.dir, incomingDir)); len(names) != 1 || names[0] != "1.2.3.9.dcm" {
+			t.Errorf("incoming holds %v", names)
+		}
+		if names := listDir(t, filepath.Join(ts.dir, tmpDir)); len(names) != 0 {
+			t.Errorf("tmp holds %v", names)
+		}
+		c.Close()
+	}
 }
