@@ -251,7 +251,12 @@ func (l *layer) readRTP(tr *webrtc.TrackRemote) {
 		now := s.nanotime()
 		l.packets.Add(1)
 		l.bytes.Add(int64(n))
-		l.lastPacket.Store(now)
+		if len(pkt.Payload) > 0 {
+			// Padding alone does not make a layer active: a browser probes its uplink with
+			// it on a layer it has stopped encoding, and a subscriber switched there would
+			// wait for a keyframe that never comes.
+			l.lastPacket.Store(now)
+		}
 		s.stats.packetsIn.Add(1)
 		s.stats.bytesIn.Add(int64(n))
 		rx.update(l, &pkt, now, clock)
