@@ -5,9 +5,12 @@
 // made durable in a write-ahead spool (spool.go), larger ones in a file of their own.
 //
 // The upper layer (PS3.8) and the DIMSE messages it needs (PS3.7 C-ECHO, C-STORE) are written
-// here by hand: no Go module reachable from this build does an SCP well, and the subset is
-// small. Data sets are never parsed: the bytes received are written after a File Meta
-// Information group built from the command set and the presentation context. A second
+// here by hand, because the station must decide when each response goes: only after the
+// instance is durable, with one fdatasync shared by the associations running at once (the
+// spool), and with its own limits and timeouts against a hostile or broken peer. The subset
+// is small. The bytes received are written after a File Meta Information group built from
+// the command set and the presentation context; the start of each data set is read
+// (check.go) so that success is only answered for what can be stored later. A second
 // instance with the same SOP Instance UID replaces the first atomically (rename).
 package scp
 

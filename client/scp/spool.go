@@ -16,8 +16,10 @@ import (
 	"sanping/internal/durable"
 )
 
-// The spool is a small write-ahead log, written by hand: no module reachable here does one of
-// this shape (the ones in databases are not separable).
+// The spool is a small write-ahead log, written by hand: an embedded database (SQLite, bbolt)
+// would put a journal commit (several fsyncs and a metadata update) in front of every
+// instance, and the point here is one fdatasync of blocks already allocated, shared by every
+// association waiting at that moment.
 //
 // Why: an instance must be durable before the modality hears success. A file per instance
 // (create, write, fsync, rename, fsync of the directory) costs two journal commits of the

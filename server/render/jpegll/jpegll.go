@@ -3,7 +3,11 @@
 // 1.2.840.10008.1.2.4.57 (JPEG Lossless, Non-Hierarchical, Process 14) and
 // 1.2.840.10008.1.2.4.70 (Process 14, Selection Value 1).
 //
-// Hand-written with the standard library only: no reachable Go module offers a pure-Go lossless JPEG codec.
+// Hand-written with the standard library only: Go's image/jpeg decodes the DCT processes
+// only, this one must be bit-exact (tested against DCMTK's dcmdjpeg at 2-16 bits), and a cgo
+// codec (libjpeg-turbo, IJG's 12/16-bit builds) would end the server's pure-Go static build
+// for the county's one machine and Windows. Process 14 is small: Huffman decoding and seven
+// predictors.
 //
 // Supported: precision 2..16 bits, 1 to 4 components with 1x1 sampling,
 // interleaved and non-interleaved scans, all seven predictors (selection
