@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/sanping
 
-.PHONY: run build client test test-go test-js vet bench clean
+.PHONY: run build client test test-go test-timing test-js vet bench clean
 
 build:
 	$(GO) build -o $(BIN) ./server
@@ -26,8 +26,16 @@ vet:
 # dicomweb-client against a real server.
 test: vet client test-go test-js
 
+# Tests that assert media timings (repair under loss, first frame, layer switches) skip under
+# the race detector; they run here again without it, one package at a time.
+TIMING_TESTS := TestRepairAtRuralRTT|TestSimulcast|TestSimulcastStepsUpOnCleanLink|TestRoom|TestBrowsersInOneRoom|TestBrowserFirstFrame
+
 test-go:
 	$(GO) test -race -count=1 ./...
+	$(MAKE) test-timing
+
+test-timing:
+	$(GO) test -count=1 -p 1 -run '^($(TIMING_TESTS))$$' ./server/sfu/ ./server/
 
 test-js: build
 	cd tests/dicomweb-client && ( [ -d node_modules ] || npm ci --no-audit --no-fund ) && SANPING_BIN=$(CURDIR)/$(BIN) npm test

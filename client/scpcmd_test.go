@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"sanping/client/upload/uploadtest"
+	"sanping/internal/testtool"
 	"sanping/server/store"
 )
 
@@ -98,11 +99,7 @@ func TestSCPForward(t *testing.T) {
 // needDCMTK skips the test without DCMTK's tools (.ci/run installs them).
 func needDCMTK(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
-		}
-	}
+	testtool.Need(t, testtool.DCMTK, tools...)
 }
 
 // dcmtk runs one of DCMTK's network tools (with TCP_NODELAY, as DCMTK wants on loopback).
@@ -432,11 +429,7 @@ func (b *heldBody) Read(p []byte) (int, error) {
 // instance the station acknowledged reaches the server exactly once and whole; the one cut
 // short never appears until the modality sends it again.
 func TestSCPForwardExactlyOnce(t *testing.T) {
-	for _, tool := range []string{"storescu", "dump2dcm", "dcmcjpeg", "dcmcrle"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
-		}
-	}
+	needDCMTK(t, "storescu", "dump2dcm", "dcmcjpeg", "dcmcrle")
 	wrap, held, release := holdFirstPatch(16 << 10)
 	srv := uploadtest.Start(t, wrap)
 	t.Cleanup(release)
@@ -596,11 +589,7 @@ func status(t *testing.T, config, journal string) (queued int, up bool, out stri
 // and queue on disk, client status counts them and shows the link down; once the link is back
 // each reaches the server once.
 func TestSCPForwardOffline(t *testing.T) {
-	for _, tool := range []string{"storescu", "dump2dcm", "dcmcrle"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dcmtk; .ci/run does)", tool)
-		}
-	}
+	needDCMTK(t, "storescu", "dump2dcm", "dcmcrle")
 	srv := uploadtest.Start(t, nil)
 	l := startLink(t, strings.TrimPrefix(srv.URL, "http://"))
 	config, journal := filepath.Join(t.TempDir(), "client.json"), t.TempDir()

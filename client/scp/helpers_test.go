@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sanping/internal/testtool"
 )
 
 const (
@@ -25,11 +27,7 @@ const (
 
 func needTools(tb testing.TB, tools ...string) {
 	tb.Helper()
-	for _, t := range tools {
-		if _, err := exec.LookPath(t); err != nil {
-			tb.Skipf("DCMTK tool %s not installed (apt-get install dcmtk): %v", t, err)
-		}
-	}
+	testtool.Need(tb, testtool.DCMTK, tools...)
 }
 
 // tool runs a DCMTK program with Nagle off (TCP_NODELAY=1); otherwise each file waits 40 ms.

@@ -11,15 +11,14 @@ import (
 	"testing"
 
 	"sanping/client/upload/uploadtest"
+	"sanping/internal/testtool"
 )
 
 // TestUploadDICOMDIR: a DICOMDIR made by DCMTK's dcmmkdir, on media whose names read in
 // lower case: its files are found and uploaded, one it references but that is gone fails
 // with the reason, and a file it does not reference is not sent.
 func TestUploadDICOMDIR(t *testing.T) {
-	if _, err := exec.LookPath("dcmmkdir"); err != nil {
-		t.Skip("DCMTK's dcmmkdir is not installed")
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmmkdir")
 	srv := uploadtest.Start(t, nil)
 	cd := t.TempDir()
 	// ISO 9660 names, as dcmmkdir wants them: 8 characters, upper case.

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"sanping/internal/testtool"
 	"sanping/server/dcm"
 	"sanping/server/internal/dicomtest"
 )
@@ -104,7 +104,7 @@ func swapPairs(b []byte) []byte {
 // syntax and dcmcjpeg/dcmcrle; the frames read through the spans are the PGM's pixels
 // (native) or the fragments dcmdump +W writes (encapsulated).
 func TestDCMTKSingleFrame(t *testing.T) {
-	dicomtest.NeedTools(t, "img2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
+	testtool.Need(t, testtool.DCMTK, "img2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
 	for _, size := range [][2]int{{16, 8}, {17, 9}} {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
 			dir := t.TempDir()
@@ -155,7 +155,7 @@ func TestDCMTKSingleFrame(t *testing.T) {
 				})
 			}
 			// Decompressed again by DCMTK, the frames are the PGM's pixels.
-			if _, err := exec.LookPath("dcmdjpeg"); err == nil {
+			if testtool.Want(t, testtool.DCMTK, "dcmdjpeg") {
 				dicomtest.Run(t, "dcmdjpeg", "-q", p("jpeg.dcm"), p("dj.dcm"))
 				in, r := parseFile(t, p("dj.dcm"))
 				if f := frameBytes(t, in, r); len(f) != 1 || !bytes.Equal(f[0], pix) {
@@ -172,7 +172,7 @@ func head(b []byte) []byte { return b[:min(len(b), 32)] }
 // compressed by dcmcjpeg (one fragment per frame; 1 KB fragments with and without a Basic
 // Offset Table) and dcmcrle.
 func TestDCMTKMultiFrame(t *testing.T) {
-	dicomtest.NeedTools(t, "dump2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
+	testtool.Need(t, testtool.DCMTK, "dump2dcm", "dcmconv", "dcmcjpeg", "dcmcrle", "dcmdump")
 	const rows, cols, nframes = 48, 64, 3
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }

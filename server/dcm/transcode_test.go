@@ -6,15 +6,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"sanping/internal/testtool"
 )
 
 // TestTranscodeToExplicitLEMatchesDCMTK rewrites implicit VR and big endian files as explicit VR
 // little endian and checks the result against DCMTK: after dcmconv normalises both (explicit
 // lengths, no group lengths), our output and the original are byte for byte the same data set.
 func TestTranscodeToExplicitLEMatchesDCMTK(t *testing.T) {
-	if _, err := exec.LookPath("dcmconv"); err != nil {
-		t.Skip("DCMTK dcmconv not installed (apt-get install dcmtk)")
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmconv")
 	modDir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/suyashkumar/dicom").Output()
 	if err != nil {
 		t.Fatalf("locating suyashkumar/dicom testdata: %v", err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 )
 
@@ -80,11 +81,7 @@ func grey(img image.Image, x, y int) int {
 // JPEG lossless SV1 and process 14) and compares every pixel with dcmj2pnm's rendering of the
 // same file with the same window: at most 2 grey levels apart.
 func TestRenderedMatchesDCMTK(t *testing.T) {
-	for _, tool := range []string{"dcmj2pnm", "dcmcrle", "dcmcjpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmj2pnm", "dcmcrle", "dcmcjpeg")
 	dir := t.TempDir()
 	e := newEnv(t, 0)
 	variants := []struct {
@@ -231,11 +228,7 @@ func voiArgs(opt string) []string {
 // (which DCMTK writes as YBR_FULL_422) renders like dcmj2pnm, channel by channel (the JPEG one
 // exactly, since jpegbase decodes as libjpeg does).
 func TestRenderedColorMatchesDCMTK(t *testing.T) {
-	for _, tool := range []string{"dcmj2pnm", "dcmcrle", "dcmcjpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmj2pnm", "dcmcrle", "dcmcjpeg")
 	const rows, cols = 64, 80
 	rgb := make([]byte, 0, rows*cols*3)
 	for y := range rows {
@@ -296,11 +289,7 @@ func TestRenderedColorMatchesDCMTK(t *testing.T) {
 // TestRenderedFramesMatchDCMTK: each frame of a multi-frame instance (native and RLE) renders
 // like dcmj2pnm's rendering of that frame.
 func TestRenderedFramesMatchDCMTK(t *testing.T) {
-	for _, tool := range []string{"dcmj2pnm", "dcmcrle"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmj2pnm", "dcmcrle")
 	const rows, cols, frames = 40, 50, 3
 	pix := make([]uint16, 0, rows*cols*frames)
 	for f := range frames {
@@ -354,11 +343,7 @@ func TestRenderedFramesMatchDCMTK(t *testing.T) {
 // octet-stream without a transfer syntax (explicit VR little endian, PS3.18 8.7.3.5.2) come
 // back decoded, equal to the original pixels; with transfer-syntax=* as stored.
 func TestLosslessFramesDecodedOnRequest(t *testing.T) {
-	for _, tool := range []string{"dcmcrle", "dcmcjpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("DCMTK %s not installed (apt-get install dcmtk)", tool)
-		}
-	}
+	testtool.Need(t, testtool.DCMTK, "dcmcrle", "dcmcjpeg")
 	dir := t.TempDir()
 	e := newEnv(t, 0)
 	for i, conv := range [][]string{{"dcmcrle"}, {"dcmcjpeg", "+e1"}, {"dcmcjpeg", "+el", "+sv", "6"}} {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 )
 
@@ -579,7 +580,7 @@ func dcmtkCases() []dcmtkCase {
 }
 
 func TestDCMTKCompare(t *testing.T) {
-	dicomtest.NeedTools(t, "dcmj2pnm", "dcm2json")
+	testtool.Need(t, testtool.DCMTK, "dcmj2pnm", "dcm2json")
 	for _, c := range dcmtkCases() {
 		t.Run(c.name, func(t *testing.T) {
 			maxd, mean := compareWithDCMTK(t, c)
@@ -591,7 +592,7 @@ func TestDCMTKCompare(t *testing.T) {
 // TestDCMTKCompareSuyashkumar renders the uncompressed test files of github.com/suyashkumar/dicom
 // (made explicit VR little endian by dcmconv, pixel data extracted by dcmdump +W).
 func TestDCMTKCompareSuyashkumar(t *testing.T) {
-	dicomtest.NeedTools(t, "dcmj2pnm", "dcm2json", "dcmconv", "dcmdump")
+	testtool.Need(t, testtool.DCMTK, "dcmj2pnm", "dcm2json", "dcmconv", "dcmdump")
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/suyashkumar/dicom").Output()
 	if err != nil || len(bytes.TrimSpace(out)) == 0 {
 		t.Skipf("github.com/suyashkumar/dicom not available: %v", err)

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"net"
 	"sanping/internal/pionlog"
+	"sanping/internal/testtool"
 	"slices"
 	"sort"
 	"sync"
@@ -212,6 +213,7 @@ func later(a, b time.Time) time.Time {
 // The viewer NACKs as a browser does: each missing packet every 100 ms, giving up after 10
 // requests (Chrome's kMaxNackRetries).
 func TestRepairAtRuralRTT(t *testing.T) {
+	testtool.MeasuresTime(t)
 	if testing.Short() {
 		t.Skip("runs 15 s of media")
 	}

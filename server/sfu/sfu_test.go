@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"sanping/internal/testtool"
 )
 
 func newTestSFU(t testing.TB, cfg Config) *SFU {
@@ -82,6 +84,7 @@ func selectedPort(t *testing.T, pc *webrtc.PeerConnection) (int, webrtc.ICEProto
 // keyframe quickly; one leaves and the others' sub connections drop its tracks. All media
 // goes through the one UDP port.
 func TestRoom(t *testing.T) {
+	testtool.MeasuresTime(t)
 	var events eventLog
 	s := newTestSFU(t, Config{OnEvent: events.add, QualityInterval: time.Second})
 	const room = 7

@@ -6,6 +6,8 @@ import (
 
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
+
+	"sanping/internal/testtool"
 )
 
 // downFor finds the down-track carrying track id to a peer.
@@ -30,6 +32,7 @@ func downFor(t *testing.T, s *SFU, room int64, peer, id string) *downTrack {
 // is short) it moves down to h. Its sequence numbers stay continuous and timestamps
 // monotonic across all the switches.
 func TestSimulcast(t *testing.T) {
+	testtool.MeasuresTime(t)
 	s := newTestSFU(t, Config{allocEvery: 200 * time.Millisecond, upHold: 600 * time.Millisecond})
 	const room = 9
 	sub := newTestClient(t, s, room, "viewer", clientOptions{})
@@ -102,6 +105,7 @@ func TestSimulcast(t *testing.T) {
 // limit is lifted still climbs from q to f: its link is clean, so each step waits only for
 // the estimate and the new layer's keyframe.
 func TestSimulcastStepsUpOnCleanLink(t *testing.T) {
+	testtool.MeasuresTime(t)
 	s := newTestSFU(t, Config{allocEvery: 200 * time.Millisecond, upHold: time.Minute})
 	const room = 10
 	sub := newTestClient(t, s, room, "viewer", clientOptions{})

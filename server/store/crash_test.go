@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sanping/server/internal/dicomtest"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -140,6 +141,13 @@ func TestCrashDurability(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	acked := map[dicomtest.UIDs][]byte{} // instances acknowledged with 200
 	var mu sync.Mutex
+	// The clients' admin, made with the CLI before the first start as an installer would (the
+	// bootstrap admin's password is temporary until changed).
+	add := exec.Command(bin, "user", "add", "-data", data, "-roles", "admin", "admin")
+	add.Stdin = strings.NewReader(crashPassword + "\n")
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("sanping user add: %v\n%s", err, out)
+	}
 	srv := startBinary(t, bin, data)
 	for round := range 3 {
 		// Upload from 4 clients until the server dies.

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sanping/internal/testtool"
 )
 
 const orthancBin = "/usr/sbin/Orthanc"
@@ -93,9 +95,7 @@ func (o orthanc) do(method, path string, body []byte) []byte {
 }
 
 func TestOrthancAsDICOMwebPeer(t *testing.T) {
-	if _, err := os.Stat(orthancBin); err != nil {
-		t.Skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
-	}
+	testtool.Need(t, "apt-get install orthanc orthanc-dicomweb", orthancBin)
 	plugin := ""
 	for _, p := range pluginPaths {
 		if _, err := os.Stat(p); err == nil {
@@ -103,7 +103,7 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 		}
 	}
 	if plugin == "" {
-		t.Skip("Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
+		testtool.Need(t, "apt-get install orthanc-dicomweb", pluginPaths[0])
 	}
 	root, _ := filepath.Abs("../..")
 	dir := t.TempDir()
@@ -112,8 +112,13 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 		t.Fatalf("building the server: %v\n%s", err, out)
 	}
 	sp := freePort(t)
+	// Orthanc signs in as an account of its own, made with the CLI as a county's IT would.
+	add := exec.Command(bin, "user", "add", "-data", filepath.Join(dir, "data"), "-roles", "admin", "-name", "Orthanc peer", "orthanc-peer")
+	add.Stdin = strings.NewReader("peer-secret\n")
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("sanping user add: %v\n%s", err, out)
+	}
 	sanping := exec.Command(bin, "-addr", fmt.Sprintf("127.0.0.1:%d", sp), "-data", filepath.Join(dir, "data"), "-media-udp=", "-media-tcp=", "-turn=")
-	sanping.Env = append(os.Environ(), "SANPING_ADMIN_PASSWORD=peer-secret")
 	start(t, "sanping", sanping)
 	sanpingURL := fmt.Sprintf("http://127.0.0.1:%d", sp)
 	waitHTTP(t, sanpingURL+"/healthz")
@@ -124,7 +129,7 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 		"HttpPort": op, "DicomServerEnabled": false, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
 		"Plugins": []string{plugin},
 		"DicomWeb": map[string]any{"Enable": true, "Root": "/dicom-web/",
-			"Servers": map[string]any{"sanping": []string{sanpingURL + "/dicom-web/", "admin", "peer-secret"}}},
+			"Servers": map[string]any{"sanping": []string{sanpingURL + "/dicom-web/", "orthanc-peer", "peer-secret"}}},
 	}
 	cfgPath := filepath.Join(dir, "orthanc.json")
 	b, _ := json.Marshal(cfg)
@@ -219,7 +224,7 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 func sanpingFileSum(t *testing.T, base, sop string) string {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", base+"/dicom-web/instances?SOPInstanceUID="+sop, nil)
-	req.SetBasicAuth("admin", "peer-secret")
+	req.SetBasicAuth("orthanc-peer", "peer-secret")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +239,7 @@ func sanpingFileSum(t *testing.T, base, sop string) string {
 	}
 	url := found[0]["00081190"].Value[0]
 	req, _ = http.NewRequest("GET", url, nil)
-	req.SetBasicAuth("admin", "peer-secret")
+	req.SetBasicAuth("orthanc-peer", "peer-secret")
 	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
 	res, err = http.DefaultClient.Do(req)
 	if err != nil {

@@ -380,17 +380,6 @@ func JPEGFragment(start bool, n int, fill byte) []byte {
 // files that are broken on purpose, such as meta information without a transfer syntax).
 func ExplicitLE(elems []E) []byte { return enc{bo: binary.LittleEndian}.elems(nil, elems) }
 
-// NeedTools skips the test unless every named program (DCMTK's, usually) is on PATH; CI
-// installs them, so a skip there is a missing install step.
-func NeedTools(tb testing.TB, names ...string) {
-	tb.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			tb.Skipf("%s not installed (apt-get install dcmtk)", n)
-		}
-	}
-}
-
 // Run runs a program and fails the test with its output if it fails.
 func Run(tb testing.TB, name string, args ...string) {
 	tb.Helper()

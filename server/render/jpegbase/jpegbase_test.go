@@ -10,6 +10,7 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 	"strconv"
 	"testing"
@@ -298,7 +299,7 @@ func checkAgainstDCMTK(t *testing.T, dir, comp string, rows, cols, spp int) {
 }
 
 func TestAgainstDcmcjpeg(t *testing.T) {
-	dicomtest.NeedTools(t, "dcmcjpeg", "dcmdjpeg", "dcmj2pnm")
+	testtool.Need(t, testtool.DCMTK, "dcmcjpeg", "dcmdjpeg", "dcmj2pnm")
 	sizes := [][2]int{{64, 80}, {61, 97}, {1, 1}, {9, 3}, {17, 33}, {33, 130}}
 	type mode struct {
 		name  string
@@ -336,7 +337,7 @@ func TestAgainstDcmcjpeg(t *testing.T) {
 
 // TestGoEncoded wraps JPEGs from image/jpeg (4:2:0 colour, grey) with img2dcm.
 func TestGoEncoded(t *testing.T) {
-	dicomtest.NeedTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
+	testtool.Need(t, testtool.DCMTK, "img2dcm", "dcmdjpeg", "dcmj2pnm")
 	for i, sz := range [][2]int{{64, 80}, {61, 97}, {1, 1}, {3, 5}, {40, 17}} {
 		rows, cols := sz[0], sz[1]
 		for _, grey := range []bool{false, true} {
@@ -524,7 +525,7 @@ func dcOnlyJPEG(w, h int, sampling [][2]int, ri int, seed uint64) []byte {
 
 // TestRestart checks DRI/RSTn handling against DCMTK (img2dcm + dcmdjpeg).
 func TestRestart(t *testing.T) {
-	dicomtest.NeedTools(t, "img2dcm", "dcmdjpeg", "dcmj2pnm")
+	testtool.Need(t, testtool.DCMTK, "img2dcm", "dcmdjpeg", "dcmj2pnm")
 	for _, tc := range []struct {
 		w, h     int
 		sampling [][2]int

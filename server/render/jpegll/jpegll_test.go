@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 	"strings"
 	"testing"
@@ -160,7 +161,7 @@ func describe(data []byte) string {
 
 func needDCMTK(tb testing.TB) {
 	tb.Helper()
-	dicomtest.NeedTools(tb, "dcmcjpeg", "dcmdjpeg")
+	testtool.Need(tb, testtool.DCMTK, "dcmcjpeg", "dcmdjpeg")
 }
 
 // dcmtkEncode compresses im with dcmcjpeg and returns the JPEG stream and

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 	"strings"
 	"testing"
@@ -983,7 +984,7 @@ func compareWithDCMTK(t *testing.T, dir string, in string, want []byte, rows, co
 }
 
 func TestDCMTK(t *testing.T) {
-	dicomtest.NeedTools(t, "dcmcrle", "dcmdrle")
+	testtool.Need(t, testtool.DCMTK, "dcmcrle", "dcmdrle")
 	tests := []struct {
 		name                      string
 		rows, cols, samples, bits int
@@ -1065,7 +1066,7 @@ func writeBMP(t testing.TB, path string, rgb []byte, rows, cols int) {
 
 // TestDCMTKFromBMP goes through img2dcm with a BMP written by the test.
 func TestDCMTKFromBMP(t *testing.T) {
-	dicomtest.NeedTools(t, "img2dcm", "dcmcrle", "dcmdrle")
+	testtool.Need(t, testtool.DCMTK, "img2dcm", "dcmcrle", "dcmdrle")
 	for _, g := range []struct{ rows, cols int }{{50, 75}, {37, 101}} {
 		t.Run(fmt.Sprintf("%dx%d", g.cols, g.rows), func(t *testing.T) {
 			dir := t.TempDir()
@@ -1099,7 +1100,7 @@ func TestDCMTKLarge(t *testing.T) {
 	if dir == "" {
 		t.Skip("set RLE_DCMTK_LARGE=1 (or a directory to keep the files) to run")
 	}
-	dicomtest.NeedTools(t, "dcmcrle", "dcmdrle")
+	testtool.Need(t, testtool.DCMTK, "dcmcrle", "dcmdrle")
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		dir = t.TempDir()
 	}
