@@ -2,7 +2,6 @@ package scp
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,38 +18,35 @@ const (
 	statusDataSetMismatch = 0xA900
 )
 
-// checkDataSet reads the start of a received data set (in transfer syntax ts, size bytes)
-// until it is past group 0020, and tells whether the instance can be used: it must be a
-// DICOM data set, name the SOP Class and SOP Instance the C-STORE command did, and have Study
-// and Series Instance UIDs. A modality that deletes what it was told was stored must not lose
-// a study to a file nobody can store later (random bytes, a PDF, a data set without UIDs).
+// checkDataSet reads the start of a received instance (its File Meta Information, built by
+// this SCP from the command and the presentation context, then the data set as received, size
+// bytes in all) until it is past group 0020, and tells whether the instance can be used: the
+// data set must be DICOM, name the SOP Class and SOP Instance the C-STORE command did, and have
+// Study and Series Instance UIDs. A modality that deletes what it was told was stored must not
+// lose a study to a file nobody can store later (random bytes, a PDF, a data set without UIDs).
 // It answers statusSuccess, or a failure status with the reason for Error Comment.
 //
-// The library reads element by element and the loop stops at group 0028: a CT slice costs a
-// few kilobytes of parsing, not its pixels.
-func checkDataSet(ds io.Reader, size int64, ts string, rq command) (status uint16, comment string) {
+// The library reads element by element and the loop stops at group 0028, so a CT slice costs
+// a few kilobytes of parsing, not its pixels. It is given the meta information: without it the
+// library guesses the transfer syntax by reading the first element every way, which on an
+// explicit VR data set means a string as long as two VR letters read as a length.
+func checkDataSet(part10 io.Reader, size int64, ts string, rq command) (status uint16, comment string) {
 	defer func() {
 		// The library panics on some malformed input (found by fuzzing the server's parser).
 		if r := recover(); r != nil {
 			status, comment = statusCannotUnderstand, fmt.Sprintf("not a DICOM data set in transfer syntax %s", ts)
 		}
 	}()
-	var bo binary.ByteOrder = binary.LittleEndian
-	implicit := false
-	switch ts {
-	case tsImplicitLE:
-		implicit = true
-	case "1.2.840.10008.1.2.2":
-		bo = binary.BigEndian
-	case "1.2.840.10008.1.2.1.99": // deflated (PS3.5 A.5): the data set is a raw deflate stream
-		ds, size = flate.NewReader(ds), 1<<40
-	}
-	p, err := dicom.NewParser(ds, size, nil, dicom.SkipMetadataReadOnNewParserInit(), dicom.SkipPixelData(),
-		dicom.AllowUnknownSpecificCharacterSet())
+	p, err := dicom.NewParser(part10, size, nil, dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
 		return statusCannotUnderstand, fmt.Sprintf("not a DICOM data set in transfer syntax %s: %v", ts, err)
 	}
-	p.SetTransferSyntax(bo, implicit)
+	// The presentation context's transfer syntax decides, whatever the library's table knows.
+	var bo binary.ByteOrder = binary.LittleEndian
+	if ts == "1.2.840.10008.1.2.2" {
+		bo = binary.BigEndian
+	}
+	p.SetTransferSyntax(bo, ts == tsImplicitLE)
 	uids := map[tag.Tag]string{tag.SOPClassUID: "", tag.SOPInstanceUID: "", tag.StudyInstanceUID: "", tag.SeriesInstanceUID: ""}
 	for {
 		e, err := p.Next()
@@ -84,15 +80,13 @@ func checkDataSet(ds io.Reader, size int64, ts string, rq command) (status uint1
 	return statusSuccess, ""
 }
 
-// check runs checkDataSet on the instance as received (after its File Meta Information).
+// check runs checkDataSet on the instance as received.
 func (in *instanceFile) check(rq command) (uint16, string) {
 	if in.err != nil {
 		return statusSuccess, "" // a write error answers for itself at commit
 	}
 	if in.f == nil {
-		ds := in.buf[in.metaLen:]
-		return checkDataSet(bytes.NewReader(ds), int64(len(ds)), in.stored.TransferSyntax, rq)
+		return checkDataSet(bytes.NewReader(in.buf), int64(len(in.buf)), in.stored.TransferSyntax, rq)
 	}
-	size := in.stored.Size - int64(in.metaLen)
-	return checkDataSet(io.NewSectionReader(in.f, int64(in.metaLen), size), size, in.stored.TransferSyntax, rq)
+	return checkDataSet(io.NewSectionReader(in.f, 0, in.stored.Size), in.stored.Size, in.stored.TransferSyntax, rq)
 }

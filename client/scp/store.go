@@ -84,15 +84,11 @@ type instanceFile struct {
 	stored Stored
 	limit  int   // held in memory up to this size
 	err    error // first write error; later fragments are dropped
-	// metaLen is the File Meta Information's length: the data set starts there.
-	metaLen int
 }
 
 func createInstance(dir string, st Stored, buf []byte, limit int) *instanceFile {
 	in := &instanceFile{buf: buf[:0], dir: dir, stored: st, limit: limit}
-	meta := fileMeta(st.SOPClass, st.SOPInstance, st.TransferSyntax, st.CallingAE)
-	in.metaLen = len(meta)
-	in.write(meta)
+	in.write(fileMeta(st.SOPClass, st.SOPInstance, st.TransferSyntax, st.CallingAE))
 	return in
 }
 
