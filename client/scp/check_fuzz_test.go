@@ -17,7 +17,7 @@ func FuzzCheckDataSet(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ds []byte, which uint8) {
 		ts := syntaxes[int(which)%len(syntaxes)]
 		rq := command{SOPClass: sopClassSC, SOPInstance: "1.2.3.9"}
-		part10 := append(fileMeta(rq.SOPClass, rq.SOPInstance, ts, "FUZZ"), ds...)
+		part10 := append(fileMeta(rq.SOPClass, rq.SOPInstance, ts, "FUZZ"), ds...) // as the SCP stores it
 		status, comment := checkDataSet(bytes.NewReader(part10), int64(len(part10)), ts, rq)
 		if status == statusSuccess && !bytes.Contains(ds, []byte("1.2.3.9")) && ts != "1.2.840.10008.1.2.1.99" {
 			t.Fatalf("accepted a data set without the command's SOP Instance UID (%s)", ts)

@@ -209,7 +209,7 @@ func Parse(src io.ReaderAt, size int64) (*Instance, error) {
 		return nil, fmt.Errorf("%w: missing or invalid SOP Instance UID (0008,0018)", ErrMalformed)
 	case meta.MediaStorageSOPInstanceUID != "" && meta.MediaStorageSOPInstanceUID != in.SOPInstanceUID:
 		return nil, fmt.Errorf("%w: Media Storage SOP Instance UID %q in the meta information differs from SOP Instance UID %q",
-			ErrMalformed, meta.MediaStorageSOPInstanceUID, in.SOPInstanceUID)
+			ErrMetaMismatch, meta.MediaStorageSOPInstanceUID, in.SOPInstanceUID)
 	}
 	if in.SOPClassUID == "" {
 		in.SOPClassUID = meta.MediaStorageSOPClassUID

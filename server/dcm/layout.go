@@ -101,6 +101,9 @@ type PixelLayout struct {
 // ErrMalformed is wrapped by every structural error in a file.
 var ErrMalformed = errors.New("malformed DICOM")
 
+// ErrMetaMismatch: the File Meta Information names another SOP Instance than the data set.
+var ErrMetaMismatch = fmt.Errorf("%w: the meta information and the data set name different SOP Instances", ErrMalformed)
+
 func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }
