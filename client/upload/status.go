@@ -35,6 +35,7 @@ func ReadStatus(journalDir string) (Status, error) {
 	}
 	st.PendingBundles, st.PendingFiles, st.PendingBytes = 0, 0, 0
 	if _, err := os.Stat(filepath.Join(journalDir, journalName)); errors.Is(err, fs.ErrNotExist) {
+		st.clearSettled()
 		return st, nil
 	}
 	j, err := openJournal(journalDir)
@@ -48,7 +49,17 @@ func ReadStatus(journalDir string) (Status, error) {
 			st.PendingBytes += bd.Size
 		}
 	}
+	st.clearSettled()
 	return st, nil
+}
+
+// clearSettled drops a last error that no longer says anything: the queue is drained and a
+// bundle went through after it. A technician reading `client status` after a clean run must
+// not be sent looking for a problem that is gone.
+func (st *Status) clearSettled() {
+	if st.PendingBundles == 0 && st.LastError != "" && st.LastSuccess.After(st.LastErrorAt) {
+		st.LastError, st.LastErrorAt = "", time.Time{}
+	}
 }
 
 // noteStatus records a finished bundle (err nil) or a failure, for ReadStatus. It reads only
