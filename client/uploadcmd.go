@@ -88,10 +88,13 @@ func printSummary(w io.Writer, s *upload.Summary) {
 		fmt.Fprintf(w, " (%d not sent: on the server already)", s.NotSent)
 	}
 	if s.Skipped > 0 {
-		fmt.Fprintf(w, " (%d other files skipped: not DICOM Part 10, or DICOMDIR)", s.Skipped)
+		fmt.Fprintf(w, " (%d other files skipped)", s.Skipped)
 	}
 	fmt.Fprintln(w)
 	for _, f := range s.Problems() {
+		fmt.Fprintf(w, "  %s %s: %s\n", f.Outcome, f.Path, f.Error)
+	}
+	for _, f := range s.SkippedFiles {
 		fmt.Fprintf(w, "  %s %s: %s\n", f.Outcome, f.Path, f.Error)
 	}
 }

@@ -1,12 +1,15 @@
 package upload
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 )
 
 // candidate is a Part 10 file found by the walk.
@@ -17,40 +20,68 @@ type candidate struct {
 }
 
 // walk finds the Part 10 files ("DICM" at offset 128, PS3.10 7.1) under paths, in lexical
-// order. With dicomdir, a path that is a DICOMDIR gives the files it references; those missing
-// or not Part 10 are failed, with the reason. A DICOMDIR met in a folder is skipped: the walk
-// finds its files anyway. skipped counts the files that are neither sent nor failed.
-func walk(paths []string, dicomdir bool) (found []candidate, failed []FileOutcome, skipped int, err error) {
+// order, and names every other file with the reason it is not sent:
+//   - a file named on the command line that is not Part 10 fails (the job then ends non-zero);
+//   - in a folder, other files are skipped (a CD holds readme files and viewers);
+//   - with dicomdir, a path that is a DICOMDIR gives the files it references, and a DICOMDIR
+//     met in a folder is skipped (the walk finds its files) but what it references and is
+//     gone, or is not Part 10, fails: the CD is missing images.
+func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []FileOutcome, err error) {
 	seen := map[string]bool{}
+	referenced := func(dirPath string) error {
+		files, missing, err := dicomdirFiles(dirPath)
+		if err != nil {
+			return err
+		}
+		failed = append(failed, missing...)
+		for _, p := range files {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			ok, size, uid, err := readHead(p)
+			if err != nil || !ok {
+				failed = append(failed, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: "referenced by " + dirPath + ": " + notPart10(p, err)})
+				continue
+			}
+			found = append(found, candidate{p, size, uid})
+		}
+		return nil
+	}
 	for _, root := range paths {
 		root, err := filepath.Abs(root)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, nil, err
 		}
-		if fi, err := os.Stat(root); err == nil && fi.Mode().IsRegular() && dicomdir && isDICOMDIR(root) {
-			files, missing, err := dicomdirFiles(root)
-			if err != nil {
-				return nil, nil, 0, err
-			}
-			failed = append(failed, missing...)
-			for _, p := range files {
-				if seen[p] {
-					continue
-				}
-				seen[p] = true
-				ok, size, uid, err := readHead(p)
-				if err != nil || !ok {
-					reason := "not a DICOM Part 10 file (no \"DICM\" at offset 128)"
-					if err != nil {
-						reason = "reading: " + err.Error()
-					}
-					failed = append(failed, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: "referenced by " + root + ": " + reason})
-					continue
-				}
-				found = append(found, candidate{p, size, uid})
+		fi, err := os.Stat(root)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if fi.Mode().IsRegular() && dicomdir && isDICOMDIR(root) {
+			if err := referenced(root); err != nil {
+				return nil, nil, nil, err
 			}
 			continue
 		}
+		if fi.Mode().IsRegular() && isDICOMDIR(root) {
+			skipped = append(skipped, FileOutcome{Path: root, Outcome: OutcomeSkipped, Error: "a DICOMDIR: not followed here"})
+			continue
+		}
+		if fi.Mode().IsRegular() {
+			// Named on the command line: sent, or failed with the reason.
+			if seen[root] {
+				continue
+			}
+			seen[root] = true
+			ok, size, uid, err := readHead(root)
+			if err != nil || !ok {
+				failed = append(failed, FileOutcome{Path: root, Outcome: OutcomeFailed, Error: notPart10(root, err)})
+				continue
+			}
+			found = append(found, candidate{root, size, uid})
+			continue
+		}
+		var dicomdirs []string
 		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -60,7 +91,8 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed []FileOutcom
 			}
 			seen[path] = true
 			if isDICOMDIR(path) {
-				skipped++
+				skipped = append(skipped, FileOutcome{Path: path, Outcome: OutcomeSkipped, Error: "a DICOMDIR: the files it lists are sent as found in the folder"})
+				dicomdirs = append(dicomdirs, path)
 				return nil
 			}
 			ok, size, uid, err := readHead(path)
@@ -68,17 +100,53 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed []FileOutcom
 				return err
 			}
 			if !ok {
-				skipped++
+				skipped = append(skipped, FileOutcome{Path: path, Outcome: OutcomeSkipped, Error: notPart10(path, nil)})
 				return nil
 			}
 			found = append(found, candidate{path, size, uid})
 			return nil
 		})
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, nil, err
+		}
+		if dicomdir {
+			// What a DICOMDIR in the folder lists and the folder lacks is a missing image.
+			for _, dd := range dicomdirs {
+				if err := referenced(dd); err != nil {
+					failed = append(failed, FileOutcome{Path: dd, Outcome: OutcomeFailed, Error: err.Error()})
+				}
+			}
 		}
 	}
 	return found, failed, skipped, nil
+}
+
+// notPart10 says what a file that is not DICOM Part 10 seems to be, for the technician.
+func notPart10(path string, err error) string {
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "cannot be read: " + err.Error()
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	switch {
+	case n == 0:
+		return "an empty file"
+	case bytes.HasPrefix(head, []byte{0xFF, 0xD8, 0xFF}):
+		return "a JPEG picture, not DICOM: send the modality's DICOM files"
+	case bytes.HasPrefix(head, []byte("\x89PNG")):
+		return "a PNG picture, not DICOM: send the modality's DICOM files"
+	case bytes.HasPrefix(head, []byte("%PDF")):
+		return "a PDF document, not DICOM"
+	case utf8.Valid(head) && !bytes.ContainsRune(head, 0):
+		return "a text file, not DICOM"
+	}
+	return "not a DICOM Part 10 file (no \"DICM\" at offset 128)"
 }
 
 // tarSize is what a file of size n takes in a tar: a PAX header (a block and a block of records,

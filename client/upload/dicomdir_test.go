@@ -71,6 +71,19 @@ func TestUploadDICOMDIR(t *testing.T) {
 		t.Fatalf("%d instances", n)
 	}
 
+	// The CD's folder given instead of its DICOMDIR: the DICOMDIR is skipped, its files are
+	// found by the walk, and the one it lists that is gone still fails with the reason.
+	sum, err = Run(context.Background(), Config{Server: srv.URL, Token: srv.Token, JournalDir: t.TempDir(), FollowDICOMDIR: true}, []string{cd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := sum.Problems(); len(p) != 1 || p[0].Path != gone || !strings.Contains(p[0].Error, "missing") {
+		t.Fatalf("the folder of the CD: problems %+v", p)
+	}
+	if len(sum.SkippedFiles) != 1 || filepath.Base(sum.SkippedFiles[0].Path) != "DICOMDIR" {
+		t.Fatalf("the folder of the CD: skipped %+v", sum.SkippedFiles)
+	}
+
 	// Without FollowDICOMDIR (client watch), a DICOMDIR given as a path is skipped.
 	cfg.FollowDICOMDIR = false
 	if sum, err = Run(context.Background(), cfg, []string{filepath.Join(cd, "DICOMDIR")}); err != nil || len(sum.Files) != 0 || sum.Skipped != 1 {

@@ -32,6 +32,9 @@ const (
 	OutcomeAlreadyStored = "already-stored"
 	OutcomeConflict      = "conflict"
 	OutcomeFailed        = "failed"
+	// OutcomeSkipped: a file in a folder that is not DICOM Part 10 (not sent; the job still
+	// succeeds). Only in Summary.SkippedFiles.
+	OutcomeSkipped = "skipped"
 )
 
 // Config configures an upload job.
@@ -98,8 +101,9 @@ type FileOutcome struct {
 type Summary struct {
 	Files                                    []FileOutcome
 	Stored, AlreadyStored, Conflicts, Failed int
-	Skipped                                  int // files that are not Part 10 (or DICOMDIR)
-	NotSent                                  int // already stored: the server had them before this run
+	Skipped                                  int           // files in folders that are not Part 10 (or DICOMDIR)
+	SkippedFiles                             []FileOutcome // those files, each with the reason
+	NotSent                                  int           // already stored: the server had them before this run
 	Bundles                                  int
 	BytesSent                                int64 // PATCH body bytes sent by this run, resends included
 }
@@ -209,7 +213,7 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			return nil, err
 		}
 	}
-	sum := &Summary{Skipped: skipped, NotSent: len(onServer), Bundles: len(j.Bundles)}
+	sum := &Summary{Skipped: len(skipped), SkippedFiles: skipped, NotSent: len(onServer), Bundles: len(j.Bundles)}
 	for _, f := range append(failed, onServer...) {
 		sum.add(f)
 	}
