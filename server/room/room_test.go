@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"sanping/protocol"
@@ -181,7 +182,13 @@ func TestDriverFromFirstJoiner(t *testing.T) {
 	}
 }
 
+// TestResume runs on synctest's clock: the steps that must come within the grace period
+// take no time there, however busy the machine, and the grace period ends when it should.
 func TestResume(t *testing.T) {
+	synctest.Test(t, testResume)
+}
+
+func testResume(t *testing.T) {
 	f := newFixture(t, Config{Grace: 100 * time.Millisecond})
 	cli, _ := f.join(clinic) // drives: first to join
 	doc, _ := f.join(doctor)
@@ -285,7 +292,12 @@ func tokenOf(t *testing.T, f *fixture, mb *Member) string {
 	return mb.p.token
 }
 
+// TestClose runs on synctest's clock: the grace period passes without waiting for it.
 func TestClose(t *testing.T) {
+	synctest.Test(t, testClose)
+}
+
+func testClose(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 	f := newFixture(t, Config{Grace: 20 * time.Millisecond})
 	doc, _ := f.join(doctor)

@@ -3,6 +3,7 @@ package room
 import (
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"sanping/protocol"
@@ -109,8 +110,12 @@ func TestReset(t *testing.T) {
 }
 
 // Pointer ops are paced: the first goes out at once, then at most one per interval, the
-// latest winning.
+// latest winning. The clock is synctest's: 300 pointer moves over a second, exactly.
 func TestPointerCoalescing(t *testing.T) {
+	synctest.Test(t, testPointerCoalescing)
+}
+
+func testPointerCoalescing(t *testing.T) {
 	f := newFixture(t, Config{})
 	doc, _ := f.join(doctor)
 	cli, _ := f.join(clinic)
@@ -134,8 +139,9 @@ func TestPointerCoalescing(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // the last interval
 	elapsed := time.Since(start)
 	ms := ofType(queued(t, doc), protocol.TypeOpApplied)
-	if max := int(elapsed/(33*time.Millisecond)) + 2; len(ms) > max || len(ms) < 10 {
-		t.Fatalf("%d pointer broadcasts in %v, want 10..%d", len(ms), elapsed, max)
+	// One broadcast at once, then one per 33 ms interval that saw a move: 1.05 s of moves.
+	if want := int(elapsed / (33 * time.Millisecond)); len(ms) < want-1 || len(ms) > want+1 {
+		t.Fatalf("%d pointer broadcasts in %v, want %d±1", len(ms), elapsed, want)
 	}
 	c := replica{seq: 1, state: protocol.DefaultViewState()}
 	for _, m := range ms {
