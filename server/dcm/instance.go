@@ -161,6 +161,12 @@ type Instance struct {
 
 // Parse reads a whole Part 10 file. It never loads Pixel Data: the layout records where it is.
 func Parse(src io.ReaderAt, size int64) (*Instance, error) {
+	return parse(src, size, false)
+}
+
+// parse is Parse; with metaMismatchOK a meta information naming another SOP Instance than the
+// data set is let through (RewriteMeta mends it).
+func parse(src io.ReaderAt, size int64, metaMismatchOK bool) (*Instance, error) {
 	meta, datasetOffset, err := ReadMeta(src, size)
 	if err != nil {
 		return nil, err
@@ -207,7 +213,7 @@ func Parse(src io.ReaderAt, size int64) (*Instance, error) {
 		return nil, fmt.Errorf("%w: missing or invalid Series Instance UID (0020,000E)", ErrMalformed)
 	case !validUID(in.SOPInstanceUID):
 		return nil, fmt.Errorf("%w: missing or invalid SOP Instance UID (0008,0018)", ErrMalformed)
-	case meta.MediaStorageSOPInstanceUID != "" && meta.MediaStorageSOPInstanceUID != in.SOPInstanceUID:
+	case !metaMismatchOK && meta.MediaStorageSOPInstanceUID != "" && meta.MediaStorageSOPInstanceUID != in.SOPInstanceUID:
 		return nil, fmt.Errorf("%w: Media Storage SOP Instance UID %q in the meta information differs from SOP Instance UID %q",
 			ErrMetaMismatch, meta.MediaStorageSOPInstanceUID, in.SOPInstanceUID)
 	}

@@ -51,6 +51,12 @@ func TranscodeToExplicitLE(w io.Writer, src io.ReaderAt, size int64) error {
 
 // writeMeta writes the preamble, "DICM" and the meta group with a new transfer syntax.
 func writeMeta(w *bufio.Writer, meta *Meta, tsUID string) error {
+	return writeMetaWith(w, meta, map[uint16]string{0x0010: tsUID})
+}
+
+// writeMetaWith writes the preamble, "DICM" and the meta group with the UI values of the
+// elements in repl (group 0002, by element number) replaced.
+func writeMetaWith(w *bufio.Writer, meta *Meta, repl map[uint16]string) error {
 	var group []byte
 	le := binary.LittleEndian
 	pos := 0
@@ -65,15 +71,16 @@ func writeMeta(w *bufio.Writer, meta *Meta, tsUID string) error {
 		if pos+hl+length > len(b) {
 			return malformed("file meta information truncated")
 		}
-		switch element {
-		case 0x0000:
-		case 0x0010:
-			v := []byte(tsUID)
+		uid, replaced := repl[element]
+		switch {
+		case element == 0x0000:
+		case replaced:
+			v := []byte(uid)
 			if len(v)%2 == 1 {
 				v = append(v, 0)
 			}
 			group = le.AppendUint16(group, 0x0002)
-			group = le.AppendUint16(group, 0x0010)
+			group = le.AppendUint16(group, element)
 			group = append(group, 'U', 'I')
 			group = le.AppendUint16(group, uint16(len(v)))
 			group = append(group, v...)
@@ -299,4 +306,29 @@ func (s *swapReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return c, err
+}
+
+// RewriteMeta writes src (a Part 10 file whose meta information names another SOP Instance
+// than its data set: Parse answers ErrMetaMismatch) to w with the data set's SOP Instance and
+// SOP Class UIDs in the meta information, the data set unchanged. Modalities and converters
+// write such files, and a clinic cannot fix its modality: the data set is the instance (PS3.10
+// 7.1 makes the meta information describe it), so it is taken as the truth, as Orthanc does.
+// It returns the instance as the data set describes it.
+func RewriteMeta(w io.Writer, src io.ReaderAt, size int64) (*Instance, error) {
+	in, err := parse(src, size, true)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	repl := map[uint16]string{0x0003: in.SOPInstanceUID}
+	if in.SOPClassUID != "" {
+		repl[0x0002] = in.SOPClassUID
+	}
+	if err := writeMetaWith(bw, in.Meta, repl); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(bw, io.NewSectionReader(src, in.Layout.DatasetOffset, size-in.Layout.DatasetOffset)); err != nil {
+		return nil, fmt.Errorf("copying the data set: %w", err)
+	}
+	return in, bw.Flush()
 }

@@ -59,11 +59,35 @@ func (s *Store) prepare(sp *spooled) (*record, error) {
 	in, err := dcm.Parse(src, sp.size)
 	if err != nil {
 		if errors.Is(err, dcm.ErrMalformed) {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		return nil, err
 	}
 	return buildRecord(src, sp.size, in)
+}
+
+// source is what a spooled instance is read from.
+func (sp *spooled) source() io.ReaderAt {
+	if sp.mem != nil {
+		return bytes.NewReader(*sp.mem)
+	}
+	return sp.f
+}
+
+// rewriteMeta spools sp again with its meta information mended (dcm.RewriteMeta): the data
+// set's SOP Instance UID is the truth.
+func (s *Store) rewriteMeta(sp *spooled) (*spooled, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := dcm.RewriteMeta(pw, sp.source(), sp.size)
+		pw.CloseWithError(err)
+	}()
+	sp2, err := s.spool(pr)
+	pr.CloseWithError(err) // unblocks the writer if spooling stopped early
+	if err != nil {
+		return nil, fmt.Errorf("rewriting the meta information: %w", err)
+	}
+	return sp2, nil
 }
 
 func buildRecord(f io.ReaderAt, size int64, in *dcm.Instance) (*record, error) {

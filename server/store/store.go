@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sanping/internal/durable"
+	"sanping/server/dcm"
 	"strings"
 	"sync"
 	"time"
@@ -238,6 +239,20 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 		return nil, fmt.Errorf("%w: the sender's SHA-256 is %s, the content received has %s", ErrChecksum, want, sp.sha)
 	}
 	rec, err := s.prepare(sp)
+	var mended string
+	if errors.Is(err, dcm.ErrMetaMismatch) {
+		// The meta information names another SOP Instance than the data set: stored with the
+		// data set's UID and the meta information mended, with a warning (a clinic cannot fix
+		// its modality's files; Orthanc stores them too).
+		sp2, rerr := s.rewriteMeta(sp)
+		if rerr != nil {
+			return nil, rerr
+		}
+		defer sp2.close()
+		mended = err.Error()
+		sp = sp2
+		rec, err = s.prepare(sp)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +260,10 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 		SOPClassUID: rec.sopClass, SHA256: sp.sha, Warnings: rec.warnings}
 	if study != "" && rec.studyUID != study {
 		return res, fmt.Errorf("%w: the instance's Study Instance UID %s is not %s", ErrStudyMismatch, rec.studyUID, study)
+	}
+	if mended != "" {
+		s.log.Warn("stored with its meta information mended", "sop_instance_uid", rec.sopUID, "was", mended)
+		res.Warnings = append(res.Warnings, "the File Meta Information named another SOP Instance UID than the data set; stored under the data set's "+rec.sopUID+" with the meta information corrected")
 	}
 	rec.sha = sp.sha
 	rec.institutionID = t.InstitutionID
