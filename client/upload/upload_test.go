@@ -181,7 +181,9 @@ func TestUploadBadLink(t *testing.T) {
 	if cuts.Load() < 3 {
 		t.Fatalf("only %d cuts", cuts.Load())
 	}
-	if limit := total + total/10 + 64<<10; sent > limit {
+	// Each cut may waste what was in flight (socket buffers, the PATCH under way: measured up
+	// to ~0.4 MB); resending whole bundles (16 MB) would cost far more.
+	if limit := total + cuts.Load()*(512<<10) + 64<<10; sent > limit {
 		t.Fatalf("proxy carried %d bytes for %d of bundles (limit %d)", sent, total, limit)
 	}
 }
