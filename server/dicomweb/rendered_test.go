@@ -238,7 +238,9 @@ func TestRenderedColorMatchesDCMTK(t *testing.T) {
 	}
 	dir := t.TempDir()
 	e := newEnv(t, 0)
-	for i, conv := range [][]string{nil, {"dcmcrle"}, {"dcmcjpeg", "+eb", "+un"}} {
+	// +cr: the JPEG holds RGB, not YCbCr (Photometric Interpretation RGB, component IDs R, G, B
+	// or an Adobe marker): no colour conversion on decoding, as libjpeg and DCMTK decide.
+	for i, conv := range [][]string{nil, {"dcmcrle"}, {"dcmcjpeg", "+eb", "+un"}, {"dcmcjpeg", "+eb", "+un", "+cr"}} {
 		u := dicomtest.UIDs{Study: fmt.Sprintf("1.2.826.0.1.88.%d", i), Series: fmt.Sprintf("1.2.826.0.1.88.%d.1", i), SOP: fmt.Sprintf("1.2.826.0.1.88.%d.1.1", i)}
 		elems := append(dicomtest.BaseElems(u, dicomtest.SOPClassSC),
 			dicomtest.US(0x00280002, 3), dicomtest.Str(0x00280004, "CS", "RGB"), dicomtest.US(0x00280006, 0),

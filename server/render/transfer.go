@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"strings"
 
 	"sanping/server/render/jpegbase"
 	"sanping/server/render/jpegll"
@@ -94,7 +95,16 @@ func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attr
 	case tsJPEGBaseline, tsJPEGExtended:
 		// jpegbase decodes exactly as libjpeg (and so DCMTK) does; image/jpeg, whose inverse DCT
 		// and chroma upsampling differ by up to a few levels, reads what jpegbase does not.
-		img, err := jpegbase.Decode(frame)
+		// The Photometric Interpretation decides, as in DCMTK's default ("convert if YCbCr
+		// photometric interpretation"); without one, the markers, as in libjpeg.
+		color := jpegbase.ColorGuess
+		switch {
+		case a.Photometric == "RGB":
+			color = jpegbase.ColorRGB
+		case strings.HasPrefix(a.Photometric, "YBR"):
+			color = jpegbase.ColorYCbCr
+		}
+		img, err := jpegbase.DecodeColor(frame, color)
 		if errors.Is(err, jpegbase.ErrUnsupported) {
 			img, err = jpeg.Decode(bytes.NewReader(frame))
 		}

@@ -6,7 +6,8 @@
 // ultrasound up to 3 levels (170 at sharp chroma edges) away from what DCMTK shows.
 //
 // Scope: SOF0/SOF1 with 8-bit precision, one interleaved scan holding every component,
-// 1 (grey) or 3 (YCbCr) components, any sampling factors whose ratios are integers,
+// 1 (grey) or 3 (YCbCr or RGB, decided as libjpeg and DCMTK do) components, any sampling
+// factors whose ratios are integers,
 // DRI/RSTn restarts, 8- and 16-bit DQT. Data that ends early (or runs into a marker) is
 // handled as libjpeg does: the missing bits read as zeros and later MCUs decode as zero
 // blocks.
@@ -80,6 +81,12 @@ type decoder struct {
 	dc, ac   [4]*huffTable
 	restart  int
 
+	// What libjpeg reads of the colour space (jdmarker.c): a JFIF APP0 marker, an Adobe
+	// APP14 marker and its transform flag.
+	sawJFIF, sawAdobe bool
+	adobeTransform    byte
+	color             Color
+
 	// bit reader
 	bitBuf        uint64
 	bitsLeft      int
@@ -98,9 +105,29 @@ func Config(data []byte) (width, height, components int, err error) {
 	return d.width, d.height, len(d.comps), nil
 }
 
+// Color says what three components hold, and so whether they are converted from YCbCr.
+type Color int
+
+const (
+	// ColorGuess decides as libjpeg does (jdapimin.c default_decompress_parms): a JFIF
+	// marker means YCbCr; an Adobe marker's transform flag 0 means RGB, else YCbCr; without
+	// either, component IDs 'R', 'G', 'B' mean RGB, anything else YCbCr.
+	ColorGuess Color = iota
+	// ColorYCbCr: converted to RGB (DICOM Photometric Interpretation YBR_FULL, YBR_FULL_422).
+	ColorYCbCr
+	// ColorRGB: taken as RGB, unconverted (Photometric Interpretation RGB: what DCMTK's
+	// decoder does by default, "convert if YCbCr photometric interpretation").
+	ColorRGB
+)
+
 // Decode returns the image as libjpeg would: *image.Gray for 1 component, *image.RGBA for 3.
 func Decode(data []byte) (image.Image, error) {
-	d := &decoder{data: data}
+	return DecodeColor(data, ColorGuess)
+}
+
+// DecodeColor is Decode with the colour space of three components given (or guessed).
+func DecodeColor(data []byte, color Color) (image.Image, error) {
+	d := &decoder{data: data, color: color}
 	if err := d.readHeaders(true); err != nil {
 		return nil, err
 	}
@@ -215,6 +242,17 @@ func (d *decoder) readHeaders(full bool) error {
 			return d.parseSOS(seg)
 		case m == mDNL:
 			return unsupported("DNL marker")
+		case m == 0xE0 || m == 0xEE: // APP0 (JFIF), APP14 (Adobe)
+			seg, err := d.segment()
+			if err != nil {
+				return err
+			}
+			switch {
+			case m == 0xE0 && len(seg) >= 5 && string(seg[:5]) == "JFIF\x00":
+				d.sawJFIF = true
+			case m == 0xEE && len(seg) >= 12 && string(seg[:5]) == "Adobe":
+				d.sawAdobe, d.adobeTransform = true, seg[11]
+			}
 		default:
 			// APPn, COM, JPG, other segments with a length: skip.
 			if _, err := d.segment(); err != nil {
@@ -494,6 +532,16 @@ func (d *decoder) output() (image.Image, error) {
 	}
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	yp, cbp, crp := full[0], full[1], full[2]
+	if !d.ycbcr() {
+		for y := 0; y < h; y++ {
+			row := img.Pix[y*img.Stride:]
+			for x := 0; x < w; x++ {
+				i := y*w + x
+				row[4*x+0], row[4*x+1], row[4*x+2], row[4*x+3] = yp[i], cbp[i], crp[i], 255
+			}
+		}
+		return img, nil
+	}
 	for y := 0; y < h; y++ {
 		row := img.Pix[y*img.Stride:]
 		for x := 0; x < w; x++ {
@@ -507,6 +555,21 @@ func (d *decoder) output() (image.Image, error) {
 		}
 	}
 	return img, nil
+}
+
+// ycbcr reports whether three components are YCbCr, to be converted to RGB.
+func (d *decoder) ycbcr() bool {
+	switch {
+	case d.color == ColorRGB:
+		return false
+	case d.color == ColorYCbCr:
+		return true
+	case d.sawJFIF:
+		return true
+	case d.sawAdobe:
+		return d.adobeTransform != 0
+	}
+	return !(d.comps[0].id == 'R' && d.comps[1].id == 'G' && d.comps[2].id == 'B')
 }
 
 func clamp255(v int) uint8 {
