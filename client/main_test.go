@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"sanping/internal/testtool"
 	"sanping/protocol"
 )
 
@@ -311,10 +312,10 @@ func TestJoin(t *testing.T) {
 	srv := startFake(t, "spt_station", "spt_doctor")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &testtool.Buffer{}
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"join", "-server", srv.URL, "-consultation", "7", "-token", "spt_station"}, out, &lockedBuffer{})
+		done <- run(ctx, []string{"join", "-server", srv.URL, "-consultation", "7", "-token", "spt_station"}, out, &testtool.Buffer{})
 	}()
 	waitFor(t, func() bool { return strings.Contains(out.String(), "joined consultation 7 as p1") })
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -28,24 +27,6 @@ import (
 	"sanping/internal/testtool"
 	"sanping/server/store"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the command's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSCPCommand: `client scp` answers DCMTK's echoscu and stores what storescu sends, only
 // from the allowed modality.
@@ -212,8 +193,8 @@ func storescu(addr string, images []image) error {
 type station struct {
 	t      *testing.T
 	args   []string
-	ready  string          // in the output once the command is up ("" for at once)
-	outs   []*lockedBuffer // one per run
+	ready  string             // in the output once the command is up ("" for at once)
+	outs   []*testtool.Buffer // one per run
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -237,7 +218,7 @@ func startCommand(t *testing.T, ready string, args ...string) *station {
 func (s *station) start() {
 	s.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lockedBuffer{}
+	out := &testtool.Buffer{}
 	s.outs, s.cancel, s.done = append(s.outs, out), cancel, make(chan int, 1)
 	go func() { s.done <- run(ctx, s.args, out, out) }()
 	eventually(s.t, 10*time.Second, "client "+s.args[0]+" up", func() bool { return strings.Contains(out.String(), s.ready) },

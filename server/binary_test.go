@@ -15,18 +15,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"sanping/client/live"
+	"sanping/internal/testtool"
 	"sanping/protocol"
 	"sanping/server/internal/dicomtest"
 )
 
 // goBuild builds a command of this module into dir, as `make build` and `make client` do.
-func goBuild(t *testing.T, dir, name, pkg string) string {
+func goBuild(t testing.TB, dir, name, pkg string) string {
 	t.Helper()
 	out := filepath.Join(dir, name)
 	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
@@ -52,24 +52,6 @@ func freePort(t *testing.T) int {
 	}
 	t.Fatal("no free port")
 	return 0
-}
-
-// syncBuffer collects a child's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestBinaryLiveConsultation runs a county as its IT person would, with the built binaries
@@ -113,7 +95,7 @@ func TestBinaryLiveConsultation(t *testing.T) {
 	srv := exec.Command(sanping, "-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "-data", data,
 		"-media-udp", fmt.Sprintf(":%d", mediaPort), "-media-tcp", fmt.Sprintf(":%d", tcpPort), "-turn", fmt.Sprintf(":%d", turnPort))
 	srv.Env = append(os.Environ(), "SANPING_ADMIN_PASSWORD=Admin-password-2026")
-	var srvOut syncBuffer
+	var srvOut testtool.Buffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -234,7 +216,7 @@ func TestBinaryLiveConsultation(t *testing.T) {
 	call(doc, "POST", fmt.Sprintf("/api/consultations/%d/start", co.ID), csrf, nil, http.StatusOK, nil)
 
 	// The station joins with the station program, publishing its camera.
-	var joinOut syncBuffer
+	var joinOut testtool.Buffer
 	join := exec.CommandContext(ctx, client, "join", "-server", base, "-consultation", fmt.Sprint(co.ID), "-token", token,
 		"-video", testVideo, "-audio", testAudio)
 	join.Stdout, join.Stderr = &joinOut, &joinOut

@@ -181,10 +181,7 @@ func BenchmarkRooms50x3(b *testing.B) {
 	if err := os.WriteFile(tokenFile, []byte(lines.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	client := filepath.Join(dir, "client")
-	if out, err := exec.Command("go", "build", "-o", client, "../client").CombinedOutput(); err != nil {
-		b.Fatalf("building the client: %v\n%s", err, out)
-	}
+	client := goBuild(b, dir, "client", "../client")
 	for range b.N {
 		var before, after syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &before)

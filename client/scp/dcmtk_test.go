@@ -9,11 +9,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"sanping/internal/testtool"
 )
 
 func TestEcho(t *testing.T) {
 	needTools(t, "echoscu")
-	logged := &logBuffer{}
+	logged := &testtool.Buffer{}
 	ts := startServer(t, Config{AllowedCallers: []string{"MODALITY", "US1"},
 		Logger: slog.New(slog.NewTextHandler(logged, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	tests := []struct {
@@ -172,22 +174,4 @@ func TestStoreSCUCompressed(t *testing.T) {
 	if !bytes.Equal(dataSet(t, got), dataSet(t, want)) {
 		t.Errorf("compressed data set not stored as sent")
 	}
-}
-
-// logBuffer collects log lines written from the server's goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

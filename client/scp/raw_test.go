@@ -392,27 +392,11 @@ func TestIdleTimeout(t *testing.T) {
 // OB Pixel Data padding it to about size bytes.
 func testDataSet(sopClass, sopInstance string, size int) []byte {
 	var b []byte
-	el := func(group, element uint16, vr string, v []byte) {
-		if len(v)%2 == 1 {
-			v = append(v, 0)
-		}
-		b = binary.LittleEndian.AppendUint16(b, group)
-		b = binary.LittleEndian.AppendUint16(b, element)
-		b = append(b, vr...)
-		if vr == "OB" {
-			b = append(b, 0, 0)
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-		} else {
-			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
-		}
-		b = append(b, v...)
-	}
-	el(0x0008, 0x0016, "UI", []byte(sopClass))
-	el(0x0008, 0x0018, "UI", []byte(sopInstance))
-	el(0x0020, 0x000D, "UI", []byte("1.2.826.0.1.3680043.9.7777.1"))
-	el(0x0020, 0x000E, "UI", []byte("1.2.826.0.1.3680043.9.7777.2"))
-	el(0x7FE0, 0x0010, "OB", bytes.Repeat([]byte{1, 2, 3, 4}, max(size-len(b)-12, 0)/4))
-	return b
+	b = appendMetaElement(b, 0x00080016, "UI", []byte(sopClass), 0)
+	b = appendMetaElement(b, 0x00080018, "UI", []byte(sopInstance), 0)
+	b = appendMetaElement(b, 0x0020000D, "UI", []byte("1.2.826.0.1.3680043.9.7777.1"), 0)
+	b = appendMetaElement(b, 0x0020000E, "UI", []byte("1.2.826.0.1.3680043.9.7777.2"), 0)
+	return appendMetaElement(b, 0x7FE00010, "OB", bytes.Repeat([]byte{1, 2, 3, 4}, max(size-len(b)-12, 0)/4), 0)
 }
 
 // TestStoreRefusesUnusableData: a C-STORE whose data set cannot be used later (random bytes,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sanping/internal/testtool"
 	"sanping/server/internal/dicomtest"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ const crashPassword = "crash-test-password"
 type server struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *bytes.Buffer
+	logs *testtool.Buffer
 }
 
 func freePort(t *testing.T) int {
@@ -41,22 +42,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
-}
-
 func startBinary(t *testing.T, bin, data string) *server {
 	t.Helper()
 	port := freePort(t)
-	logs := &syncBuffer{}
+	logs := &testtool.Buffer{}
 	// Live media and TURN off: their default ports would collide with other tests' servers.
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:"+strconv.Itoa(port), "-data", data, "-media-udp=", "-media-tcp=", "-turn=")
 	cmd.Env = append(os.Environ(), "SANPING_ADMIN_PASSWORD="+crashPassword)
@@ -64,7 +53,7 @@ func startBinary(t *testing.T, bin, data string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &logs.Buffer}
+	s := &server{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -87,8 +76,6 @@ func startBinary(t *testing.T, bin, data string) *server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
 	t.Fatalf("server did not become healthy:\n%s", logs.String())
 	return nil
 }

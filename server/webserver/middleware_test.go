@@ -2,17 +2,17 @@ package webserver
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"sanping/internal/testtool"
 )
 
 func TestCORS(t *testing.T) {
@@ -74,7 +74,7 @@ func TestSecurityHeaders(t *testing.T) {
 // TestWebsocketThroughChain: a websocket upgrade passes the whole chain (the access log's
 // writer must let the connection be hijacked), and the log records 101.
 func TestWebsocketThroughChain(t *testing.T) {
-	logged := &lockedBuffer{}
+	logged := &testtool.Buffer{}
 	log := slog.New(slog.NewTextHandler(logged, nil))
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
@@ -138,27 +138,10 @@ func TestFlushThroughChain(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestAccessLogNamesTheCaller: the log line carries who authentication proved (Identify), not
 // what a request claims, and never its credentials.
 func TestAccessLogNamesTheCaller(t *testing.T) {
-	logged := &lockedBuffer{}
+	logged := &testtool.Buffer{}
 	log := slog.New(slog.NewTextHandler(logged, nil))
 	h := AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "Bearer spt_secret" {
