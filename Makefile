@@ -5,12 +5,12 @@ BIN := bin/sanping
 .PHONY: run build client test test-go test-timing test-js vet bench clean
 
 build:
-	$(GO) build -o $(BIN) ./server
+	$(GO) build -o $(BIN) ./cmd/sanping
 
 # The station program, for Linux and (cross-compiled) Windows.
 client:
-	$(GO) build -o bin/client ./client
-	GOOS=windows GOARCH=amd64 $(GO) build -o bin/client.exe ./client
+	$(GO) build -o bin/sanping-station ./cmd/sanping-station
+	GOOS=windows GOARCH=amd64 $(GO) build -o bin/sanping-station.exe ./cmd/sanping-station
 
 run: build
 	./$(BIN)
@@ -19,7 +19,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 vet:
 	$(GO) vet ./...
-	gofmt -l server client protocol internal web bench tests | (! grep .)
+	gofmt -l cmd server client protocol internal web bench tests | (! grep .)
 	$(GO) run $(STATICCHECK) ./...
 
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm

@@ -1,4 +1,4 @@
-module sanping
+module github.com/sanping/sanping
 
 go 1.26.0
 

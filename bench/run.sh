@@ -107,8 +107,8 @@ fi
 # --- Sanping -----------------------------------------------------------------
 if [ "$SKIP_SANPING" != 1 ]; then
 	port_busy "$SANPING_PORT" && die "127.0.0.1:$SANPING_PORT is already in use"
-	log "building Sanping (go build -o bin/sanping ./server)"
-	go build -o bin/sanping ./server
+	log "building Sanping (go build -o bin/sanping ./cmd/sanping)"
+	go build -o bin/sanping ./cmd/sanping
 	mkdir -p "$WORK/sanping-data"
 	log "starting Sanping on 127.0.0.1:$SANPING_PORT"
 	# An admin of the benchmark's own, made with the CLI as a county installer would: the

@@ -2,12 +2,12 @@
 # Whole-program benchmark of the station program (client/), on loopback, in one run, same
 # generated files, a few repetitions; writes a markdown report of medians and ratios.
 #
-#   (a) ct-upload: a 300-slice CT (300 x 1 MB) sent by `client upload DIR` (after `client login`
+#   (a) ct-upload: a 300-slice CT (300 x 1 MB) sent by `sanping-station upload DIR` (after `sanping-station login`
 #       with a station token) vs STOW-RS of the same files into the same server build
 #       (bench/cmd/stationbench stow: one instance per request, STOW_WORKERS requests in
 #       flight, same token). Every run gets a fresh server data directory.
 #   (b) scp-small, scp-ct: DCMTK storescu sends 2000 x 64 KB MR, then 300 x 1 MB CT, in one
-#       association each, to `client scp` and to DCMTK storescp (TCP_NODELAY=1 for DCMTK).
+#       association each, to `sanping-station scp` and to DCMTK storescp (TCP_NODELAY=1 for DCMTK).
 #
 #   bash bench/station.sh             # from the repo root; writes bench/results-station.md
 #
@@ -136,8 +136,8 @@ count_files() { find "$1" -maxdepth 1 -type f -name "${2:-*}" | wc -l; }
 # Rebuilt on every run: client/ and server/ change under this script.
 log "building server, client, stationbench and dwbench into $BIN"
 mkdir -p "$BIN"
-go build -o "$BIN/server" ./server
-go build -o "$BIN/client" ./client
+go build -o "$BIN/server" ./cmd/sanping
+go build -o "$BIN/client" ./cmd/sanping-station
 go build -o "$BIN/stationbench" ./bench/cmd/stationbench
 go build -o "$BIN/dwbench" ./bench/cmd/dwbench
 
@@ -151,7 +151,7 @@ SMALL_BYTES=$(dir_bytes "$SMALL_DIR")
 CT_BYTES=$(dir_bytes "$CT_DIR")
 : >"$RUNS"
 
-# --- (a) client upload vs STOW-RS ----------------------------------------------
+# --- (a) sanping-station upload vs STOW-RS ----------------------------------------------
 DATA=$WORK/server-data
 TOKEN=
 SERVER_PID=
@@ -165,7 +165,7 @@ fresh_server() {
 	"$BIN/server" site add -data "$DATA" -kind hospital BENCHH "基准县人民医院" >>"$WORK/server-cli.log"
 	"$BIN/server" site add -data "$DATA" -kind clinic -parent BENCHH BENCH "基准村卫生室" >>"$WORK/server-cli.log"
 	TOKEN=$("$BIN/server" token create -data "$DATA" -institution BENCH "基准村卫生室-CT" | tail -n 1)
-	case $TOKEN in spt_*) ;; *) die "server token create printed no spt_ token" ;; esac
+	case $TOKEN in spt_*) ;; *) die "sanping token create printed no spt_ token" ;; esac
 	SANPING_ADMIN_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n') \
 		start "$WORK/server.log" "$BIN/server" -addr "127.0.0.1:$HTTP_PORT" -data "$DATA" -media-udp= -media-tcp= -turn=
 	SERVER_PID=$BG
@@ -191,11 +191,11 @@ run_upload() { # REP ORDER
 	c0=$(cpu "$SERVER_PID")
 	t0=$EPOCHREALTIME
 	"$BIN/client" upload -config "$WORK/client.json" -journal "$WORK/journal" -attempts 3 "$CT_DIR" \
-		>"$WORK/upload.log" 2>&1 || die "client upload failed (see upload.log)"
+		>"$WORK/upload.log" 2>&1 || die "sanping-station upload failed (see upload.log)"
 	t1=$EPOCHREALTIME
 	c1=$(cpu "$SERVER_PID")
 	grep -q "^$CT_N files: $CT_N stored, 0 already stored, 0 conflicts, 0 failed" "$WORK/upload.log" ||
-		die "client upload did not store all $CT_N files: $(tail -n 3 "$WORK/upload.log")"
+		die "sanping-station upload did not store all $CT_N files: $(tail -n 3 "$WORK/upload.log")"
 	record ct-upload client-upload "$1" "$2" "$CT_N" "$CT_BYTES" "$(sub "$t0" "$t1")" "$(sub "$c0" "$c1")"
 	stop_server
 	rm -rf "$WORK/journal"
@@ -214,7 +214,7 @@ run_stow() { # REP ORDER
 	stop_server
 }
 
-# --- (b) storescu into client scp vs storescp --------------------------------------
+# --- (b) storescu into sanping-station scp vs storescp --------------------------------------
 SPOOL=$WORK/spool
 
 run_scp() { # CASE TOOL DIR N BYTES REP ORDER
@@ -248,7 +248,7 @@ run_scp() { # CASE TOOL DIR N BYTES REP ORDER
 	t1=$EPOCHREALTIME
 	c1=$(cpu "$pid")
 	grep -q '^E:' "$WORK/storescu.log" && die "storescu to $tool reported errors: $(grep -m 3 '^E:' "$WORK/storescu.log")"
-	# client scp answers success once an instance is durable in its spool; the files reach
+	# sanping-station scp answers success once an instance is durable in its spool; the files reach
 	# Dir/incoming soon after (untimed, bounded wait).
 	local got i
 	for i in $(seq 1 240); do
@@ -322,9 +322,9 @@ done
 ### How each case is run
 
 - **ct-upload.** Each run starts the server (built from this tree) on a new, empty data
-  directory with a hospital and one clinic under it (\`server site add\`) and one station token
-  (\`server token create\`), so nothing is already stored. \`client upload\` runs after
-  \`client login\` with that token; its time is the whole process: finding and reading the
+  directory with a hospital and one clinic under it (\`sanping site add\`) and one station token
+  (\`sanping token create\`), so nothing is already stored. \`sanping-station upload\` runs after
+  \`sanping-station login\` with that token; its time is the whole process: finding and reading the
   files, spooling the ~16 MB tar bundles (fsynced) in its journal, tus upload, and the
   server's ingest, until the summary line ($CT_N stored). STOW-RS is
   \`stationbench stow\`: the same files, read into memory first, then one instance per
@@ -334,11 +334,11 @@ done
 - **scp-small, scp-ct.** \`storescu -aec AE +sd 127.0.0.1 PORT DIR\` (DCMTK, default PDU
   sizes and presentation contexts) sends the whole directory in one association; its wall
   time, from process start to exit, is the figure. The receiver is started before, with an
-  empty directory, and must answer C-ECHO (\`echoscu\`) first: \`client scp -aet $STATION_AE
+  empty directory, and must answer C-ECHO (\`echoscu\`) first: \`sanping-station scp -aet $STATION_AE
   -addr 127.0.0.1:PORT -dir SPOOL\` or \`storescp -aet $STORESCP_AE -od SPOOL PORT\`.
   \`TCP_NODELAY=1\` is set for the DCMTK programs. Afterwards the stored files are counted
   (all $SMALL_N or $CT_N must be there) and storescu's log must hold no error.
-  Durability differs: \`client scp\` answers success only once the instance is durable
+  Durability differs: \`sanping-station scp\` answers success only once the instance is durable
   (fsynced) on disk; \`storescp\` writes each file and never calls fsync or fdatasync
   (checked with strace), so its figure is an upper bound that leaves the flush to the kernel.
 EOF

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sanping/client/live"
-	"sanping/protocol"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/protocol"
 )
 
 func join(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -27,7 +27,7 @@ func join(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	insecure := fs.Bool("insecure", false, "accept any TLS certificate (test servers only)")
 	verbose := fs.Bool("v", false, "log details, pion's included")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client join -server URL -consultation ID [-token spt_...] [-video f.ivf|f.h264] [-audio f.ogg] [-imaging f.ivf]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station join -server URL -consultation ID [-token spt_...] [-video f.ivf|f.h264] [-audio f.ogg] [-imaging f.ivf]\n\n"+
 			"Joins the consultation's live room, publishes the files and prints participant events, chat\n"+
 			"and view operations, one a line, until interrupted. It reconnects by itself after a drop.\n\n")
 		fs.PrintDefaults()
@@ -54,7 +54,7 @@ func join(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	p, err := live.Join(ctx, live.Config{
 		URL: u, Header: header, Video: *video, Audio: *audio, Imaging: *imaging,
-		Dialer: dialer(*insecure), Logger: newLogger(stderr, *verbose), Name: "client join", Reconnect: true,
+		Dialer: dialer(*insecure), Logger: newLogger(stderr, *verbose), Name: "sanping-station join", Reconnect: true,
 	})
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 // TestMain lets a test run this binary as the station program (a child process to kill).
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestUploadKill9: `client upload` killed with SIGKILL in the middle of sending (a real
+// TestUploadKill9: `sanping-station upload` killed with SIGKILL in the middle of sending (a real
 // process, no chance to clean up), then run again with the same command: it finishes, every
 // instance is stored once, and the second run sends no more than what the server had not
 // received before the kill.

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"bufio"
@@ -19,11 +19,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"sanping/client/live"
-	"sanping/protocol"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/protocol"
 )
 
-const loadtestUsage = `usage: client loadtest -server URL -token-file F [-rooms N] [-participants M] [-duration 30s]
+const loadtestUsage = `usage: sanping-station loadtest -server URL -token-file F [-rooms N] [-participants M] [-duration 30s]
                        [-video f.ivf|f.h264] [-audio f.ogg] [-json]
 
 Joins N rooms x M participants at once, all publishing the files; in each room one
@@ -204,7 +204,7 @@ func runLoad(ctx context.Context, cfg loadConfig) *report {
 				defer cancel()
 				c := live.Config{
 					URL: u, Header: h, Video: cfg.video, Audio: cfg.audio, Logger: cfg.log,
-					Dialer: cfg.dialer, Name: fmt.Sprintf("client loadtest room %d participant %d", r+1, i+1),
+					Dialer: cfg.dialer, Name: fmt.Sprintf("sanping-station loadtest room %d participant %d", r+1, i+1),
 				}
 				m.p, m.err = live.Join(jctx, c)
 			})

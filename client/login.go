@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// stationConfig is what `client login` saves for the other commands: the server and the
+// stationConfig is what `sanping-station login` saves for the other commands: the server and the
 // station token.
 type stationConfig struct {
 	Server string `json:"server"`
@@ -115,7 +115,7 @@ func checkSession(ctx context.Context, server, token string) error {
 	}
 }
 
-// loginCommand is `client login`: checks the token with the server and saves both for the
+// loginCommand is `sanping-station login`: checks the token with the server and saves both for the
 // other commands.
 func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
@@ -124,7 +124,7 @@ func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	token := fs.String("token", "", `station token spt_... ("-": read it from standard input)`)
 	config := fs.String("config", defaultConfigPath(), "where to save the login")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client login -server URL -token spt_...|-\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station login -server URL -token spt_...|-\n\n"+
 			"Checks the station token with the server and saves both (readable by you only) for the other commands.\n\n")
 		fs.PrintDefaults()
 	}

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 func TestLogin(t *testing.T) {

@@ -1,7 +1,8 @@
-// Command client is Sanping's station program, run on a village clinic's imaging PC. It joins
-// a consultation's live room (join), load-tests live rooms (loadtest) and receives images from
-// the modality (scp); the upload commands are to follow.
-package main
+// Package client is Sanping's station program, built as the sanping-station command
+// (cmd/sanping-station) and run on a village clinic's imaging PC. It receives images from the
+// modality (scp), uploads them (upload, watch), joins a consultation's live room (join) and
+// load-tests live rooms (loadtest).
+package client
 
 import (
 	"context"
@@ -14,7 +15,7 @@ import (
 	"syscall"
 )
 
-const usage = `usage: client <command> [flags]
+const usage = `usage: sanping-station <command> [flags]
 
 commands:
   join      join a consultation's live room, publish files, print what happens
@@ -28,7 +29,8 @@ commands:
 Run "client <command> -h" for the command's flags.
 `
 
-func main() {
+// Main runs the sanping-station command with the process's arguments and exits.
+func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -65,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "client: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "sanping-station: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
 	var ue usageError
@@ -73,10 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "client %s: %v (-h for help)\n", args[0], err)
+		fmt.Fprintf(stderr, "sanping-station %s: %v (-h for help)\n", args[0], err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "client %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "sanping-station %s: %v\n", args[0], err)
 		return 1
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"sanping/internal/testtool"
-	"sanping/protocol"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestLiveURL(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"sanping/client/scp"
-	"sanping/client/upload"
+	"github.com/sanping/sanping/client/scp"
+	"github.com/sanping/sanping/client/upload"
 )
 
-// scpCommand is `client scp`: the DICOM C-STORE SCP the modality sends to. Every instance is
+// scpCommand is `sanping-station scp`: the DICOM C-STORE SCP the modality sends to. Every instance is
 // on disk (fsync) under DIR/incoming before the modality hears success. (Forwarding to the
 // server, with the upload queue, follows.)
 func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -26,14 +26,14 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dir := fs.String("dir", "sanping-spool", "spool directory: received instances go to DIR/incoming")
 	allow := fs.String("allow", "", "comma-separated calling AE titles accepted (the modalities); empty: any")
 	verbose := fs.Bool("v", false, "log associations")
-	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as client watch DIR/incoming does")
+	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as sanping-station watch DIR/incoming does")
 	config := fs.String("config", defaultConfigPath(), "the saved login (with -forward)")
 	journal := fs.String("journal", "", "upload journal directory (with -forward)")
 	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR/incoming (with -forward)")
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach (with -forward)")
 	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, "remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-forward]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-forward]\n\n"+
 			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
 		fs.PrintDefaults()
 	}

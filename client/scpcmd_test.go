@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -23,12 +23,12 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/upload/uploadtest"
-	"sanping/internal/testtool"
-	"sanping/server/store"
+	"github.com/sanping/sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/store"
 )
 
-// TestSCPCommand: `client scp` answers DCMTK's echoscu and stores what storescu sends, only
+// TestSCPCommand: `sanping-station scp` answers DCMTK's echoscu and stores what storescu sends, only
 // from the allowed modality.
 func TestSCPCommand(t *testing.T) {
 	needDCMTK(t, "echoscu", "storescu", "dump2dcm")
@@ -93,7 +93,7 @@ func dcmtk(name string, args ...string) error {
 	return nil
 }
 
-// loginFile saves a station login for srv, as client login does, and returns its path.
+// loginFile saves a station login for srv, as sanping-station login does, and returns its path.
 func loginFile(t *testing.T, srv *uploadtest.Server) string {
 	t.Helper()
 	config := filepath.Join(t.TempDir(), "client.json")
@@ -188,7 +188,7 @@ func storescu(addr string, images []image) error {
 	return dcmtk("storescu", args...)
 }
 
-// station runs a client command (`client scp`, `client watch`) in the test, stopped and
+// station runs a client command (`sanping-station scp`, `sanping-station watch`) in the test, stopped and
 // started again on the same arguments.
 type station struct {
 	t      *testing.T
@@ -199,7 +199,7 @@ type station struct {
 	done   chan int
 }
 
-// startStation runs `client scp`, up once it says it is listening.
+// startStation runs `sanping-station scp`, up once it says it is listening.
 func startStation(t *testing.T, args ...string) *station {
 	return startCommand(t, "listening", args...)
 }
@@ -231,7 +231,7 @@ func (s *station) stop() {
 	s.cancel()
 	s.cancel = nil
 	if code := <-s.done; code != 0 {
-		s.t.Errorf("client %s exited %d:\n%s", s.args[0], code, s.output())
+		s.t.Errorf("sanping-station %s exited %d:\n%s", s.args[0], code, s.output())
 	}
 }
 
@@ -550,16 +550,16 @@ func startLink(t *testing.T, target string) *link {
 	return l
 }
 
-// status runs `client status` and returns the files queued and whether the link is up.
+// status runs `sanping-station status` and returns the files queued and whether the link is up.
 func status(t *testing.T, config, journal string) (queued int, up bool, out string) {
 	t.Helper()
 	var b strings.Builder
 	if code := run(context.Background(), []string{"status", "-config", config, "-journal", journal}, &b, &b); code != 0 {
-		t.Fatalf("client status exited %d:\n%s", code, b.String())
+		t.Fatalf("sanping-station status exited %d:\n%s", code, b.String())
 	}
 	m := regexp.MustCompile(`queue: +\d+ bundles, (\d+) files`).FindStringSubmatch(b.String())
 	if m == nil {
-		t.Fatalf("client status shows no queue:\n%s", b.String())
+		t.Fatalf("sanping-station status shows no queue:\n%s", b.String())
 	}
 	queued, _ = strconv.Atoi(m[1])
 	return queued, strings.Contains(b.String(), "link:         up"), b.String()
@@ -567,7 +567,7 @@ func status(t *testing.T, config, journal string) (queued int, up bool, out stri
 
 // TestSCPForwardOffline: the server out of reach for a long while (many failed tries, the
 // station stopped and started again meanwhile). The modality's instances are all acknowledged
-// and queue on disk, client status counts them and shows the link down; once the link is back
+// and queue on disk, sanping-station status counts them and shows the link down; once the link is back
 // each reaches the server once.
 func TestSCPForwardOffline(t *testing.T) {
 	needDCMTK(t, "storescu", "dump2dcm", "dcmcrle")
@@ -605,7 +605,7 @@ func TestSCPForwardOffline(t *testing.T) {
 		return out + st.output()
 	}
 	eventually(t, 60*time.Second, "queue of 12 files with the link down", queuedAre(12), statusOut)
-	// Many failed tries (client status's own are counted before): doubling from 250 ms
+	// Many failed tries (sanping-station status's own are counted before): doubling from 250 ms
 	// without a cap, the 30th would be years away.
 	tries := l.tries.Load()
 	eventually(t, 60*time.Second, "30 failed tries", func() bool { return l.tries.Load() >= tries+30 },

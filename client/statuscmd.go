@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 	"io"
 	"time"
 
-	"sanping/client/upload"
+	"github.com/sanping/sanping/client/upload"
 )
 
-// statusCommand is `client status`: the upload queue, the last success and the link.
+// statusCommand is `sanping-station status`: the upload queue, the last success and the link.
 func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -39,7 +39,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if st.LastError != "" {
 		fmt.Fprintf(stdout, "last error:   %s (%s)\n", st.LastError, st.LastErrorAt.Local().Format("2006-01-02 15:04:05"))
 	}
-	link := "no login saved (client login)"
+	link := "no login saved (sanping-station login)"
 	if saved, err := readStationConfig(*config); err == nil && saved.Server != "" {
 		link = "down: " + saved.Server
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

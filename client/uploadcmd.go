@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -9,16 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"sanping/client/upload"
+	"github.com/sanping/sanping/client/upload"
 )
 
-// uploadCommand is `client upload PATH...`: sends the Part 10 files under the paths to the
+// uploadCommand is `sanping-station upload PATH...`: sends the Part 10 files under the paths to the
 // server in tar bundles over tus, resuming what a killed run left in the journal.
 func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("upload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "the Sanping server (default: the one saved by client login)")
-	token := fs.String("token", "", "station token spt_... (default: the one saved by client login)")
+	server := fs.String("server", "", "the Sanping server (default: the one saved by sanping-station login)")
+	token := fs.String("token", "", "station token spt_... (default: the one saved by sanping-station login)")
 	config := fs.String("config", defaultConfigPath(), "the saved login")
 	journal := fs.String("journal", "", "journal directory (default: the user cache directory's sanping/journal)")
 	parallel := fs.Int("parallel", 4, "bundles sent at once")
@@ -26,10 +26,10 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	attempts := fs.Int("attempts", 0, "tries of one request in a row before giving up (0: until interrupted)")
 	check := fs.Bool("check", true, "ask the server first which instances it has, and send only the others")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client upload [-server URL] [-token spt_...] [-journal DIR] PATH...\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station upload [-server URL] [-token spt_...] [-journal DIR] PATH...\n\n"+
 			"Uploads the DICOM Part 10 files under the paths (files or folders) in bundles of about 16 MB,\n"+
 			"resuming after a dropped link or an interrupted run. A path that is a DICOMDIR (a CD or DVD:\n"+
-			"client upload /media/cdrom/DICOMDIR) stands for the files it references. Instances the\n"+
+			"sanping-station upload /media/cdrom/DICOMDIR) stands for the files it references. Instances the\n"+
 			"server already has are not sent and are reported as already stored. Exit status 1 if any\n"+
 			"file was not stored.\n\n")
 		fs.PrintDefaults()
@@ -51,7 +51,7 @@ func uploadCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		*token = saved.Token
 	}
 	if *server == "" || *token == "" {
-		return usageError{"upload: no server or token: run client login first, or give -server and -token"}
+		return usageError{"upload: no server or token: run sanping-station login first, or give -server and -token"}
 	}
 	srv, err := serverURL(*server)
 	if err != nil {

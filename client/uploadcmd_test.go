@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/upload"
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 func TestUploadCommand(t *testing.T) {

@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"sanping/client/upload"
+	"github.com/sanping/sanping/client/upload"
 )
 
 // stationLogin is the server and token of the flags, else of the saved login.
@@ -24,25 +24,25 @@ func stationLogin(server, token, config string) (string, string, error) {
 		token = saved.Token
 	}
 	if server == "" || token == "" {
-		return "", "", usageError{"no server or token: run client login first, or give -server and -token"}
+		return "", "", usageError{"no server or token: run sanping-station login first, or give -server and -token"}
 	}
 	srv, err := serverURL(server)
 	return srv, token, err
 }
 
-// watchCommand is `client watch DIR`: uploads files as they appear once complete.
+// watchCommand is `sanping-station watch DIR`: uploads files as they appear once complete.
 func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "the Sanping server (default: the one saved by client login)")
-	token := fs.String("token", "", "station token spt_... (default: the one saved by client login)")
+	server := fs.String("server", "", "the Sanping server (default: the one saved by sanping-station login)")
+	token := fs.String("token", "", "station token spt_... (default: the one saved by sanping-station login)")
 	config := fs.String("config", defaultConfigPath(), "the saved login")
 	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
 	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR")
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach")
 	keepSent := fs.Duration("keep-sent", 0, "remove files from DIR/.sent this long after the server took them (0: keep)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: client watch [-server URL] [-token spt_...] DIR\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station watch [-server URL] [-token spt_...] DIR\n\n"+
 			"Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files\n"+
 			"move to DIR/.sent, failed ones to DIR/.failed with a .reason file. Runs until interrupted.\n\n")
 		fs.PrintDefaults()
@@ -73,7 +73,7 @@ func watchConfig(server, token, journal, dir string, interval, maxBackoff time.D
 		// Everything that arrives is sent, without asking the server first what it has: a
 		// modality sends an instance again when it was corrected, under the same SOP Instance
 		// UID, and only the server can tell new content (a conflict, kept and reported) from
-		// the same (already stored). The check is for `client upload` of a folder or a CD.
+		// the same (already stored). The check is for `sanping-station upload` of a folder or a CD.
 		Config: upload.Config{Server: server, Token: token, JournalDir: journal, SendAll: true,
 			MinBackoff: min(250*time.Millisecond, maxBackoff), MaxBackoff: maxBackoff},
 		Dir:      dir,

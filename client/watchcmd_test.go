@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 // TestWatchCommand: files dropped into the watched folder (one written slowly, in two parts)

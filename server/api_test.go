@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // do sends a request as a fixture user (nil: anonymous) and decodes a JSON answer into out.

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 	"path/filepath"
 	"sync"
 
-	"sanping/server/api"
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/dicomweb"
-	"sanping/server/org"
-	"sanping/server/sfu"
-	"sanping/server/signal"
-	"sanping/server/store"
-	"sanping/server/turnserver"
-	"sanping/server/upload"
-	"sanping/server/webserver"
-	"sanping/web"
+	"github.com/sanping/sanping/server/api"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/dicomweb"
+	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/sfu"
+	"github.com/sanping/sanping/server/signal"
+	"github.com/sanping/sanping/server/store"
+	"github.com/sanping/sanping/server/turnserver"
+	"github.com/sanping/sanping/server/upload"
+	"github.com/sanping/sanping/server/webserver"
+	"github.com/sanping/sanping/web"
 )
 
 // app is the server's services wired together, and every route it serves.

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/internal/dicomtest"
-	"sanping/server/org"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/store"
 )
 
 // authzFixture is a county with two hospitals, each with a township centre and a village

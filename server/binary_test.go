@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bufio"
@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/live"
-	"sanping/internal/testtool"
-	"sanping/protocol"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // goBuild builds a command of this module into dir, as `make build` and `make client` do.
@@ -58,13 +58,13 @@ func freePort(t *testing.T) int {
 // only: `sanping site/user/token` on a data directory that does not exist yet, then the server
 // with its own flags and defaults (media on one UDP port on every interface, ICE-TCP, TURN);
 // a clinic station uploads a study and asks for a consultation with its token; the doctor
-// accepts and starts it over the REST API; the station joins with `client join` publishing
+// accepts and starts it over the REST API; the station joins with `sanping-station join` publishing
 // video, the doctor joins with a browser session. The doctor receives the station's video,
 // both start on the study's first image, and the doctor's next image reaches the station.
 func TestBinaryLiveConsultation(t *testing.T) {
 	bin := t.TempDir()
-	sanping := goBuild(t, bin, "sanping", ".")
-	client := goBuild(t, bin, "client", "../client")
+	sanping := goBuild(t, bin, "sanping", "../cmd/sanping")
+	client := goBuild(t, bin, "sanping-station", "../cmd/sanping-station")
 	data := filepath.Join(t.TempDir(), "county", "data") // not there yet
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -227,7 +227,7 @@ func TestBinaryLiveConsultation(t *testing.T) {
 		join.Process.Signal(os.Interrupt)
 		join.Wait()
 		if t.Failed() {
-			t.Logf("client join output:\n%s", joinOut.String())
+			t.Logf("sanping-station join output:\n%s", joinOut.String())
 		}
 	})
 

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bufio"
@@ -13,14 +13,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/org"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/store"
 )
 
 // The admin CLI works on the data directory, so a county IT person can bootstrap without the
-// UI: `server user ...`, `server site ...`, `server token ...`. Passwords are read from standard
+// UI: `sanping user ...`, `sanping site ...`, `sanping token ...`. Passwords are read from standard
 // input (one line), never from the command line where other users of the machine could see
 // them. Every change is written to the audit trail with actor "cli".
 
@@ -84,10 +84,10 @@ func readPassword(stdin io.Reader, stdout io.Writer, name string) (string, error
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// userCommand is `server user add|list|passwd|lock|unlock`.
+// userCommand is `sanping user add|list|passwd|lock|unlock`.
 func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: server user add|list|passwd|lock|unlock [-data DIR] [flags] [NAME]")
+		return fmt.Errorf("usage: sanping user add|list|passwd|lock|unlock [-data DIR] [flags] [NAME]")
 	}
 	verb := args[0]
 	fl := flag.NewFlagSet("user "+verb, flag.ContinueOnError)
@@ -184,10 +184,10 @@ func userCLIDetail(u *auth.User) string {
 	return fmt.Sprintf("roles=%v institution=%d title=%s practiceYears=%d", u.Roles, u.InstitutionID, u.Title, u.PracticeYears)
 }
 
-// siteCommand is `server site add|list`: institutions.
+// siteCommand is `sanping site add|list`: institutions.
 func siteCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: server site add -kind hospital|township|clinic [-parent CODE] [-data DIR] CODE NAME | server site list")
+		return fmt.Errorf("usage: sanping site add -kind hospital|township|clinic [-parent CODE] [-data DIR] CODE NAME | sanping site list")
 	}
 	verb := args[0]
 	fl := flag.NewFlagSet("site "+verb, flag.ContinueOnError)
@@ -261,10 +261,10 @@ func siteCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	return fmt.Errorf("site %s: unknown; use add or list", verb)
 }
 
-// tokenCommand is `server token create|revoke|list`.
+// tokenCommand is `sanping token create|revoke|list`.
 func tokenCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: server token create -institution CODE [-role clinic|doctor] NAME | token revoke ID | token list")
+		return fmt.Errorf("usage: sanping token create -institution CODE [-role clinic|doctor] NAME | token revoke ID | token list")
 	}
 	verb := args[0]
 	fl := flag.NewFlagSet("token "+verb, flag.ContinueOnError)

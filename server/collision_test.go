@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // TestUIDCollisionsAcrossInstitutions: a clinic that posts an instance under another clinic's

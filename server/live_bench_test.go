@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/live"
-	"sanping/protocol"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/protocol"
 )
 
 // BenchmarkViewSync measures view sync on loopback with 50 busy rooms: in each room the
@@ -153,7 +153,7 @@ func BenchmarkJoinToFirstFrame(b *testing.B) {
 
 // BenchmarkRooms50x3 is the load target: 50 rooms x 3 participants, every participant
 // publishing the test video (VP8, ~300 kbit/s) and audio (Opus), on this machine. The server
-// runs in this process; the 150 participants run in a child process (`client loadtest`), so
+// runs in this process; the 150 participants run in a child process (`sanping-station loadtest`), so
 // the server's CPU can be told apart. Reported: packet loss over all forwarded tracks, the
 // server's CPU per forwarded packet, time to first frame and view sync latency under load.
 func BenchmarkRooms50x3(b *testing.B) {
@@ -181,7 +181,7 @@ func BenchmarkRooms50x3(b *testing.B) {
 	if err := os.WriteFile(tokenFile, []byte(lines.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	client := goBuild(b, dir, "client", "../client")
+	client := goBuild(b, dir, "sanping-station", "../cmd/sanping-station")
 	for range b.N {
 		var before, after syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &before)

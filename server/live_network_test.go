@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v5/vnet"
 
-	"sanping/client/live"
-	"sanping/internal/tcpproxy"
-	"sanping/protocol"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/internal/tcpproxy"
+	"github.com/sanping/sanping/protocol"
 )
 
 // linkFilter impairs a virtual network: random loss on chunks to or from some addresses, and

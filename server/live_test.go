@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"sanping/client/live"
-	"sanping/protocol"
-	"sanping/server/audit"
+	"github.com/sanping/sanping/client/live"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/audit"
 )
 
 const (

@@ -1,6 +1,6 @@
-// Command server is Sanping's server: with no subcommand it serves the whole product (DICOMweb
-// store, browser app) from one data directory.
-package main
+// Package server is Sanping's server, built as the sanping command (cmd/sanping): with no
+// subcommand it serves the whole product (DICOMweb store, browser app) from one data directory.
+package server
 
 import (
 	"context"
@@ -23,11 +23,12 @@ import (
 
 	"github.com/pion/transport/v5"
 
-	"sanping/server/audit"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/store"
 )
 
-func main() {
+// Main runs the sanping command with the process's arguments and exits.
+func Main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, log); err != nil {
 		fmt.Fprintln(os.Stderr, "sanping:", err)
@@ -152,7 +153,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, 
 	}
 	defer app.close()
 	// The chain's tail is checked on every start; a broken chain is reported loudly but does not
-	// stop the county's images from being served (`server audit verify` checks it all).
+	// stop the county's images from being served (`sanping audit verify` checks it all).
 	if err := app.trail.VerifyTail(ctx, 1000); err != nil {
 		log.Error("AUDIT TRAIL BROKEN: entries were changed or removed", "err", err)
 	}

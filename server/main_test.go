@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/store"
 	"io"
 	"log/slog"
 	"math/big"
@@ -21,8 +23,6 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
-	"sanping/server/audit"
-	"sanping/server/store"
 	"strings"
 	"testing"
 	"time"
@@ -207,7 +207,7 @@ func selfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 }
 
 // TestAuditTrailOfPatientAccess: uploads and reads through DICOMweb leave entries in the
-// hash-chained trail, coalesced per study and minute, and `server audit verify` finds the chain
+// hash-chained trail, coalesced per study and minute, and `sanping audit verify` finds the chain
 // intact, then names the entry an intruder changed.
 func TestAuditTrailOfPatientAccess(t *testing.T) {
 	dir := t.TempDir()

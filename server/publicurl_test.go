@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // TestPublicURLNotHost: with -public-url set, the URLs in answers (a tus upload's Location,

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
-	"sanping/server/audit"
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/consult"
 )
 
 // TestWHIPIngestAndRecording: a station pushes its ultrasound feed by WHIP (RFC 9725) with its

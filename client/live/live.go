@@ -23,7 +23,7 @@ import (
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Config says where to join and what to publish.

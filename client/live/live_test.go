@@ -24,8 +24,8 @@ import (
 	"github.com/pion/transport/v5/vnet"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/internal/pionlog"
-	"sanping/protocol"
+	"github.com/sanping/sanping/internal/pionlog"
+	"github.com/sanping/sanping/protocol"
 )
 
 // fakeRoom is just enough of the server's live room for a participant: hello and welcome
@@ -60,6 +60,10 @@ type fakePart struct {
 
 	wmu sync.Mutex
 	ws  *websocket.Conn
+	// early holds what was sent to the participant before its welcome went out: a track
+	// forwarded between its creation and its welcome must still be offered, after the welcome.
+	early    [][]byte
+	welcomed bool
 
 	// Sub negotiation, one at a time (but see doubleOffer).
 	smu          sync.Mutex
@@ -183,10 +187,7 @@ func (r *fakeRoom) serve(w http.ResponseWriter, req *http.Request) {
 	tracks := slices.Clone(r.tracks)
 	r.mu.Unlock()
 
-	fp.wmu.Lock()
-	fp.ws = c
-	fp.wmu.Unlock()
-	fp.send(protocol.TypeWelcome, 0, welcome)
+	fp.welcome(c, welcome)
 	if !resumed && len(tracks) > 0 {
 		for _, ft := range tracks {
 			fp.subscribe(ft)
@@ -472,9 +473,28 @@ func (fp *fakePart) send(t string, id uint64, data any) {
 	}
 	fp.wmu.Lock()
 	defer fp.wmu.Unlock()
-	if fp.ws != nil {
+	switch {
+	case fp.ws != nil:
 		fp.ws.WriteMessage(websocket.TextMessage, b) //nolint:errcheck // a dropped client resumes
+	case !fp.welcomed:
+		fp.early = append(fp.early, b)
 	}
+}
+
+// welcome sends the welcome on c, then what was held for the participant before it.
+func (fp *fakePart) welcome(c *websocket.Conn, w protocol.Welcome) {
+	b, err := protocol.Encode(protocol.TypeWelcome, 0, w)
+	if err != nil {
+		fp.room.t.Error(err)
+		return
+	}
+	fp.wmu.Lock()
+	defer fp.wmu.Unlock()
+	fp.ws, fp.welcomed = c, true
+	for _, m := range append([][]byte{b}, fp.early...) {
+		c.WriteMessage(websocket.TextMessage, m) //nolint:errcheck // a dropped client resumes
+	}
+	fp.early = nil
 }
 
 func (r *fakeRoom) broadcast(t string, data any) {
@@ -1007,7 +1027,7 @@ func (w *testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestPublishLive: a live VP8 stream on standard input (as `ffmpeg ... -f ivf - | client join
+// TestPublishLive: a live VP8 stream on standard input (as `ffmpeg ... -f ivf - | sanping-station join
 // -video -` gives) is published as it comes, starting at a keyframe, and ends with its source.
 func TestPublishLive(t *testing.T) {
 	nets := testNets(t)

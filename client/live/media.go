@@ -19,7 +19,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pion/webrtc/v4/pkg/media"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // The test files (testdata/README.md): 2 s each, 15 fps video with a keyframe every second,

@@ -13,8 +13,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/internal/pionlog"
-	"sanping/protocol"
+	"github.com/sanping/sanping/internal/pionlog"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (

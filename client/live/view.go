@@ -4,7 +4,7 @@ import (
 	"maps"
 	"slices"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // ApplyOp applies an op in the room's order to a view, as the server does: each kind

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestApplyOp(t *testing.T) {

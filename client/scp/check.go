@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"sanping/server/dcm"
+	"github.com/sanping/sanping/server/dcm"
 )
 
 // DIMSE statuses of a refused C-STORE (PS3.4 B.2.3).

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 func TestEcho(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 const (

@@ -13,7 +13,7 @@ import (
 	"slices"
 	"sync"
 
-	"sanping/internal/durable"
+	"github.com/sanping/sanping/internal/durable"
 )
 
 // The spool is a small write-ahead log, written by hand: an embedded database (SQLite, bbolt)

@@ -3,9 +3,9 @@ package scp
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/sanping/sanping/internal/durable"
 	"os"
 	"path/filepath"
-	"sanping/internal/durable"
 )
 
 // File Meta Information elements, PS3.10 section 7.1.

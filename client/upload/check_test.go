@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"sanping/client/upload/uploadtest"
-	"sanping/protocol"
+	"github.com/sanping/sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/protocol"
 )
 
 // patchCounter counts the PATCH body bytes the server reads, and may refuse DICOMweb.

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/client/upload/uploadtest"
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 // TestUploadDICOMDIR: a DICOMDIR made by DCMTK's dcmmkdir, on media whose names read in
@@ -84,7 +84,7 @@ func TestUploadDICOMDIR(t *testing.T) {
 		t.Fatalf("the folder of the CD: skipped %+v", sum.SkippedFiles)
 	}
 
-	// Without FollowDICOMDIR (client watch), a DICOMDIR given as a path is skipped.
+	// Without FollowDICOMDIR (sanping-station watch), a DICOMDIR given as a path is skipped.
 	cfg.FollowDICOMDIR = false
 	if sum, err = Run(context.Background(), cfg, []string{filepath.Join(cd, "DICOMDIR")}); err != nil || len(sum.Files) != 0 || sum.Skipped != 1 {
 		t.Fatalf("%+v, %v", sum, err)

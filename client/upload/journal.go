@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sanping/sanping/internal/durable"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sanping/internal/durable"
 )
 
 // Bundle states, in the order a bundle goes through them.

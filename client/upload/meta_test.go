@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 func TestMetaSOPInstanceUID(t *testing.T) {

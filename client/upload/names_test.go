@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
 // TestUploadNamesEveryFile: in a folder with random bytes, an empty file, a JPEG named .dcm, a

@@ -4,16 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sanping/sanping/internal/durable"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sanping/internal/durable"
 	"time"
 )
 
 const statusName = "status.json"
 
-// Status is what `client status` shows: the queue and how the last uploads went.
+// Status is what `sanping-station status` shows: the queue and how the last uploads went.
 type Status struct {
 	PendingBundles int       `json:"pendingBundles"`
 	PendingFiles   int       `json:"pendingFiles"`
@@ -54,7 +54,7 @@ func ReadStatus(journalDir string) (Status, error) {
 }
 
 // clearSettled drops a last error that no longer says anything: the queue is drained and a
-// bundle went through after it. A technician reading `client status` after a clean run must
+// bundle went through after it. A technician reading `sanping-station status` after a clean run must
 // not be sent looking for a problem that is gone.
 func (st *Status) clearSettled() {
 	if st.PendingBundles == 0 && st.LastError != "" && st.LastSuccess.After(st.LastErrorAt) {

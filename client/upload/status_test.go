@@ -9,7 +9,7 @@ import (
 )
 
 // TestStatusClearsASettledError: after a failure, a later success with nothing left in the
-// queue clears the last error that `client status` shows; a failure after the last success
+// queue clears the last error that `sanping-station status` shows; a failure after the last success
 // stays.
 func TestStatusClearsASettledError(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)

@@ -64,7 +64,7 @@ type Config struct {
 	// SendAll sends every file, without asking the server first which instances it has.
 	SendAll bool
 	// FollowDICOMDIR: a path that is a DICOMDIR file stands for the files it references
-	// (`client upload /media/cdrom/DICOMDIR`). Otherwise it is skipped as any DICOMDIR is.
+	// (`sanping-station upload /media/cdrom/DICOMDIR`). Otherwise it is skipped as any DICOMDIR is.
 	FollowDICOMDIR bool
 	// OnProgress is called after each chunk; OnBundle after each bundle's result.
 	OnProgress func(Progress)
@@ -302,7 +302,7 @@ func (u *uploader) all(ctx context.Context) error {
 
 func (cfg *Config) defaults() error {
 	if cfg.Token == "" {
-		return errors.New("no token: run client login, or give -token")
+		return errors.New("no token: run sanping-station login, or give -token")
 	}
 	if cfg.JournalDir == "" {
 		d, err := DefaultJournalDir()

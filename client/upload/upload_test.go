@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"sanping/client/upload/uploadtest"
-	"sanping/internal/tcpproxy"
+	"github.com/sanping/sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/internal/tcpproxy"
 )
 
 // writeStudy writes n instances of study in nested folders (series of 10, one folder each)
@@ -78,7 +78,7 @@ func TestUploadTree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.JournalDir, journalName)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("journal left after a finished job: %v", err)
 	}
-	// Only the status for client status stays: no spool files, no journal.
+	// Only the status for sanping-station status stays: no spool files, no journal.
 	if left, _ := filepath.Glob(filepath.Join(cfg.JournalDir, "*")); len(left) != 1 || filepath.Base(left[0]) != statusName {
 		t.Fatalf("left in the journal directory: %v", left)
 	}

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // A bundle's tar is never written to disk. It is laid out from what the journal records of

@@ -30,7 +30,7 @@ type WatchConfig struct {
 }
 
 // watchAttempts is Watch's MaxAttempts when none is set: a batch that cannot reach the server
-// ends soon, so that what arrives meanwhile joins the journal (and client status counts it).
+// ends soon, so that what arrives meanwhile joins the journal (and sanping-station status counts it).
 const watchAttempts = 4
 
 type seen struct {

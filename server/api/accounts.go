@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"sanping/server/auth"
-	"sanping/server/org"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/org"
 )
 
 // sessionView is the signed-in caller as the browser app sees it.

@@ -16,10 +16,10 @@ import (
 	"strings"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/org"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/org"
 )
 
 // Config wires the API to the domain services.

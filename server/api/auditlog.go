@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/consult"
 )
 
 func (s *Service) listAudit(w http.ResponseWriter, r *http.Request) {

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"sanping/server/auth"
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
 )
 
 func consultObject(id int64) string { return "consultation:" + strconv.FormatInt(id, 10) }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/store"
 )
 
 type clock struct {

@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"sanping/server/audit"
+	"github.com/sanping/sanping/server/audit"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/sync/singleflight"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/store"
 )
 
 func newService(t *testing.T) *Service {

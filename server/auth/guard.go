@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/webserver"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/webserver"
 )
 
 // Route is one HTTP route with its authorization: every route of the server is one of these,

@@ -15,8 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"sanping/internal/durable"
-	"sanping/server/auth"
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // DefaultMaxConsentForm bounds a consent form when SetConsentForm is given no limit.

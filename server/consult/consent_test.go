@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/consult"
 )
 
 func pdf(n int) []byte {

@@ -23,7 +23,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // State is where a consultation stands.

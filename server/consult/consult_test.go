@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/store"
 )
 
 // clock advances a second on every reading, so each change gets its own time.

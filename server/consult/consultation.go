@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // Create stores a clinic's request in state requested. The requesting institution is the one

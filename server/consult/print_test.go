@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/consult"
 )
 
 func TestPrintHTML(t *testing.T) {

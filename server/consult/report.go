@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // Report is the consulting doctor's written opinion. Once signed (SHA256 set) it never

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/consult"
+	"github.com/sanping/sanping/server/consult"
 )
 
 func TestReportSigning(t *testing.T) {

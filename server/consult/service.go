@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
 )
 
 // Service keeps consultations and reports in the shared SQLite database. It is safe for

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
-	"sanping/internal/testtool"
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // parse parses a file held in memory and fails the test on error.

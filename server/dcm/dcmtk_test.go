@@ -12,9 +12,9 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"sanping/internal/testtool"
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // writePGM writes an 8-bit binary PGM and returns its pixels.

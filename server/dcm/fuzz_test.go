@@ -15,8 +15,8 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // fuzzSeeds are small valid files of every shape the parser handles, and cuts of them.

@@ -15,7 +15,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"sanping/server/dcm/charset"
+	"github.com/sanping/sanping/server/dcm/charset"
 )
 
 // Transfer syntaxes this package treats specially (PS3.5 A, PS3.6 A).

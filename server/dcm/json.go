@@ -14,7 +14,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"sanping/server/dcm/charset"
+	"github.com/sanping/sanping/server/dcm/charset"
 )
 
 // InlineBinaryLimit is the largest binary value written inline in DICOM JSON; larger ones get a

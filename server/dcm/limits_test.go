@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // TestDeflateBombIsRefused: a deflated data set that inflates to more than the limit (here a

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 // TestTranscodeToExplicitLEMatchesDCMTK rewrites implicit VR and big endian files as explicit VR

@@ -8,8 +8,8 @@ import (
 	"math"
 	"testing"
 
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // TestTranscodeWideWordsAcrossBuffer: a big endian file whose 4- and 8-byte values (OF, OD,

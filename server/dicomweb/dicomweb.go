@@ -11,9 +11,9 @@ import (
 	"net/http"
 	"strings"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 )
 
 // Config configures the DICOMweb service.

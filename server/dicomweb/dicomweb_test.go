@@ -18,11 +18,11 @@ import (
 	"sync"
 	"testing"
 
-	"sanping/server/auth"
-	"sanping/server/dcm"
-	"sanping/server/dicomweb"
-	"sanping/server/internal/dicomtest"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/dicomweb"
+	"github.com/sanping/sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/store"
 )
 
 const (

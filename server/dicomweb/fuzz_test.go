@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // FuzzSTOW sends arbitrary bodies and Content-Types to STOW-RS. Whatever arrives, the answer is

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 
-	"sanping/server/dcm"
+	"github.com/sanping/sanping/server/dcm"
 )
 
 // object builds one DICOM JSON object (PS3.18 F.2) for responses the server composes itself

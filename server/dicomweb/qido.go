@@ -11,9 +11,9 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"sanping/server/auth"
-	"sanping/server/dcm"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/store"
 )
 
 // Query parameters that are not attribute keys (PS3.18 8.3.4).

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"sync"
 
-	"sanping/server/dcm"
-	"sanping/server/render"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/render"
+	"github.com/sanping/sanping/server/store"
 )
 
 // Rendered and thumbnail resources (PS3.18 10.4.1.1.5, 8.3.5): a frame through the pixel

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sanping/internal/testtool"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // ctSlice is a 16-bit signed CT-like image with rescale and a window: a bright disc on a darker

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"strings"
 
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 )
 
 // Failure and warning reasons of a Store Instances response (PS3.18 10.5.3, PS3.4 B.2.3).

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sanping/server/internal/dicomtest"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 )
 
 // BenchmarkSTOWSmall stores one small instance per request from 8 concurrent clients over

@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 
-	"sanping/server/dcm"
-	"sanping/server/render"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/render"
+	"github.com/sanping/sanping/server/store"
 )
 
 // retrieve answers Retrieve Study/Series/Instance (PS3.18 10.4) as multipart/related;

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/store"
 )
 
 func newService(t *testing.T) *Service {

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/internal/testtool"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // maxDiff is the largest per-pixel difference from dcmj2pnm that the tests accept.

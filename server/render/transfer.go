@@ -10,9 +10,9 @@ import (
 	"image/jpeg"
 	"strings"
 
-	"sanping/server/render/jpegbase"
-	"sanping/server/render/jpegll"
-	"sanping/server/render/rle"
+	"github.com/sanping/sanping/server/render/jpegbase"
+	"github.com/sanping/sanping/server/render/jpegll"
+	"github.com/sanping/sanping/server/render/rle"
 )
 
 // Transfer syntaxes that DecodeFrame turns into native pixel data (PS3.5 A, PS3.6 Table A-1).

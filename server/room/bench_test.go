@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func benchRoom(b *testing.B, m *Manager, consultation int64) []*Member {

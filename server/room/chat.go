@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // saveTimeout bounds a chat store that hangs.

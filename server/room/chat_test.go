@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestChat(t *testing.T) {

@@ -3,7 +3,7 @@ package room
 import (
 	"slices"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Control actions.

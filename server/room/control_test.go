@@ -3,7 +3,7 @@ package room
 import (
 	"testing"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestControl(t *testing.T) {

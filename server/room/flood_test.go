@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestGarbage(t *testing.T) {

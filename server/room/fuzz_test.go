@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // FuzzHandle sends arbitrary messages, as a driver and as another participant: no panic, every

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 var (

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Member is one connection of a participant. A participant that resumes gets a new Member;

@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 var (

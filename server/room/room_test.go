@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Ops sent from many goroutines at once reach every member in one order, Seq 1..N without

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 var opKinds = []string{protocol.OpImage, protocol.OpWindow, protocol.OpTransform, protocol.OpCine, protocol.OpPointer,

@@ -6,7 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func TestNonDriver(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"sort"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (

@@ -19,7 +19,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // The forwarding benchmark's publisher: 500 kbit/s of 1200-byte packets.

@@ -29,7 +29,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // testMedia is client/live's test clip: 2 s of VP8 at 15 fps (keyframe every second) and

@@ -11,7 +11,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // maybeQuality sends the peer's "quality" event every QualityInterval.

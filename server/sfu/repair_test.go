@@ -2,12 +2,12 @@ package sfu
 
 import (
 	"encoding/binary"
+	"github.com/sanping/sanping/internal/pionlog"
+	"github.com/sanping/sanping/internal/testtool"
 	"io"
 	"log/slog"
 	"math/rand"
 	"net"
-	"sanping/internal/pionlog"
-	"sanping/internal/testtool"
 	"slices"
 	"sort"
 	"sync"

@@ -23,8 +23,8 @@ import (
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/internal/pionlog"
-	"sanping/protocol"
+	"github.com/sanping/sanping/internal/pionlog"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Errors.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 func newTestSFU(t testing.TB, cfg Config) *SFU {

@@ -7,7 +7,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 // downFor finds the down-track carrying track id to a peer.

@@ -9,7 +9,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (

@@ -1,11 +1,11 @@
 package sfu
 
 import (
+	"github.com/sanping/sanping/internal/pionlog"
 	"io"
 	"log/slog"
 	"math/rand"
 	"net"
-	"sanping/internal/pionlog"
 	"sync"
 	"sync/atomic"
 	"testing"

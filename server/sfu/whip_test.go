@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 // TestWHIP: an encoder publishes through WHIP; a participant receives its video as imaging.

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"sanping/protocol"
-	"sanping/server/audit"
-	"sanping/server/room"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/room"
 )
 
 // Live events go to the audit trail (joins, leaves, control, images viewed, annotations, chat,

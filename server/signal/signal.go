@@ -20,13 +20,13 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"sanping/protocol"
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/room"
-	"sanping/server/sfu"
-	"sanping/server/turnserver"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/room"
+	"github.com/sanping/sanping/server/sfu"
+	"github.com/sanping/sanping/server/turnserver"
 )
 
 // Config wires the live side.

@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"strings"
 
-	"sanping/server/auth"
-	"sanping/server/room"
-	"sanping/server/sfu"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/room"
+	"github.com/sanping/sanping/server/sfu"
 )
 
 // WHIP (RFC 9725) ingest: a station pushes its ultrasound feed from OBS Studio or GStreamer

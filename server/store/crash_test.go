@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -13,8 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sanping/internal/testtool"
-	"sanping/server/internal/dicomtest"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,7 +120,7 @@ func TestCrashDurability(t *testing.T) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	build := exec.Command("go", append(args, "sanping/server")...)
+	build := exec.Command("go", append(args, "github.com/sanping/sanping/cmd/sanping")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

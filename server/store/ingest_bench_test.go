@@ -3,7 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 	"testing"
 )
 

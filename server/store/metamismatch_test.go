@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/internal/testtool"
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
-	"sanping/server/store"
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/store"
 )
 
 // TestMetaMismatchStoredMended: a file whose File Meta Information names another SOP Instance

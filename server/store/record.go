@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sanping/sanping/server/dcm"
 	"io"
-	"sanping/server/dcm"
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"

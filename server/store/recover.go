@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/server/dcm"
 	"io"
 	"os"
 	"path/filepath"
-	"sanping/internal/durable"
-	"sanping/server/dcm"
 	"strings"
 	"time"
 )

@@ -22,8 +22,8 @@ import (
 
 	"golang.org/x/text/encoding/simplifiedchinese"
 
-	"sanping/server/internal/dicomtest"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/store"
 )
 
 // spec describes a generated instance; zero fields get defaults.

@@ -21,8 +21,8 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/turn/v5"
 
-	"sanping/internal/pionlog"
-	"sanping/protocol"
+	"github.com/sanping/sanping/internal/pionlog"
+	"github.com/sanping/sanping/protocol"
 )
 
 // Config configures the TURN server.

@@ -23,7 +23,7 @@ import (
 	"github.com/pion/turn/v5"
 	"github.com/pion/webrtc/v4"
 
-	"sanping/protocol"
+	"github.com/sanping/sanping/protocol"
 )
 
 func start(t *testing.T, cfg Config) *Server {

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"testing"
 
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )

@@ -9,8 +9,8 @@ import (
 	"io"
 	"strings"
 
-	"sanping/protocol"
-	"sanping/server/store"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/store"
 )
 
 // Outcomes of one file of an upload (the wire types are in package protocol, which the

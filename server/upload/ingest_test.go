@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/protocol"
-	"sanping/server/store"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/store"
 )
 
 func sha256Hex(b []byte) string {

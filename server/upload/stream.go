@@ -10,10 +10,10 @@ import (
 	"io"
 	"os"
 
-	"sanping/internal/durable"
-	"sanping/protocol"
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 
 	"github.com/tus/tusd/v2/pkg/filestore"
 )

@@ -9,7 +9,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
 
-	"sanping/internal/durable"
+	"github.com/sanping/sanping/internal/durable"
 )
 
 // syncedStore is tusd's filestore with each PATCH's bytes made durable (fdatasync) before

@@ -25,11 +25,11 @@ import (
 	"sync"
 	"time"
 
-	"sanping/internal/durable"
-	"sanping/protocol"
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/store"
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/protocol"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/store"
 
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"

@@ -16,11 +16,11 @@ import (
 	"strings"
 	"testing"
 
-	"sanping/server/audit"
-	"sanping/server/auth"
-	"sanping/server/internal/dicomtest"
-	"sanping/server/org"
-	"sanping/server/store"
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/store"
 )
 
 // fixture is a store, auth with two clinics' station tokens, and the service over loopback.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 func TestCORS(t *testing.T) {

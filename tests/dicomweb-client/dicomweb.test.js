@@ -366,7 +366,7 @@ function sanpingBinary() {
   if (process.env.SANPING_BIN) return path.resolve(process.env.SANPING_BIN);
   const bin = path.join(repoRoot, 'bin', 'sanping');
   if (!fs.existsSync(bin)) {
-    run('go', ['build', '-o', 'bin/sanping', './server'], { cwd: repoRoot, timeout: 300_000 });
+    run('go', ['build', '-o', 'bin/sanping', './cmd/sanping'], { cwd: repoRoot, timeout: 300_000 });
   }
   return bin;
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"sanping/internal/testtool"
+	"github.com/sanping/sanping/internal/testtool"
 )
 
 const orthancBin = "/usr/sbin/Orthanc"
@@ -108,7 +108,7 @@ func TestOrthancAsDICOMwebPeer(t *testing.T) {
 	root, _ := filepath.Abs("../..")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "sanping")
-	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "server")).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "cmd", "sanping")).CombinedOutput(); err != nil {
 		t.Fatalf("building the server: %v\n%s", err, out)
 	}
 	sp := freePort(t)

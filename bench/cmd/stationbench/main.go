@@ -270,11 +270,11 @@ type comparison struct {
 
 var comparisons = []comparison{
 	{"ct-upload", "CT series to the server over HTTP", "client-upload", "stow",
-		"`client upload DIR`", "STOW-RS", 0.8},
+		"`sanping-station upload DIR`", "STOW-RS", 0.8},
 	{"scp-small", "small MR instances by C-STORE from `storescu`, one association", "client-scp", "storescp",
-		"`client scp`", "DCMTK `storescp`", 0.6},
+		"`sanping-station scp`", "DCMTK `storescp`", 0.6},
 	{"scp-ct", "CT slices by C-STORE from `storescu`, one association", "client-scp", "storescp",
-		"`client scp`", "DCMTK `storescp`", 0.8},
+		"`sanping-station scp`", "DCMTK `storescp`", 0.8},
 }
 
 func reportCommand(args []string) error {

@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sanping/server/auth"
-	"sanping/server/consult"
-	"sanping/server/dicomweb"
-	"sanping/server/org"
-	"sanping/server/store"
-	"sanping/server/upload"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+	"github.com/sanping/sanping/server/dicomweb"
+	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/store"
+	"github.com/sanping/sanping/server/upload"
 )
 
 // Server is a Sanping server with a clinic's station token.

@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"os"
 
-	"sanping/server/dcm"
-	"sanping/server/internal/dicomtest"
+	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 const tsJPEGLossless = "1.2.840.10008.1.2.4.57"
