@@ -36,13 +36,13 @@ func join(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected %q", fs.Arg(0))}
+		return usagef("unexpected %q", fs.Arg(0))
 	}
 	if *token == "" {
 		*token = os.Getenv("SANPING_TOKEN")
 	}
 	if *server == "" || *consultation == "" || *token == "" {
-		return usageError{"-server, -consultation and -token (or $SANPING_TOKEN) are needed"}
+		return usagef("-server, -consultation and -token (or $SANPING_TOKEN) are needed")
 	}
 	u, err := liveURL(*server, *consultation)
 	if err != nil {

@@ -18,7 +18,10 @@ import (
 )
 
 // TestMain lets a test run this binary as the station program (a child process to kill).
+// The tests read the station's English unless they ask for Chinese (-lang zh): a test
+// machine's locale must not decide what they see.
 func TestMain(m *testing.M) {
+	os.Setenv("SANPING_LANG", "en") //nolint:errcheck // cannot fail for a valid name
 	if os.Getenv("SANPING_CLIENT_CHILD") == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}

@@ -119,11 +119,11 @@ func loadtest(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch {
 	case fs.NArg() > 0:
-		return usageError{fmt.Sprintf("unexpected %q", fs.Arg(0))}
+		return usagef("unexpected %q", fs.Arg(0))
 	case *server == "" || *tokenFile == "":
-		return usageError{"-server and -token-file are needed"}
+		return usagef("-server and -token-file are needed")
 	case *rooms < 1 || *participants < 1 || *duration <= 0 || *opInterval <= 0:
-		return usageError{"-rooms, -participants, -duration and -op-interval must be positive"}
+		return usagef("-rooms, -participants, -duration and -op-interval must be positive")
 	}
 	f, err := os.Open(*tokenFile)
 	if err != nil {

@@ -12,10 +12,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/sanping/sanping/client/msg"
 )
 
-const usage = `usage: sanping-station <command> [flags]
+// usage is the command's help (a message key: see client/msg).
+const usage = `usage: sanping-station [-lang zh|en] <command> [flags]
 
 commands:
   join      join a consultation's live room, publish files, print what happens
@@ -25,8 +29,10 @@ commands:
   scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
   watch     upload files as they appear in a folder, once complete
   status    the upload queue, the last success, the link to the server
+  service   install, start, stop or remove the Windows service (scp -forward, started with Windows)
 
-Run "client <command> -h" for the command's flags.
+Run "sanping-station <command> -h" for the command's flags. Messages are in Chinese unless
+-lang en, SANPING_LANG=en or an English locale (LANG=en_US.UTF-8) says otherwise.
 `
 
 // Main runs the sanping-station command with the process's arguments and exits.
@@ -37,17 +43,44 @@ func Main() {
 	os.Exit(code)
 }
 
-// usageError is a command line that makes no sense; it exits with status 2.
-type usageError struct{ msg string }
+// usageError is a command line that makes no sense; it exits with status 2. Its message is
+// a message key (client/msg) with its arguments, said in the technician's language.
+type usageError struct {
+	key  string
+	args []any
+}
 
-func (e usageError) Error() string { return e.msg }
+func usagef(key string, args ...any) usageError { return usageError{key, args} }
+
+func (e usageError) Error() string { return fmt.Sprintf(e.key, e.args...) }
+
+// langFlag takes a leading "-lang X" (or -lang=X, --lang) off args.
+func langFlag(args []string) (lang string, rest []string) {
+	if len(args) == 0 {
+		return "", args
+	}
+	switch a := args[0]; {
+	case (a == "-lang" || a == "--lang") && len(args) > 1:
+		return args[1], args[2:]
+	case strings.HasPrefix(a, "-lang="), strings.HasPrefix(a, "--lang="):
+		_, v, _ := strings.Cut(a, "=")
+		return v, args[1:]
+	}
+	return "", args
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+	lang, args := langFlag(args)
+	tag, err := msg.Pick(lang, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "sanping-station: %v\n", err)
 		return 2
 	}
-	var err error
+	p := msg.New(tag)
+	if len(args) == 0 {
+		p.Trf(stderr, usage)
+		return 2
+	}
 	switch args[0] {
 	case "join":
 		err = join(ctx, args[1:], stdout, stderr)
@@ -56,18 +89,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "scp":
 		err = scpCommand(ctx, args[1:], stdout, stderr)
 	case "watch":
-		err = watchCommand(ctx, args[1:], stdout, stderr)
+		err = watchCommand(ctx, p, args[1:], stdout, stderr)
 	case "status":
 		err = statusCommand(ctx, args[1:], stdout, stderr)
 	case "login":
 		err = loginCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "upload":
-		err = uploadCommand(ctx, args[1:], stdout, stderr)
+		err = uploadCommand(ctx, p, args[1:], stdout, stderr)
+	case "service":
+		err = serviceCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		p.Trf(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "sanping-station: unknown command %q\n\n%s", args[0], usage)
+		p.Trf(stderr, "sanping-station: unknown command %q\n\n", args[0])
+		p.Trf(stderr, usage)
 		return 2
 	}
 	var ue usageError
@@ -75,10 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "sanping-station %s: %v (-h for help)\n", args[0], err)
+		p.Trf(stderr, "sanping-station %s: %s (-h for help)\n", args[0], p.Tr(ue.key, ue.args...))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "sanping-station %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "sanping-station %s: %s\n", args[0], explain(p, err))
 		return 1
 	}
 }

@@ -2,7 +2,6 @@ package client
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,11 +18,11 @@ import (
 func liveURL(server, consultation string) (string, error) {
 	id, err := strconv.ParseInt(consultation, 10, 64)
 	if err != nil || id <= 0 {
-		return "", usageError{fmt.Sprintf("consultation ID %q is not a positive number", consultation)}
+		return "", usagef("consultation ID %q is not a positive number", consultation)
 	}
 	u, err := url.Parse(server)
 	if err != nil || u.Host == "" {
-		return "", usageError{fmt.Sprintf("server %q is not a URL like https://host:8080", server)}
+		return "", usagef("server %q is not a URL like https://host:8080", server)
 	}
 	switch u.Scheme {
 	case "https", "wss":
@@ -31,7 +30,7 @@ func liveURL(server, consultation string) (string, error) {
 	case "http", "ws":
 		u.Scheme = "ws"
 	default:
-		return "", usageError{fmt.Sprintf("server %q: scheme must be https or http", server)}
+		return "", usagef("server %q: scheme must be https or http", server)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/consultations/" + strconv.FormatInt(id, 10) + "/live"
 	u.RawQuery, u.Fragment = "", ""
@@ -48,7 +47,7 @@ func credentialHeader(credential string) (http.Header, error) {
 	case strings.Contains(credential, "="):
 		h.Set("Cookie", credential)
 	default:
-		return nil, usageError{"a credential is a station token spt_... or a session cookie name=value"}
+		return nil, usagef("a credential is a station token spt_... or a session cookie name=value")
 	}
 	return h, nil
 }

@@ -41,7 +41,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("scp: unexpected argument %q", fs.Arg(0))}
+		return usagef("scp: unexpected argument %q", fs.Arg(0))
 	}
 	var callers []string
 	for _, a := range strings.Split(*allow, ",") {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sanping/sanping/client/msg"
 	"github.com/sanping/sanping/client/upload"
 )
 
@@ -24,40 +25,46 @@ func stationLogin(server, token, config string) (string, string, error) {
 		token = saved.Token
 	}
 	if server == "" || token == "" {
-		return "", "", usageError{"no server or token: run sanping-station login first, or give -server and -token"}
+		return "", "", usagef("no server or token: run sanping-station login first, or give -server and -token")
 	}
 	srv, err := serverURL(server)
 	return srv, token, err
 }
 
+// watchUsage is watch's help (a message key).
+const watchUsage = `usage: sanping-station watch [-server URL] [-token spt_...] DIR
+
+Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files
+move to DIR/.sent, failed ones to DIR/.failed with a .reason file. Runs until interrupted.
+
+`
+
 // watchCommand is `sanping-station watch DIR`: uploads files as they appear once complete.
-func watchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "the Sanping server (default: the one saved by sanping-station login)")
-	token := fs.String("token", "", "station token spt_... (default: the one saved by sanping-station login)")
-	config := fs.String("config", defaultConfigPath(), "the saved login")
-	journal := fs.String("journal", "", "journal and spool directory (default: the user cache directory's sanping/journal)")
-	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR")
-	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach")
-	keepSent := fs.Duration("keep-sent", 0, "remove files from DIR/.sent this long after the server took them (0: keep)")
+	server := fs.String("server", "", p.Tr("the Sanping server (default: the one saved by sanping-station login)"))
+	token := fs.String("token", "", p.Tr("station token spt_... (default: the one saved by sanping-station login)"))
+	config := fs.String("config", defaultConfigPath(), p.Tr("the saved login"))
+	journal := fs.String("journal", "", p.Tr("journal and spool directory (default: the user cache directory's sanping/journal)"))
+	interval := fs.Duration("interval", 2*time.Second, p.Tr("time between scans of DIR"))
+	maxBackoff := fs.Duration("max-backoff", 30*time.Second, p.Tr("longest wait between tries while the server is out of reach"))
+	keepSent := fs.Duration("keep-sent", 0, p.Tr("remove files from DIR/.sent this long after the server took them (0: keep)"))
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sanping-station watch [-server URL] [-token spt_...] DIR\n\n"+
-			"Uploads files as they appear in DIR (any subfolder) once they stop changing. Stored files\n"+
-			"move to DIR/.sent, failed ones to DIR/.failed with a .reason file. Runs until interrupted.\n\n")
+		p.Trf(fs.Output(), watchUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"watch: one DIR to watch"}
+		return usagef("watch: one DIR to watch")
 	}
 	srv, tok, err := stationLogin(*server, *token, *config)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "watching %s\n", fs.Arg(0))
+	p.Trf(stdout, "watching %s\n", fs.Arg(0))
 	wc := watchConfig(srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
 	wc.KeepSent = *keepSent
 	err = upload.Watch(ctx, wc)

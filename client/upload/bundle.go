@@ -41,7 +41,9 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 			seen[p] = true
 			ok, size, uid, err := readHead(p)
 			if err != nil || !ok {
-				failed = append(failed, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: "referenced by " + dirPath + ": " + notPart10(p, err)})
+				o := notPart10(p, err)
+				o.Outcome, o.Error = OutcomeFailed, "referenced by "+dirPath+": "+o.Error
+				failed = append(failed, o)
 				continue
 			}
 			found = append(found, candidate{p, size, uid})
@@ -64,7 +66,7 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 			continue
 		}
 		if fi.Mode().IsRegular() && isDICOMDIR(root) {
-			skipped = append(skipped, FileOutcome{Path: root, Outcome: OutcomeSkipped, Error: "a DICOMDIR: not followed here"})
+			skipped = append(skipped, FileOutcome{Path: root, Outcome: OutcomeSkipped, Reason: ReasonDICOMDIR, Error: "a DICOMDIR: not followed here"})
 			continue
 		}
 		if fi.Mode().IsRegular() {
@@ -75,7 +77,9 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 			seen[root] = true
 			ok, size, uid, err := readHead(root)
 			if err != nil || !ok {
-				failed = append(failed, FileOutcome{Path: root, Outcome: OutcomeFailed, Error: notPart10(root, err)})
+				o := notPart10(root, err)
+				o.Outcome = OutcomeFailed
+				failed = append(failed, o)
 				continue
 			}
 			found = append(found, candidate{root, size, uid})
@@ -91,7 +95,7 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 			}
 			seen[path] = true
 			if isDICOMDIR(path) {
-				skipped = append(skipped, FileOutcome{Path: path, Outcome: OutcomeSkipped, Error: "a DICOMDIR: the files it lists are sent as found in the folder"})
+				skipped = append(skipped, FileOutcome{Path: path, Outcome: OutcomeSkipped, Reason: ReasonDICOMDIR, Error: "a DICOMDIR: the files it lists are sent as found in the folder"})
 				dicomdirs = append(dicomdirs, path)
 				return nil
 			}
@@ -100,7 +104,9 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 				return err
 			}
 			if !ok {
-				skipped = append(skipped, FileOutcome{Path: path, Outcome: OutcomeSkipped, Error: notPart10(path, nil)})
+				o := notPart10(path, nil)
+				o.Outcome = OutcomeSkipped
+				skipped = append(skipped, o)
 				return nil
 			}
 			found = append(found, candidate{path, size, uid})
@@ -113,7 +119,7 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 			// What a DICOMDIR in the folder lists and the folder lacks is a missing image.
 			for _, dd := range dicomdirs {
 				if err := referenced(dd); err != nil {
-					failed = append(failed, FileOutcome{Path: dd, Outcome: OutcomeFailed, Error: err.Error()})
+					failed = append(failed, FileOutcome{Path: dd, Outcome: OutcomeFailed, Reason: ReasonBadDICOMDIR, Error: err.Error()})
 				}
 			}
 		}
@@ -121,14 +127,16 @@ func walk(paths []string, dicomdir bool) (found []candidate, failed, skipped []F
 	return found, failed, skipped, nil
 }
 
-// notPart10 says what a file that is not DICOM Part 10 seems to be, for the technician.
-func notPart10(path string, err error) string {
+// notPart10 says what a file that is not DICOM Part 10 seems to be, for the technician: the
+// outcome's Path, Reason and Error (the caller sets Outcome).
+func notPart10(path string, err error) FileOutcome {
+	o := func(reason, text string) FileOutcome { return FileOutcome{Path: path, Reason: reason, Error: text} }
 	if err != nil {
-		return "cannot be read: " + err.Error()
+		return o(ReasonUnreadable, "cannot be read: "+err.Error())
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "cannot be read: " + err.Error()
+		return o(ReasonUnreadable, "cannot be read: "+err.Error())
 	}
 	defer f.Close()
 	head := make([]byte, 512)
@@ -136,17 +144,17 @@ func notPart10(path string, err error) string {
 	head = head[:n]
 	switch {
 	case n == 0:
-		return "an empty file"
+		return o(ReasonEmpty, "an empty file")
 	case bytes.HasPrefix(head, []byte{0xFF, 0xD8, 0xFF}):
-		return "a JPEG picture, not DICOM: send the modality's DICOM files"
+		return o(ReasonJPEG, "a JPEG picture, not DICOM: send the modality's DICOM files")
 	case bytes.HasPrefix(head, []byte("\x89PNG")):
-		return "a PNG picture, not DICOM: send the modality's DICOM files"
+		return o(ReasonPNG, "a PNG picture, not DICOM: send the modality's DICOM files")
 	case bytes.HasPrefix(head, []byte("%PDF")):
-		return "a PDF document, not DICOM"
+		return o(ReasonPDF, "a PDF document, not DICOM")
 	case utf8.Valid(head) && !bytes.ContainsRune(head, 0):
-		return "a text file, not DICOM"
+		return o(ReasonText, "a text file, not DICOM")
 	}
-	return "not a DICOM Part 10 file (no \"DICM\" at offset 128)"
+	return o(ReasonNotDICOM, "not a DICOM Part 10 file (no \"DICM\" at offset 128)")
 }
 
 // tarSize is what a file of size n takes in a tar: a PAX header (a block and a block of records,

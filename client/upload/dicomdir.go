@@ -44,7 +44,7 @@ func dicomdirFiles(path string) (found []string, missing []FileOutcome, err erro
 	for _, id := range ids {
 		p, err := resolveFileID(dir, id)
 		if err != nil {
-			missing = append(missing, FileOutcome{Path: p, Outcome: OutcomeFailed,
+			missing = append(missing, FileOutcome{Path: p, Outcome: OutcomeFailed, Reason: ReasonMissing,
 				Error: fmt.Sprintf("referenced by %s as %s: %v", path, strings.Join(id, `\`), err)})
 			continue
 		}

@@ -94,8 +94,28 @@ type FileOutcome struct {
 	SOPInstanceUID   string `json:"sopInstanceUID,omitempty"`
 	StudyInstanceUID string `json:"studyInstanceUID,omitempty"`
 	Outcome          string `json:"outcome"`
-	Error            string `json:"error,omitempty"`
+	// Reason says why a file was skipped or not stored, as one of the Reason constants, for
+	// the station's messages in the technician's language; Error says it in English with the
+	// details (the server's own words when it refused the file).
+	Reason string `json:"reason,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
+
+// Why a file was skipped or not stored (FileOutcome.Reason).
+const (
+	ReasonEmpty       = "empty"        // a file of no bytes
+	ReasonJPEG        = "jpeg"         // a JPEG picture
+	ReasonPNG         = "png"          // a PNG picture
+	ReasonPDF         = "pdf"          // a PDF document
+	ReasonText        = "text"         // a text file
+	ReasonNotDICOM    = "not-dicom"    // anything else that is not DICOM Part 10
+	ReasonUnreadable  = "unreadable"   // the file could not be read (Error has the system's words)
+	ReasonMissing     = "missing"      // listed by a DICOMDIR and not there
+	ReasonDICOMDIR    = "dicomdir"     // a DICOMDIR, skipped as a file (its images are sent)
+	ReasonBadDICOMDIR = "bad-dicomdir" // a DICOMDIR that could not be read
+	ReasonChecksum    = "checksum"     // the server received other bytes than were sent
+	ReasonRefused     = "refused"      // the server refused it (Error has the server's words)
+)
 
 // Summary is what became of the whole job (including the bundles a killed run finished).
 type Summary struct {
@@ -363,6 +383,15 @@ func fullJitter(d time.Duration) time.Duration {
 	return rand.N(d) + 1
 }
 
+// GaveUpError ends a job that tried one request MaxAttempts times in a row.
+type GaveUpError struct {
+	Attempts int
+	Err      error // the last try's
+}
+
+func (e *GaveUpError) Error() string { return fmt.Sprintf("giving up after %d tries: %v", e.Attempts, e.Err) }
+func (e *GaveUpError) Unwrap() error { return e.Err }
+
 // retrier waits between tries of one step: exponential backoff with full jitter, reset by a
 // success.
 type retrier struct {
@@ -380,7 +409,7 @@ func (r *retrier) wait(ctx context.Context, err error) error {
 	}
 	r.attempts++
 	if r.cfg.MaxAttempts > 0 && r.attempts >= r.cfg.MaxAttempts {
-		return fmt.Errorf("giving up after %d tries: %w", r.attempts, err)
+		return &GaveUpError{Attempts: r.attempts, Err: err}
 	}
 	d := r.cfg.MinBackoff << min(r.attempts-1, 20)
 	if d > r.cfg.MaxBackoff || d <= 0 {
@@ -574,10 +603,13 @@ func (u *uploader) outcomes(b *bundle, res *serverResult) []FileOutcome {
 		}
 		f := res.Files[k]
 		o := FileOutcome{Path: p, SOPInstanceUID: f.SOPInstanceUID, StudyInstanceUID: f.StudyInstanceUID, Outcome: f.Outcome, Error: f.Error}
+		if o.Outcome != OutcomeStored && o.Outcome != OutcomeAlreadyStored {
+			o.Reason = ReasonRefused
+		}
 		// The server checks the tar's record; this catches a server that does not.
 		if i < len(b.Members) && b.Members[i].SHA256 != "" && f.SHA256 != "" && !strings.EqualFold(b.Members[i].SHA256, f.SHA256) &&
 			o.Outcome != OutcomeFailed {
-			o.Outcome, o.Error = OutcomeFailed, fmt.Sprintf("checksum mismatch: the server received SHA-256 %s, the file sent has %s", f.SHA256, b.Members[i].SHA256)
+			o.Outcome, o.Reason, o.Error = OutcomeFailed, ReasonChecksum, fmt.Sprintf("checksum mismatch: the server received SHA-256 %s, the file sent has %s", f.SHA256, b.Members[i].SHA256)
 		}
 		out = append(out, o)
 	}
@@ -604,7 +636,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	}
 	for _, p := range b.Files {
 		if !seen[p] {
-			outcomes = append(outcomes, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: reason})
+			outcomes = append(outcomes, FileOutcome{Path: p, Outcome: OutcomeFailed, Reason: ReasonRefused, Error: reason})
 		}
 	}
 	order := map[string]int{}

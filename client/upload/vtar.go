@@ -43,7 +43,7 @@ func prepare(b *bundle) (failed []FileOutcome) {
 	for i, p := range b.Files {
 		m, err := hashFile(p, buf)
 		if err != nil {
-			failed = append(failed, FileOutcome{Path: p, Outcome: OutcomeFailed, Error: "reading: " + err.Error()})
+			failed = append(failed, FileOutcome{Path: p, Outcome: OutcomeFailed, Reason: ReasonUnreadable, Error: "reading: " + err.Error()})
 			continue
 		}
 		b.Members[i] = m
