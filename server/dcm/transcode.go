@@ -2,26 +2,96 @@ package dcm
 
 import (
 	"bufio"
+	"compress/flate"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"sort"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
-// Transcoding between the uncompressed transfer syntaxes is hand-written: the library would
-// have to load the whole file (pixel data included) and its writer does not keep values it
-// reads as raw strings (OF, OD, SV, UV) intact. This streams element by element.
+// Transcoding to explicit VR little endian is hand-written: the library would have to load the
+// whole file (pixel data included) and its writer does not keep values it reads as raw strings
+// (OF, OD, SV, UV) intact. This streams element by element.
 
 // CanTranscodeToExplicitLE reports whether a stored syntax can be rewritten as explicit VR
 // little endian without an image codec. PS3.18 8.7.3 does not allow implicit VR little endian
-// and explicit VR big endian on the web.
+// and explicit VR big endian on the web, and makes explicit VR little endian the default.
 func CanTranscodeToExplicitLE(tsUID string) bool {
-	return tsUID == ImplicitVRLittleEndian || tsUID == ExplicitVRBigEndian
+	switch tsUID {
+	case ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLE:
+		return true
+	}
+	return false
 }
 
-// TranscodeToExplicitLE writes a Part 10 file stored in implicit VR little endian or explicit
-// VR big endian to w as explicit VR little endian. Sequences and items are written with
-// undefined length and group lengths are dropped, so no length needs recomputing.
+// TranscodeToExplicitLE writes a Part 10 file stored in implicit VR little endian, explicit VR
+// big endian or deflated explicit VR little endian to w as explicit VR little endian.
+// Sequences and items are written with undefined length and group lengths are dropped, so no
+// length needs recomputing.
 func TranscodeToExplicitLE(w io.Writer, src io.ReaderAt, size int64) error {
+	return transcode(w, src, size, nil)
+}
+
+// NativePixels is the decoded pixel data that replaces an instance's encapsulated Pixel Data in
+// TranscodeDecoded. The decoder lives with the caller (server/render): this package only
+// rewrites the data set around it.
+type NativePixels struct {
+	// Frames is the number of frames; FrameLength the bytes of one decoded frame.
+	Frames      int
+	FrameLength int64
+	// BitsAllocated of the decoded pixels: Pixel Data is OW above 8, OB otherwise (PS3.5 8.2).
+	BitsAllocated int
+	// Frame returns decoded frame i (from 0): FrameLength bytes, little endian, interleaved.
+	Frame func(i int) ([]byte, error)
+	// Attributes replace top-level attributes of the same tag, or are added: what the decoding
+	// changed (Photometric Interpretation, Planar Configuration, Lossy Image Compression...).
+	Attributes []Attribute
+}
+
+// Attribute is one top-level data element value, encoded explicit VR little endian and padded
+// to even length.
+type Attribute struct {
+	Tag   tag.Tag
+	VR    string
+	Value []byte
+}
+
+// CSAttribute is a code string (CS) attribute.
+func CSAttribute(t tag.Tag, v string) Attribute {
+	b := []byte(v)
+	if len(b)%2 == 1 {
+		b = append(b, ' ')
+	}
+	return Attribute{Tag: t, VR: "CS", Value: b}
+}
+
+// USAttribute is an unsigned short (US) attribute.
+func USAttribute(t tag.Tag, v uint16) Attribute {
+	return Attribute{Tag: t, VR: "US", Value: binary.LittleEndian.AppendUint16(nil, v)}
+}
+
+// ErrTooLargeForNative: the decoded pixel data would not fit a 32-bit value length; PS3.18
+// 8.7.8 note 1 answers such a request with 406.
+var ErrTooLargeForNative = errors.New("decoded pixel data is longer than a native Pixel Data value can be")
+
+// TranscodeDecoded writes a Part 10 file with encapsulated (compressed) pixel data to w as
+// explicit VR little endian with the native pixel data px gives: the meta information's
+// Transfer Syntax UID changed, the Extended Offset Table dropped, px.Attributes set, every
+// other element as stored (the SOP Instance UID included), as DCMTK's dcmdrle and dcmdjpeg do.
+func TranscodeDecoded(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error {
+	if px == nil || px.Frames < 1 || px.FrameLength < 1 || px.Frame == nil {
+		return fmt.Errorf("transcoding: no decoded pixel data")
+	}
+	if px.FrameLength > (undefinedLength-1)/int64(px.Frames) {
+		return ErrTooLargeForNative
+	}
+	return transcode(w, src, size, px)
+}
+
+func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error {
 	meta, datasetOffset, err := ReadMeta(src, size)
 	if err != nil {
 		return err
@@ -30,24 +100,46 @@ func TranscodeToExplicitLE(w io.Writer, src io.ReaderAt, size int64) error {
 	if err != nil {
 		return err
 	}
-	if !CanTranscodeToExplicitLE(ts.uid) {
+	if px == nil && !CanTranscodeToExplicitLE(ts.uid) {
 		return fmt.Errorf("transcoding from %s is not supported", ts.uid)
+	}
+	if px != nil && !Encapsulated(ts.uid) {
+		return fmt.Errorf("transcoding: %s does not encapsulate its pixel data", ts.uid)
+	}
+	r := &reader{src: src, size: size, pos: datasetOffset}
+	if ts.deflated {
+		inflated := flate.NewReader(io.NewSectionReader(src, datasetOffset, size-datasetOffset))
+		r = &reader{stream: &capReader{r: inflated, left: maxInflatedSize}, pos: datasetOffset, base: datasetOffset}
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	if err := writeMeta(bw, meta, ExplicitVRLittleEndian); err != nil {
 		return err
 	}
 	t := &transcoder{
-		walker: walker{r: &reader{src: src, size: size, pos: datasetOffset}, bo: ts.byteOrder, implicit: ts.implicit},
+		walker: walker{r: r, bo: ts.byteOrder, implicit: ts.implicit},
 		w:      bw,
 		src:    src,
 		swap:   ts.byteOrder == binary.BigEndian,
+		px:     px,
+	}
+	if px != nil {
+		t.set = append([]Attribute(nil), px.Attributes...)
+		sort.Slice(t.set, func(i, j int) bool { return tagNumber(t.set[i].Tag) < tagNumber(t.set[j].Tag) })
 	}
 	if err := t.dataset(0, -1, false); err != nil {
 		return err
 	}
+	if px != nil && !t.pixelsWritten {
+		return malformed("no encapsulated Pixel Data to decode")
+	}
+	t.flushSet(^uint32(0))
 	return bw.Flush()
 }
+
+// Encapsulated Pixel Data Value Total Length (7FE0,0003), dropped with the fragments.
+const elemEncapsulatedLength = 0x0003
+
+func tagNumber(t tag.Tag) uint32 { return uint32(t.Group)<<16 | uint32(t.Element) }
 
 // writeMeta writes the preamble, "DICM" and the meta group with a new transfer syntax.
 func writeMeta(w *bufio.Writer, meta *Meta, tsUID string) error {
@@ -106,6 +198,20 @@ type transcoder struct {
 	w    *bufio.Writer
 	src  io.ReaderAt
 	swap bool // source is big endian
+
+	px            *NativePixels
+	set           []Attribute // px.Attributes by tag, not yet written
+	pixelsWritten bool
+}
+
+// flushSet writes the attributes to set that come before tag number before.
+func (t *transcoder) flushSet(before uint32) {
+	for len(t.set) > 0 && tagNumber(t.set[0].Tag) < before {
+		a := t.set[0]
+		t.set = t.set[1:]
+		t.header(a.Tag.Group, a.Tag.Element, a.VR, uint32(len(a.Value)))
+		t.w.Write(a.Value)
+	}
 }
 
 func (t *transcoder) header(g, e uint16, vr string, length uint32) {
@@ -154,10 +260,86 @@ func (t *transcoder) dataset(depth int, limit int64, delimited bool) error {
 			}
 			return malformed("unexpected item tag (FFFE,%04X)", h.element)
 		}
+		if depth == 0 && t.px != nil {
+			done, err := t.decodedElement(h)
+			if err != nil {
+				return err
+			}
+			if done {
+				continue
+			}
+		}
 		if err := t.element(depth, h); err != nil {
 			return err
 		}
 	}
+}
+
+// decodedElement handles the top-level elements that change when pixel data is decoded.
+func (t *transcoder) decodedElement(h header) (bool, error) {
+	n := uint32(h.group)<<16 | uint32(h.element)
+	t.flushSet(n)
+	switch {
+	case len(t.set) > 0 && tagNumber(t.set[0].Tag) == n:
+		t.flushSet(n + 1)
+		return true, t.skipValue(h)
+	case h.group == groupPixel && h.element == elemPixelData && h.length == undefinedLength:
+		return true, t.nativePixelData()
+	case h.group == groupPixel && (h.element == elemExtendedOffset || h.element == elemExtendedLength || h.element == elemEncapsulatedLength):
+		// Offsets into fragments that are no longer there (PS3.5 A.4).
+		return true, t.skipValue(h)
+	}
+	return false, nil
+}
+
+func (t *transcoder) skipValue(h header) error {
+	if h.vr == "SQ" || h.length == undefinedLength {
+		return malformed("(%04X,%04X) replaced by a decoded value is a sequence", h.group, h.element)
+	}
+	return t.r.skip(int64(h.length))
+}
+
+// nativePixelData skips the encapsulated Pixel Data of the input and writes the decoded frames.
+func (t *transcoder) nativePixelData() error {
+	for {
+		ih, err := t.itemHeader()
+		if err != nil {
+			return err
+		}
+		if ih.element == elemSequenceDelim {
+			break
+		}
+		if ih.element != elemItem || ih.length == undefinedLength {
+			return malformed("bad item in encapsulated pixel data")
+		}
+		if err := t.r.skip(int64(ih.length)); err != nil {
+			return err
+		}
+	}
+	px := t.px
+	total := int64(px.Frames) * px.FrameLength
+	vr := "OB"
+	if px.BitsAllocated > 8 {
+		vr = "OW"
+	}
+	t.header(groupPixel, elemPixelData, vr, uint32(total+total%2))
+	for i := range px.Frames {
+		b, err := px.Frame(i)
+		if err != nil {
+			return fmt.Errorf("decoding frame %d: %w", i+1, err)
+		}
+		if int64(len(b)) != px.FrameLength {
+			return fmt.Errorf("decoded frame %d has %d bytes, want %d", i+1, len(b), px.FrameLength)
+		}
+		if _, err := t.w.Write(b); err != nil {
+			return err
+		}
+	}
+	if total%2 == 1 {
+		t.w.WriteByte(0) // values are of even length (PS3.5 7.1.1)
+	}
+	t.pixelsWritten = true
+	return nil
 }
 
 func (t *transcoder) element(depth int, h header) error {
@@ -165,6 +347,9 @@ func (t *transcoder) element(depth int, h header) error {
 		return t.r.skip(int64(h.length)) // group lengths would be wrong after rewriting
 	}
 	if h.group == groupPixel && h.element == elemPixelData && h.length == undefinedLength {
+		if t.px != nil {
+			return malformed("encapsulated Pixel Data in a sequence item (an icon) is not decoded")
+		}
 		return malformed("encapsulated pixel data in an uncompressed transfer syntax")
 	}
 	if h.vr == "SQ" || (h.length == undefinedLength && (h.vr == "UN" || h.vr == "")) {
@@ -192,11 +377,29 @@ func (t *transcoder) element(depth int, h header) error {
 	if t.swap {
 		width = swapWidth(vr)
 	}
-	src := io.NewSectionReader(t.src, t.r.pos, int64(h.length))
-	if err := copySwapped(t.w, src, int64(h.length), width); err != nil {
-		return err
+	return t.copyValue(int64(h.length), width)
+}
+
+// copyValue copies the next n bytes of the input, reversing width-byte words.
+func (t *transcoder) copyValue(n int64, width int) error {
+	if t.r.stream == nil {
+		if err := copySwapped(t.w, io.NewSectionReader(t.src, t.r.pos, n), n, width); err != nil {
+			return err
+		}
+		return t.r.skip(n)
 	}
-	return t.r.skip(int64(h.length))
+	// A deflated data set is little endian: nothing to swap.
+	for n > 0 {
+		b, err := t.r.read(int(min(n, 64<<10)))
+		if err != nil {
+			return err
+		}
+		if _, err := t.w.Write(b); err != nil {
+			return err
+		}
+		n -= int64(len(b))
+	}
+	return nil
 }
 
 func (t *transcoder) sequence(depth int, h header) error {

@@ -10,7 +10,7 @@ import (
 	"github.com/sanping/sanping/internal/testtool"
 )
 
-// TestTranscodeToExplicitLEMatchesDCMTK rewrites implicit VR and big endian files as explicit VR
+// TestTranscodeToExplicitLEMatchesDCMTK rewrites implicit VR, big endian and deflated files as explicit VR
 // little endian and checks the result against DCMTK: after dcmconv normalises both (explicit
 // lengths, no group lengths), our output and the original are byte for byte the same data set.
 func TestTranscodeToExplicitLEMatchesDCMTK(t *testing.T) {
@@ -33,6 +33,8 @@ func TestTranscodeToExplicitLEMatchesDCMTK(t *testing.T) {
 		{"big endian from 2.dcm", "2.dcm", "+tb"},
 		{"big endian from 5.dcm (multi-frame CT)", "5.dcm", "+tb"},
 		{"implicit with undefined lengths", "1.dcm", "+ti -e"},
+		{"deflated from 1.dcm", "1.dcm", "+td"},
+		{"deflated from 5.dcm (multi-frame CT)", "5.dcm", "+td"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

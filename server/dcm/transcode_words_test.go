@@ -8,6 +8,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/suyashkumar/dicom/pkg/tag"
+
 	"github.com/sanping/sanping/server/dcm"
 	"github.com/sanping/sanping/server/internal/dicomtest"
 )
@@ -76,5 +78,48 @@ func TestTranscodeWideWordsAcrossBuffer(t *testing.T) {
 				t.Fatalf("pad %d: %s not swapped to little endian (%v)", pad, c.path, err)
 			}
 		}
+	}
+}
+
+// TestTranscodeDecoded: the encapsulated Pixel Data is replaced by what the decoder gives, the
+// Extended Offset Table goes with the fragments, the attributes to set replace stored ones or
+// are added in tag order, and an odd length is padded.
+func TestTranscodeDecoded(t *testing.T) {
+	u := dicomtest.UIDs{Study: "1.2.3", Series: "1.2.3.4", SOP: "1.2.3.4.5"}
+	elems := append(dicomtest.BaseElems(u, dicomtest.SOPClassSC), dicomtest.ImageElems(1, 3, 8, 1, "YBR_FULL_422")...)
+	elems = append(elems, dicomtest.RawE(0x7FE00001, "OV", make([]byte, 16)), dicomtest.RawE(0x7FE00002, "OV", make([]byte, 16)),
+		dicomtest.Encapsulated(nil, []byte{0xFF, 0xD8, 1, 2}, []byte{0xFF, 0xD8, 3, 4}))
+	file := dicomtest.File{TS: "1.2.840.10008.1.2.4.50", Elems: elems}.Bytes()
+	var out bytes.Buffer
+	err := dcm.TranscodeDecoded(&out, bytes.NewReader(file), int64(len(file)), &dcm.NativePixels{
+		Frames: 1, FrameLength: 3, BitsAllocated: 8,
+		Frame: func(i int) ([]byte, error) { return []byte{byte(i), 7, 8}, nil },
+		Attributes: []dcm.Attribute{
+			dcm.CSAttribute(tag.LossyImageCompression, "01"),
+			dcm.CSAttribute(tag.PhotometricInterpretation, "RGB"),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dcm.Parse(bytes.NewReader(out.Bytes()), int64(out.Len()))
+	if err != nil {
+		t.Fatalf("output does not parse: %v", err)
+	}
+	if got.TransferSyntax != dcm.ExplicitVRLittleEndian || got.SOPInstanceUID != u.SOP {
+		t.Errorf("transfer syntax %s, SOP Instance UID %s", got.TransferSyntax, got.SOPInstanceUID)
+	}
+	if pi, lossy := got.String(tag.PhotometricInterpretation), got.String(tag.LossyImageCompression); pi != "RGB" || lossy != "01" {
+		t.Errorf("Photometric Interpretation %q, Lossy Image Compression %q", pi, lossy)
+	}
+	if got.Layout.ExtendedOffsets != nil || got.Layout.ExtendedLengths != nil {
+		t.Error("Extended Offset Table kept")
+	}
+	px := got.Layout.Pixel
+	if px == nil || px.Encapsulated || px.VR != "OB" || px.Value.Length != 4 {
+		t.Fatalf("pixel data %+v", px)
+	}
+	if v := out.Bytes()[px.Value.Offset:][:4]; !bytes.Equal(v, []byte{0, 7, 8, 0}) {
+		t.Errorf("pixel data % X", v)
 	}
 }

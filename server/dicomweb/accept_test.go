@@ -1,6 +1,9 @@
 package dicomweb
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNegotiateFrames(t *testing.T) {
 	const jpeg = "1.2.840.10008.1.2.4.50"
@@ -31,6 +34,30 @@ func TestNegotiateFrames(t *testing.T) {
 	}
 }
 
+func TestAcceptableDICOM(t *testing.T) {
+	const rle = "1.2.840.10008.1.2.5"
+	cases := []struct {
+		accept string
+		want   []string // nil: not acceptable
+	}{
+		{"", []string{""}},
+		{"*/*", []string{""}},
+		{`multipart/related; type="application/dicom"`, []string{""}},
+		{`multipart/related; type=application/dicom; transfer-syntax=*`, []string{"*"}},
+		{`multipart/related; type="application/dicom"; transfer-syntax=` + rle, []string{rle}},
+		{`multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5, multipart/related; type="application/dicom"; transfer-syntax=` + rle, []string{rle, "*"}},
+		{`multipart/related; type="application/dicom"; transfer-syntax=*; q=0`, nil},
+		{`multipart/related; type="application/octet-stream"`, nil},
+		{`image/png, */*; q=0.1`, []string{""}},
+	}
+	for _, c := range cases {
+		got, ok := acceptableDICOM(c.accept)
+		if ok != (c.want != nil) || strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("acceptableDICOM(%q) = %q %v, want %q", c.accept, got, ok, c.want)
+		}
+	}
+}
+
 // FuzzAccept: Accept headers from any client parse without panicking.
 func FuzzAccept(f *testing.F) {
 	for _, s := range []string{`multipart/related; type="application/dicom"; transfer-syntax=*`,
@@ -42,7 +69,7 @@ func FuzzAccept(f *testing.F) {
 			m.partType()
 		}
 		negotiateFrames(h, "1.2.840.10008.1.2.4.50", true)
-		negotiateDICOM(h)
+		acceptableDICOM(h)
 		acceptsJSON(h)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sanping/sanping/server/audit"
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/dcm"
 	"github.com/sanping/sanping/server/dicomweb"
@@ -31,10 +32,11 @@ const (
 )
 
 type env struct {
-	t   testing.TB
-	srv *httptest.Server
-	st  *store.Store
-	dir string
+	t     testing.TB
+	srv   *httptest.Server
+	st    *store.Store
+	audit *audit.Log
+	dir   string
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -54,7 +56,11 @@ func newEnv(t testing.TB, maxBody int64) *env {
 	if _, err := au.AddUser(ctx, auth.NewUser{Username: "admin", Roles: []string{auth.RoleAdmin}}, adminPassword); err != nil {
 		t.Fatal(err)
 	}
-	dw := dicomweb.New(dicomweb.Config{Store: st, Base: base, MaxRequestBody: maxBody, Logger: quiet()})
+	trail, err := audit.Open(ctx, st.DB(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw := dicomweb.New(dicomweb.Config{Store: st, Base: base, MaxRequestBody: maxBody, Logger: quiet(), Audit: trail})
 	mux := http.NewServeMux()
 	au.Mount(mux, dw.Routes())
 	srv := httptest.NewServer(mux)
@@ -62,7 +68,7 @@ func newEnv(t testing.TB, maxBody int64) *env {
 		srv.Close()
 		st.Close()
 	})
-	return &env{t: t, srv: srv, st: st, dir: dir}
+	return &env{t: t, srv: srv, st: st, audit: trail, dir: dir}
 }
 
 type response struct {

@@ -3,7 +3,6 @@ package dicomweb
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -17,97 +16,6 @@ import (
 	"github.com/sanping/sanping/server/render"
 	"github.com/sanping/sanping/server/store"
 )
-
-// retrieve answers Retrieve Study/Series/Instance (PS3.18 10.4) as multipart/related;
-// type="application/dicom". The stored bytes are sent unchanged: with transfer-syntax=* or the
-// stored syntax, or when no transfer-syntax is asked for (the part says which it is). Another
-// explicit transfer syntax is 406: Sanping does not transcode.
-func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
-	study, series, instance, ok := uids(w, r)
-	if !ok {
-		return
-	}
-	wantTS, ok := negotiateDICOM(r.Header.Get("Accept"))
-	if !ok {
-		problem(w, http.StatusNotAcceptable, `instances are served as multipart/related; type="application/dicom"`)
-		return
-	}
-	list, err := s.st.Instances(r.Context(), study, series, instance)
-	if err != nil {
-		s.storeError(w, r, err, "study, series or instance")
-		return
-	}
-	// Implicit VR little endian and big endian are rewritten as explicit VR little endian unless
-	// asked for by name or with "*" (PS3.18 8.7.3 keeps them off the web); other syntaxes are
-	// sent as stored (Sanping has no image transcoding).
-	transcode := make([]bool, len(list))
-	for i, in := range list {
-		switch {
-		case wantTS == "*" || wantTS == in.TransferSyntax:
-		case (wantTS == "" || wantTS == dcm.ExplicitVRLittleEndian) && dcm.CanTranscodeToExplicitLE(in.TransferSyntax):
-			transcode[i] = true
-		case wantTS == "":
-		default:
-			problem(w, http.StatusNotAcceptable, fmt.Sprintf("instance %s is stored as %s; transcoding to %s is not supported (ask for transfer-syntax=*)", in.SOPUID, in.TransferSyntax, wantTS))
-			return
-		}
-	}
-	mw := multipart.NewWriter(w)
-	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	for i, in := range list {
-		if err := s.writeFilePart(mw, &in, transcode[i]); err != nil {
-			if !errors.Is(err, r.Context().Err()) {
-				s.log.Error("retrieve: sending instance failed", "sop_instance_uid", in.SOPUID, "err", err)
-			}
-			return // headers are sent; the broken multipart body tells the client
-		}
-	}
-	mw.Close()
-	s.record(r, "study.download", studyObject(study), "success")
-}
-
-func (s *Service) writeFilePart(mw *multipart.Writer, in *store.Instance, transcode bool) error {
-	f, err := os.Open(s.st.FilePath(in))
-	if err != nil {
-		return fmt.Errorf("opening stored instance: %w", err)
-	}
-	defer f.Close()
-	h := textproto.MIMEHeader{}
-	if transcode {
-		h.Set("Content-Type", "application/dicom; transfer-syntax="+dcm.ExplicitVRLittleEndian)
-		pw, err := mw.CreatePart(h)
-		if err != nil {
-			return err
-		}
-		return dcm.TranscodeToExplicitLE(pw, f, in.Size)
-	}
-	h.Set("Content-Type", "application/dicom; transfer-syntax="+in.TransferSyntax)
-	h.Set("Content-Length", strconv.FormatInt(in.Size, 10))
-	pw, err := mw.CreatePart(h)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(pw, f)
-	return err
-}
-
-// negotiateDICOM picks the transfer syntax asked for in an Accept header for application/dicom
-// ("" when none was named).
-func negotiateDICOM(accept string) (string, bool) {
-	if accept == "" {
-		return "", true
-	}
-	for _, m := range parseAccept(accept) {
-		pt, _ := m.partType()
-		switch {
-		case pt == "application/dicom", pt == "" && (m.mediaType == "*/*" || m.mediaType == "multipart/related"):
-			return m.params["transfer-syntax"], true
-		case m.mediaType == "application/dicom":
-			return m.params["transfer-syntax"], true
-		}
-	}
-	return "", false
-}
 
 // metadata answers Retrieve Metadata (PS3.18 10.4.1.1.2) from the JSON computed at ingest.
 func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
@@ -244,7 +152,10 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	// as stored, their syntax named in the part.
 	var native *nativeFrames
 	if wantsNative(accept) && losslessDecodable(in.TransferSyntax) {
-		if nf, err := s.nativeFrames(r, in, layout); err == nil {
+		// Decoded color frames are pixel-interleaved; an instance that says otherwise keeps its
+		// stored frames rather than mislabelled native ones (the instance resource rewrites
+		// Planar Configuration with the pixels).
+		if nf, err := s.nativeFrames(r, in, layout); err == nil && (nf.attrs.SamplesPerPixel == 1 || nf.attrs.PlanarConfiguration == 0) {
 			native, ts, partType, ok = nf, dcm.ExplicitVRLittleEndian, "application/octet-stream", true
 			single = single && !strings.HasPrefix(strings.ToLower(strings.TrimSpace(accept)), "multipart/")
 		}
@@ -265,7 +176,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	}
 	writeFrame := func(dst io.Writer, fr dcm.Frame) error {
 		if native != nil {
-			b, err := native.decode(f, dl, fr)
+			b, _, err := native.decode(f, dl, fr)
 			if err != nil {
 				return err
 			}
@@ -286,7 +197,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	if single && len(nums) == 1 {
 		fr := layout.Frames[nums[0]-1]
 		if native != nil {
-			b, err := native.decode(f, dl, fr)
+			b, _, err := native.decode(f, dl, fr)
 			if err != nil {
 				problem(w, http.StatusUnprocessableEntity, "stored frame cannot be decoded: "+err.Error())
 				return
@@ -509,10 +420,8 @@ func (s *Service) nativeFrames(r *http.Request, in *store.Instance, layout *stor
 	if err != nil {
 		return nil, err
 	}
-	// Decoded color frames are pixel-interleaved; an instance that says otherwise keeps its
-	// stored frames rather than mislabelled native ones.
-	if a.SamplesPerPixel != 1 && a.PlanarConfiguration != 0 {
-		return nil, fmt.Errorf("planar color")
+	if a.BitsAllocated%8 != 0 || a.Rows < 1 || a.Columns < 1 || a.SamplesPerPixel < 1 {
+		return nil, fmt.Errorf("pixels of %d bits allocated are not decoded to native frames", a.BitsAllocated)
 	}
 	size := int64(a.Rows) * int64(a.Columns) * int64(a.SamplesPerPixel) * int64(a.BitsAllocated/8)
 	return &nativeFrames{attrs: a, ts: in.TransferSyntax, vr: layout.PixelVR, frameSz: size}, nil
@@ -525,21 +434,23 @@ func (n *nativeFrames) size(fr dcm.Frame) int64 {
 	return n.frameSz
 }
 
-func (n *nativeFrames) decode(f io.ReaderAt, dl *dcm.Layout, fr dcm.Frame) ([]byte, error) {
+// decode decodes one stored frame; the attributes are what the decoded pixels are (the
+// decoder may change Photometric Interpretation and Planar Configuration, see render.DecodeFrame).
+func (n *nativeFrames) decode(f io.ReaderAt, dl *dcm.Layout, fr dcm.Frame) ([]byte, *render.Attributes, error) {
 	raw := make([]byte, 0, fr.Size())
 	for _, sp := range fr {
 		b, err := dcm.ReadSpan(f, dl, sp)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		raw = append(raw, b...)
 	}
-	out, _, err := render.DecodeFrame(raw, n.ts, n.vr, n.attrs)
+	out, a, err := render.DecodeFrame(raw, n.ts, n.vr, n.attrs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if int64(len(out)) != n.frameSz {
-		return nil, fmt.Errorf("decoded frame has %d bytes, want %d", len(out), n.frameSz)
+		return nil, nil, fmt.Errorf("decoded frame has %d bytes, want %d", len(out), n.frameSz)
 	}
-	return out, nil
+	return out, a, nil
 }
