@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -110,16 +109,12 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Quality: func(ctx context.Context, id int64) (any, error) {
 		return live.Quality(ctx, id)
 	}})
-	static, err := fs.Sub(web.Files, "static")
-	if err != nil {
-		return nil, fmt.Errorf("opening embedded web app: %w", err)
-	}
 	routes := []auth.Route{
 		{Pattern: "GET /healthz", Action: auth.ActPublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			io.WriteString(w, "ok\n")
 		})},
-		{Pattern: "/", Action: auth.ActPublic, Handler: staticFiles(static)},
+		{Pattern: "/", Action: auth.ActPublic, Handler: web.Handler()},
 	}
 	routes = append(routes, rest.Routes()...)
 	routes = append(routes, live.Routes()...)
@@ -139,19 +134,6 @@ func (a *app) handler(cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	a.auth.Mount(mux, a.routes)
 	return webserver.SecurityHeaders(cfg.TLSCert != "", webserver.CORS(cfg.CORSOrigins, webserver.AccessLog(log, mux)))
-}
-
-// staticFiles serves the embedded browser app (GET and HEAD only).
-func staticFiles(files fs.FS) http.Handler {
-	fsrv := http.FileServerFS(files)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			auth.WriteProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
-			return
-		}
-		fsrv.ServeHTTP(w, r)
-	})
 }
 
 // firstIPv4 is the machine's first non-loopback IPv4 address (TURN's relay address when

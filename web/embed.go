@@ -1,9 +1,36 @@
-// Package web holds the browser app, embedded into the server binary.
+// Package web holds the browser app, embedded into the server binary, and the handler that
+// serves it at /.
 package web
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
+)
 
-// Files is the built browser app served at /.
+// The built app (npm run build writes dist/app). "all:" keeps dist/.gitkeep in the pattern, so
+// a fresh clone without Node still compiles; the handler then serves notbuilt.html.
+//
+//go:embed all:dist
+var dist embed.FS
+
+// The first live-consultation test page (live.html, live.js, live.css), served at its old
+// URLs until the room lands in the app: the Chromium tests in server/ drive it.
 //
 //go:embed static
-var Files embed.FS
+var static embed.FS
+
+//go:embed notbuilt.html
+var notBuilt []byte
+
+// App returns the built app's files (index.html, assets/...); ok is false when the app was
+// not built before the Go build.
+func App() (files fs.FS, ok bool) {
+	sub, err := fs.Sub(dist, "dist/app")
+	if err != nil {
+		return nil, false
+	}
+	if _, err := fs.Stat(sub, "index.html"); err != nil {
+		return nil, false
+	}
+	return sub, true
+}

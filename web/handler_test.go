@@ -1,0 +1,181 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+var testApp = fstest.MapFS{
+	"index.html":                {Data: []byte(`<!doctype html><script type="module" src="/assets/index-AbC123.js"></script>`)},
+	"favicon.svg":               {Data: []byte(`<svg/>`)},
+	"assets/index-AbC123.js":    {Data: []byte(`console.log("app")`)},
+	"assets/index-AbC123.js.gz": {Data: []byte(`gzipped`)},
+	"assets/index-AbC123.js.br": {Data: []byte(`brotli`)},
+	"assets/index-9z8Y.css":     {Data: []byte(`body{}`)},
+}
+
+var testLegacy = fstest.MapFS{
+	"live.html": {Data: []byte(`<!doctype html><title>live</title>`)},
+	"live.js":   {Data: []byte(`// live`)},
+}
+
+func get(t *testing.T, h http.Handler, method, target string, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestServeBuiltApp(t *testing.T) {
+	h := newHandler(testApp, testLegacy)
+	index := string(testApp["index.html"].Data)
+	for _, c := range []struct {
+		name, path, accept string
+		status             int
+		body, cache, ctype string
+		encoding           string
+	}{
+		{"root", "/", "", 200, index, "no-cache", "text/html; charset=utf-8", ""},
+		{"index.html", "/index.html", "", 200, index, "no-cache", "text/html; charset=utf-8", ""},
+		{"a screen reloaded", "/clinic/upload", "", 200, index, "no-cache", "text/html; charset=utf-8", ""},
+		{"a screen with an ID", "/doctor/consultations/12", "", 200, index, "no-cache", "text/html; charset=utf-8", ""},
+		{"hashed script", "/assets/index-AbC123.js", "", 200, `console.log("app")`, "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", ""},
+		{"hashed script, gzip", "/assets/index-AbC123.js", "gzip, deflate", 200, "gzipped", "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", "gzip"},
+		{"hashed script, br preferred", "/assets/index-AbC123.js", "gzip, deflate, br, zstd", 200, "brotli", "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", "br"},
+		{"br refused with q=0", "/assets/index-AbC123.js", "br;q=0, gzip", 200, "gzipped", "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", "gzip"},
+		{"stylesheet without a compressed copy", "/assets/index-9z8Y.css", "br", 200, "body{}", "public, max-age=31536000, immutable", "text/css; charset=utf-8", ""},
+		{"file at the top", "/favicon.svg", "", 200, "<svg/>", "no-cache", "image/svg+xml", ""},
+		{"live test page", "/live.html", "", 200, string(testLegacy["live.html"].Data), "no-cache", "text/html; charset=utf-8", ""},
+		{"live test script", "/live.js", "", 200, "// live", "no-cache", "text/javascript; charset=utf-8", ""},
+		{"missing asset", "/assets/index-old.js", "", 404, "", "", "application/problem+json", ""},
+		{"assets folder", "/assets/", "", 404, "", "", "application/problem+json", ""},
+		{"missing file", "/favicon.ico", "", 404, "", "", "application/problem+json", ""},
+		{"bare /api", "/api", "", 404, "", "", "application/problem+json", ""},
+		{"bare /dicom-web", "/dicom-web", "", 404, "", "", "application/problem+json", ""},
+		{"under /healthz", "/healthz/x", "", 404, "", "", "application/problem+json", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if c.accept != "" {
+				hdr["Accept-Encoding"] = c.accept
+			}
+			rec := get(t, h, "GET", c.path, hdr)
+			if rec.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
+			}
+			if c.body != "" && rec.Body.String() != c.body {
+				t.Errorf("body %q, want %q", rec.Body, c.body)
+			}
+			if got := rec.Header().Get("Cache-Control"); got != c.cache {
+				t.Errorf("Cache-Control %q, want %q", got, c.cache)
+			}
+			if got := rec.Header().Get("Content-Type"); got != c.ctype {
+				t.Errorf("Content-Type %q, want %q", got, c.ctype)
+			}
+			if got := rec.Header().Get("Content-Encoding"); got != c.encoding {
+				t.Errorf("Content-Encoding %q, want %q", got, c.encoding)
+			}
+			if got := rec.Header().Get("Content-Security-Policy"); got != ContentSecurityPolicy {
+				t.Errorf("Content-Security-Policy %q", got)
+			}
+		})
+	}
+	// Compressed and plain answers differ by Accept-Encoding: caches must keep both.
+	if v := get(t, h, "GET", "/assets/index-AbC123.js", nil).Header().Get("Vary"); v != "Accept-Encoding" {
+		t.Errorf("Vary %q", v)
+	}
+}
+
+func TestRevalidateIndex(t *testing.T) {
+	h := newHandler(testApp, testLegacy)
+	first := get(t, h, "GET", "/", nil)
+	etag := first.Header().Get("ETag")
+	if etag == "" {
+		t.Fatal("index.html has no ETag")
+	}
+	if rec := get(t, h, "GET", "/", map[string]string{"If-None-Match": etag}); rec.Code != http.StatusNotModified {
+		t.Errorf("revalidation: %d, want 304", rec.Code)
+	}
+	if rec := get(t, h, "HEAD", "/clinic/studies", nil); rec.Code != 200 || rec.Body.Len() != 0 {
+		t.Errorf("HEAD: %d with %d bytes", rec.Code, rec.Body.Len())
+	}
+}
+
+func TestOnlyGetAndHead(t *testing.T) {
+	h := newHandler(testApp, testLegacy)
+	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+		rec := get(t, h, m, "/index.html", nil)
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s: %d, Allow %q", m, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+}
+
+func TestNotBuilt(t *testing.T) {
+	h := newHandler(nil, testLegacy)
+	for _, p := range []string{"/", "/index.html", "/clinic/upload"} {
+		rec := get(t, h, "GET", p, nil)
+		body, _ := io.ReadAll(rec.Body)
+		if rec.Code != 200 || !strings.Contains(string(body), "make run") || !strings.Contains(string(body), "网页界面") {
+			t.Errorf("%s: %d %.200s", p, rec.Code, body)
+		}
+		if rec.Header().Get("Content-Security-Policy") != ContentSecurityPolicy {
+			t.Errorf("%s: no CSP", p)
+		}
+	}
+	if rec := get(t, h, "GET", "/assets/index-AbC123.js", nil); rec.Code != 404 {
+		t.Errorf("asset without an app: %d", rec.Code)
+	}
+	if rec := get(t, h, "GET", "/live.html", nil); rec.Code != 200 {
+		t.Errorf("live test page without the app: %d", rec.Code)
+	}
+	// An app folder without index.html (a build that failed half way) is not an app.
+	if rec := get(t, newHandler(fstest.MapFS{"assets/x.js": {Data: []byte("x")}}, testLegacy), "GET", "/", nil); !strings.Contains(rec.Body.String(), "make run") {
+		t.Errorf("half-built app: %.200s", rec.Body)
+	}
+}
+
+// TestStrictPolicy: the policy forbids inline script and eval, and framing.
+func TestStrictPolicy(t *testing.T) {
+	directives := map[string]string{}
+	for d := range strings.SplitSeq(ContentSecurityPolicy, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{
+		"default-src": "'self'", "script-src": "'self'", "frame-ancestors": "'none'", "base-uri": "'none'",
+		"connect-src": "'self'", "object-src": "'none'", "form-action": "'self'",
+	} {
+		if directives[name] != want {
+			t.Errorf("%s %q, want %q", name, directives[name], want)
+		}
+	}
+	if strings.Contains(ContentSecurityPolicy, "unsafe-eval") || strings.Contains(directives["script-src"], "unsafe-inline") {
+		t.Error("the policy allows inline script or eval")
+	}
+}
+
+// TestEmbedded: the embedded handler works whether or not the app was built before go build.
+func TestEmbedded(t *testing.T) {
+	h := Handler()
+	if rec := get(t, h, "GET", "/", nil); rec.Code != 200 {
+		t.Errorf("/: %d", rec.Code)
+	}
+	if rec := get(t, h, "GET", "/live.html", nil); rec.Code != 200 || !strings.Contains(rec.Body.String(), "live.js") {
+		t.Errorf("/live.html: %d", rec.Code)
+	}
+	if _, built := App(); built {
+		rec := get(t, h, "GET", "/", nil)
+		if strings.Contains(rec.Body.String(), "make run") {
+			t.Error("the built app serves the not-built page")
+		}
+	}
+}
