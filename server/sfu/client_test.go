@@ -537,7 +537,7 @@ func (c *testClient) whipOffer(offer webrtc.SessionDescription) {
 		c.t.Fatal(err)
 	}
 	<-gathered
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	answer, p, err := c.s.WHIP(ctx, c.room, c.id, c.pub.LocalDescription().SDP, PeerOptions{Record: c.opts.record})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
@@ -17,13 +18,18 @@ import (
 // TestRecording: with consent, a participant's camera and microphone are written to disk;
 // the files are complete when it leaves and read back as IVF and Ogg. A second participant
 // sends H.264: the other receives it, and its recording reads back as Annex B from an IDR.
-func TestRecording(t *testing.T) {
+// On synctest's clock, so the second recorded after the media arrived is a second of media
+// however busy the machine, and the recorder's wait for late packets runs on it too.
+func TestRecording(t *testing.T) { synctest.Test(t, testRecording) }
+
+func testRecording(t *testing.T) {
 	var events eventLog
 	dir := t.TempDir()
-	s := newTestSFU(t, Config{RecordDir: dir, OnEvent: events.add})
+	lan := newVirtualLAN(t)
+	s := lan.sfu(Config{RecordDir: dir, OnEvent: events.add})
 	const room = 11
-	c := newTestClient(t, s, room, "clinic", clientOptions{publish: true, record: true})
-	h := newTestClient(t, s, room, "station", clientOptions{publish: true, record: true, h264: true})
+	c := lan.client(s, room, "clinic", clientOptions{publish: true, record: true})
+	h := lan.client(s, room, "station", clientOptions{publish: true, record: true, h264: true})
 	waitFor(t, 10*time.Second, "media to arrive", func() bool {
 		for _, id := range []string{"clinic", "station"} {
 			p, ok := s.Peer(room, id)

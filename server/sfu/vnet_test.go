@@ -1,7 +1,7 @@
 package sfu
 
 import (
-	"github.com/sanping/sanping/internal/pionlog"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -9,11 +9,67 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pion/transport/v5/vnet"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/sanping/sanping/internal/pionlog"
 )
+
+// virtualLAN is a network for a test that runs in a synctest bubble. pion over vnet does no
+// real I/O, so everything the SFU and its clients do by the clock (allocation ticks, offer
+// resends, keyframe spacing, NACK timing, a publisher's 15 fps) runs on the bubble's fake
+// clock: the test does not wait out the seconds it describes, and a busy machine slows it
+// down without changing what it sees.
+type virtualLAN struct {
+	t    testing.TB
+	wan  *vnet.Router
+	next int
+}
+
+func newVirtualLAN(t testing.TB) *virtualLAN {
+	t.Helper()
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", LoggerFactory: pionlog.Factory{Log: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wan.Stop() })
+	return &virtualLAN{t: t, wan: wan, next: 1}
+}
+
+// host adds a machine to the network, with the next free address.
+func (l *virtualLAN) host() *vnet.Net {
+	l.t.Helper()
+	n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{fmt.Sprintf("10.0.0.%d", l.next)}})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := l.wan.AddNet(n); err != nil {
+		l.t.Fatal(err)
+	}
+	l.next++
+	return n
+}
+
+// sfu starts an SFU on its own host, all media on one port.
+func (l *virtualLAN) sfu(cfg Config) *SFU {
+	l.t.Helper()
+	ip := fmt.Sprintf("10.0.0.%d", l.next)
+	cfg.Net, cfg.UDPAddr = l.host(), ip+":8443"
+	return newTestSFU(l.t, cfg)
+}
+
+// client joins a participant from its own host.
+func (l *virtualLAN) client(s *SFU, room int64, id string, o clientOptions) *testClient {
+	l.t.Helper()
+	o.net = l.host()
+	return newTestClient(l.t, s, room, id, o)
+}
 
 // impairment drops chunks to and from some addresses: a share of them at random positions
 // (exactly pct of every hundred, so a short test sees the loss it asks for), or all of them.
@@ -80,7 +136,11 @@ func (m *impairment) setLoss(ip net.IP, pct int) {
 // Audio keeps flowing; the clinic's estimate (from the SFU's TWCC feedback) falls and it
 // drops its top layer, and the doctor keeps getting a layer that still runs; NACKs repair
 // loss both ways. After the clinic's link is cut for 3 s, media resumes.
-func TestImpairedNetwork(t *testing.T) {
+//
+// On synctest's clock: the counts over 5 s are of 5 s of media however busy the machine.
+func TestImpairedNetwork(t *testing.T) { synctest.Test(t, testImpairedNetwork) }
+
+func testImpairedNetwork(t *testing.T) {
 	lf := pionlog.Factory{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.0.0.0/24", MinDelay: 75 * time.Millisecond, LoggerFactory: lf})
 	if err != nil {
@@ -99,6 +159,7 @@ func TestImpairedNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = shaped.Close() })
 	clinicNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{clinicIP.String()}})
 	doctorNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{doctorIP.String()}})
 	for _, n := range []vnet.NIC{shaped, clinicNet, doctorNet} {

@@ -14,7 +14,7 @@ func TestWHIP(t *testing.T) {
 	const room = 12
 	viewer := newTestClient(t, s, room, "doctor", clientOptions{})
 	enc := newTestClient(t, s, room, "ultrasound", clientOptions{publish: true, whip: true})
-	waitFor(t, 10*time.Second, "the doctor to receive the WHIP feed", func() bool {
+	waitFor(t, 30*time.Second, "the doctor to receive the WHIP feed", func() bool {
 		return receivesFrom(viewer, enc, 30)
 	})
 	tracks := enc.peer.Tracks()
@@ -26,7 +26,7 @@ func TestWHIP(t *testing.T) {
 		t.Errorf("WHIP labels: %v", labels)
 	}
 	enc.close()
-	waitFor(t, 5*time.Second, "the feed to end", func() bool {
+	waitFor(t, 30*time.Second, "the feed to end", func() bool {
 		rt, _ := viewer.track(enc.videoID())
 		return rt.ended
 	})
