@@ -111,19 +111,21 @@ func TestBrowsersInOneRoom(t *testing.T) {
 		tabs[n] = ctx
 	}
 	for _, n := range names {
-		waitJS(t, tabs[n], n+" sees three participants", `sanping.participants.size === 3 && sanping.me !== ''`, 20*time.Second)
+		waitJS(t, tabs[n], n+" sees three participants", `sanping.participants.size === 3 && sanping.me !== ''`, 60*time.Second)
 	}
-	// Each decodes the other two's video, and keeps decoding.
+	// Each decodes the other two's video, and keeps decoding. The deadlines are generous: this
+	// test holds to what happens, and three Chromiums encoding on a busy 2-core machine are
+	// slow to get there (TestBrowserFirstFrame is the one that times a join).
 	decoding := `(async () => { const f = await sanping.framesDecoded(); const v = Object.values(f); return v.length === 2 && v.every((n) => n > 20); })()`
 	for _, n := range names {
-		waitJS(t, tabs[n], n+" decodes both others' video", decoding, 30*time.Second)
+		waitJS(t, tabs[n], n+" decodes both others' video", decoding, 90*time.Second)
 	}
 	// The doctor (the driver) changes the window; the other two apply it.
 	if _, err := eval[bool](tabs["doctor"], `sanping.sendOp({kind: 'window', window: {center: 123, width: 456}}), true`); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names[1:] {
-		waitJS(t, tabs[n], n+" applies the doctor's window", `sanping.view.window.center === 123 && sanping.view.window.width === 456`, 5*time.Second)
+		waitJS(t, tabs[n], n+" applies the doctor's window", `sanping.view.window.center === 123 && sanping.view.window.width === 456`, 30*time.Second)
 	}
 	// The clinic reloads: same participant, same view, video again.
 	before, err := eval[string](tabs["clinic"], `sanping.me`)
@@ -133,9 +135,9 @@ func TestBrowsersInOneRoom(t *testing.T) {
 	if err := chromedp.Do(tabs["clinic"], chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, tabs["clinic"], "the clinic is back as the same participant", fmt.Sprintf(`sanping.me === %q && sanping.view && sanping.view.window.center === 123`, before), 20*time.Second)
-	waitJS(t, tabs["clinic"], "the clinic decodes video again", decoding, 30*time.Second)
-	waitJS(t, tabs["doctor"], "the doctor decodes the clinic again", fmt.Sprintf(`(async () => (await sanping.framesDecoded())[%q] > 20)()`, before), 30*time.Second)
+	waitJS(t, tabs["clinic"], "the clinic is back as the same participant", fmt.Sprintf(`sanping.me === %q && sanping.view && sanping.view.window.center === 123`, before), 60*time.Second)
+	waitJS(t, tabs["clinic"], "the clinic decodes video again", decoding, 90*time.Second)
+	waitJS(t, tabs["doctor"], "the doctor decodes the clinic again", fmt.Sprintf(`(async () => (await sanping.framesDecoded())[%q] > 20)()`, before), 90*time.Second)
 }
 
 // joinTimeline is what the doctor's page recorded of one join: its steps in ms after the join

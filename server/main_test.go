@@ -54,8 +54,8 @@ func startServer(t *testing.T, cfg Config) (addr string, stdout *bytes.Buffer, s
 	case addr = <-ready:
 	case err := <-errc:
 		t.Fatalf("server did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start in 10 s")
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start in 30 s")
 	}
 	var stopped bool
 	stop = func() error {

@@ -133,8 +133,7 @@ func TestWHIPIngestAndRecording(t *testing.T) {
 	}
 	// The recording is on disk and in the session log.
 	dir := filepath.Join(f.st.Dir(), "recordings")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitUntil(t, 30*time.Second, "the recording on disk and in the session log", func() bool {
 		var ivf []string
 		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 			if err == nil && strings.HasSuffix(p, ".ivf") && fi.Size() > 10000 {
@@ -143,12 +142,6 @@ func TestWHIPIngestAndRecording(t *testing.T) {
 			return nil
 		})
 		entries, _ := f.app.trail.List(ctx, audit.Filter{ObjectPrefix: fmt.Sprintf("consultation:%d", c.ID), Action: "live.recording"})
-		if len(ivf) > 0 && len(entries) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recording: files %v, session log entries %d", ivf, len(entries))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(ivf) > 0 && len(entries) > 0
+	})
 }

@@ -8,9 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -208,16 +208,17 @@ func TestLoop(t *testing.T) {
 	}
 }
 
-// TestPace: samples go out in real time, each when it is due and never before.
-func TestPace(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for a second")
-	}
+// TestPace: samples go out in real time, each when it is due and never before. On synctest's
+// clock, where a sample is late only if pace made it so.
+func TestPace(t *testing.T) { synctest.Test(t, testPace) }
+
+func testPace(t *testing.T) {
 	l, err := newLoop(bytes.NewReader(mustRead(t, testAudio)), newOggReader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// Not a whole second: the sample due at 1 s would race the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 990*time.Millisecond)
 	defer cancel()
 	var late []time.Duration
 	var start time.Time
@@ -237,12 +238,13 @@ func TestPace(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
-	if len(late) < 40 { // 50 a second, less what a loaded machine delays at the end
-		t.Errorf("%d samples in a second", len(late))
+	if len(late) != 50 { // 20 ms packets
+		t.Errorf("%d samples in 990 ms, want 50", len(late))
 	}
-	slices.Sort(late)
-	if late[0] < -2*time.Millisecond || late[len(late)/2] > 20*time.Millisecond {
-		t.Errorf("samples late by %v to %v, median %v", late[0], late[len(late)-1], late[len(late)/2])
+	for i, d := range late {
+		if d != 0 {
+			t.Fatalf("sample %d went out %v from when it was due", i, d)
+		}
 	}
 }
 
