@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -24,14 +25,66 @@ type stationConfig struct {
 	Token  string `json:"token"`
 }
 
-// defaultConfigPath is os.UserConfigDir()/sanping/client.json.
-func defaultConfigPath() string {
-	d, err := os.UserConfigDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(d, "sanping", "client.json")
+// stationPaths are where the station looks for its login: the user's own, and the machine-wide
+// one that an administrator saves once (login -machine) for the service.
+type stationPaths struct {
+	UserConfig string // os.UserConfigDir()/sanping/client.json; "" if there is none
+	Machine    machinePaths
+	Service    bool // running as a service: the account's own config is never looked at
 }
+
+// machinePaths are the station's machine-wide files: the login, the scp spool, the upload
+// journal and (Windows) the service's log file.
+type machinePaths struct {
+	Config, Spool, Journal, Log string
+}
+
+// currentPaths are this process's stationPaths.
+func currentPaths() stationPaths {
+	p := stationPaths{Machine: machinePathsFor(runtime.GOOS, os.Getenv("ProgramData")), Service: runningAsService()}
+	if d, err := os.UserConfigDir(); err == nil {
+		p.UserConfig = filepath.Join(d, "sanping", "client.json")
+	}
+	return p
+}
+
+// machinePathsFor is %ProgramData%\Sanping\station\ on Windows (everything in one folder, which
+// only Administrators and SYSTEM may open), /etc/sanping-station and /var/lib/sanping-station
+// elsewhere.
+func machinePathsFor(goos, programData string) machinePaths {
+	if goos == "windows" {
+		if programData == "" {
+			programData = `C:\ProgramData`
+		}
+		dir := strings.TrimRight(programData, `\`) + `\Sanping\station\`
+		return machinePaths{Config: dir + "client.json", Spool: dir + "spool", Journal: dir + "journal", Log: dir + "station.log"}
+	}
+	return machinePaths{Config: "/etc/sanping-station/client.json",
+		Spool: "/var/lib/sanping-station/spool", Journal: "/var/lib/sanping-station/journal"}
+}
+
+// config is the login the commands read when -config is not given: the user's own if there is
+// one (and this is not a service), else the machine-wide one if there is one. With neither it
+// is where a plain login would save it, so that the help and the errors name that place.
+func (p stationPaths) config() string {
+	if !p.Service && p.UserConfig != "" && exists(p.UserConfig) {
+		return p.UserConfig
+	}
+	if p.Service || p.UserConfig == "" || exists(p.Machine.Config) {
+		return p.Machine.Config
+	}
+	return p.UserConfig
+}
+
+// exists is false only for a file that is surely not there: one that may not be read still
+// exists, and reading it says why not.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// defaultConfigPath is the login read when -config is not given (stationPaths.config).
+func defaultConfigPath() string { return currentPaths().config() }
 
 // readStationConfig reads the saved login; a missing file is an empty config.
 func readStationConfig(path string) (stationConfig, error) {
@@ -85,7 +138,7 @@ func saveStationConfig(path string, c stationConfig) error {
 func serverURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", usageError{fmt.Sprintf("server %q is not a URL like https://host:8080", s)}
+		return "", usagef("server %q is not a URL like https://host:8080", s)
 	}
 	return strings.TrimSuffix(s, "/"), nil
 }
@@ -118,13 +171,19 @@ func checkSession(ctx context.Context, server, token string) error {
 // loginCommand is `sanping-station login`: checks the token with the server and saves both for the
 // other commands.
 func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return login(ctx, currentPaths(), args, stdin, stdout, stderr)
+}
+
+func login(ctx context.Context, paths stationPaths, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "the Sanping server, e.g. https://sanping.example.org:8080")
 	token := fs.String("token", "", `station token spt_... ("-": read it from standard input)`)
-	config := fs.String("config", defaultConfigPath(), "where to save the login")
+	config := fs.String("config", paths.UserConfig, "where to save the login")
+	machine := fs.Bool("machine", false, "save it machine-wide, for the service, in "+paths.Machine.Config+
+		" (readable by administrators only; run from an administrator prompt)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sanping-station login -server URL -token spt_...|-\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station login [-machine] -server URL -token spt_...|-\n\n"+
 			"Checks the station token with the server and saves both (readable by you only) for the other commands.\n\n")
 		fs.PrintDefaults()
 	}
@@ -132,13 +191,22 @@ func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("login: unexpected argument %q", fs.Arg(0))}
+		return usagef("login: unexpected argument %q", fs.Arg(0))
 	}
 	if *server == "" || *token == "" {
-		return usageError{"login: -server and -token are required"}
+		return usagef("login: -server and -token are required")
 	}
-	if *config == "" {
-		return usageError{"login: no configuration directory; give -config"}
+	path := *config
+	if *machine {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+		if explicit {
+			return usagef("login: give -machine or -config, not both")
+		}
+		path = paths.Machine.Config
+	}
+	if path == "" {
+		return usagef("login: no configuration directory; give -config")
 	}
 	srv, err := serverURL(*server)
 	if err != nil {
@@ -153,14 +221,26 @@ func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		tok = strings.TrimSpace(line)
 	}
 	if !strings.HasPrefix(tok, "spt_") {
-		return usageError{"login: a station token starts with spt_"}
+		return usagef("login: a station token starts with spt_")
+	}
+	if *machine {
+		if err := requireAdmin(); err != nil {
+			return err
+		}
 	}
 	if err := checkSession(ctx, srv, tok); err != nil {
 		return err
 	}
-	if err := saveStationConfig(*config, stationConfig{Server: srv, Token: tok}); err != nil {
+	if *machine {
+		// The folder is closed to everyone but administrators and SYSTEM before the token
+		// is written into it.
+		if err := machineDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("the machine-wide folder: %w", err)
+		}
+	}
+	if err := saveStationConfig(path, stationConfig{Server: srv, Token: tok}); err != nil {
 		return fmt.Errorf("saving the login: %w", err)
 	}
-	fmt.Fprintf(stdout, "logged in to %s; saved in %s\n", srv, *config)
+	fmt.Fprintf(stdout, "logged in to %s; saved in %s\n", srv, path)
 	return nil
 }
