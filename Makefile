@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/sanping
 
-.PHONY: run build client test test-go test-timing test-js vet bench clean
+.PHONY: run build web client test test-go test-timing test-js test-web vet vet-web bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sanping
@@ -12,19 +12,29 @@ client:
 	$(GO) build -o bin/sanping-station ./cmd/sanping-station
 	GOOS=windows GOARCH=amd64 $(GO) build -o bin/sanping-station.exe ./cmd/sanping-station
 
-run: build
+# The browser app (web/) is built into web/dist/app, which the binary embeds: build it first.
+run: web
+	$(MAKE) build
 	./$(BIN)
+
+WEB_NPM := cd web && ( [ -d node_modules ] || npm ci --no-audit --no-fund )
+
+web:
+	$(WEB_NPM) && npm run build
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-vet:
+vet: vet-web
 	$(GO) vet ./...
-	gofmt -l cmd server client protocol internal web bench tests | (! grep .)
+	gofmt -l cmd server client protocol internal web/*.go bench tests | (! grep .)
 	$(GO) run $(STATICCHECK) ./...
 
+vet-web:
+	$(WEB_NPM) && npx vue-tsc --noEmit -p tsconfig.json && npx eslint .
+
 # Every test: Go (race detector on), then the DICOMweb conformance suite with the npm
-# dicomweb-client against a real server.
-test: vet client test-go test-js
+# dicomweb-client against a real server, then the browser app's unit and browser tests.
+test: vet client test-go test-js test-web
 
 # Tests that assert media timings (repair under loss, first frame, layer switches) skip under
 # the race detector; they run here again without it, one package at a time.
@@ -39,6 +49,12 @@ test-timing:
 
 test-js: build
 	cd tests/dicomweb-client && ( [ -d node_modules ] || npm ci --no-audit --no-fund ) && SANPING_BIN=$(CURDIR)/$(BIN) npm test
+
+# The browser app: Vitest unit tests, then end-to-end in headless Chromium (playwright-core,
+# Debian's chromium) against the binary with the freshly built app embedded.
+test-web: web
+	$(GO) build -o $(BIN) ./cmd/sanping
+	cd web && npm test && SANPING_BIN=$(CURDIR)/$(BIN) npm run e2e
 
 bench:
 	bash bench/run.sh
