@@ -109,11 +109,39 @@ func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attr
 			img, err = jpeg.Decode(bytes.NewReader(frame))
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: JPEG frame (8-bit baseline and extended JPEG only): %v", ErrUnsupported, err)
+			return nil, nil, fmt.Errorf("%w: JPEG frame (8- and 12-bit sequential Huffman JPEG only): %v", ErrUnsupported, err)
+		}
+		if m, ok := img.(*jpegbase.Image12); ok {
+			return nativeFromImage12(m, a)
 		}
 		return nativeFromImage(img, a)
 	}
 	return nil, nil, fmt.Errorf("%w: frames stored as %s are not rendered by the server; the frames resource serves them as stored for the viewer to decode", ErrUnsupported, ts)
+}
+
+// nativeFromImage12 turns a decoded 12-bit JPEG into 16-bit words holding the samples as
+// decoded, as dcmdjpeg writes them: signed data (Pixel Representation 1) is not sign-extended,
+// the pipeline takes the sign from Bits Stored.
+func nativeFromImage12(m *jpegbase.Image12, a *Attributes) ([]byte, *Attributes, error) {
+	if m.Width != a.Columns || m.Height != a.Rows {
+		return nil, nil, fmt.Errorf("%w: JPEG frame is %dx%d, the data set says %dx%d", ErrUnsupported, m.Width, m.Height, a.Columns, a.Rows)
+	}
+	b := *a
+	b.BitsAllocated = 16
+	if b.BitsStored < 1 || b.BitsStored > 16 {
+		b.BitsStored = 12
+	}
+	b.HighBit = b.BitsStored - 1
+	b.PlanarConfiguration = 0
+	b.SamplesPerPixel = m.Components
+	if m.Components == 3 {
+		b.Photometric = "RGB"
+	}
+	out := make([]byte, 2*len(m.Pix))
+	for i, v := range m.Pix {
+		binary.LittleEndian.PutUint16(out[2*i:], v)
+	}
+	return out, &b, nil
 }
 
 // nativeFromImage turns a decoded 8-bit JPEG into native pixel data: grey for one component,

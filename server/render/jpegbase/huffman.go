@@ -16,10 +16,16 @@ var naturalOrder = [80]int{
 	63, 63, 63, 63, 63, 63, 63, 63,
 }
 
+// lookBits is libjpeg's HUFF_LOOKAHEAD: codes of up to 8 bits decode with one table lookup.
+const lookBits = 8
+
 type huffTable struct {
 	maxcode [18]int32 // maxcode[l] = largest code of length l, -1 if none; [17] sentinel
 	valoff  [17]int32 // huffval index offset: val = huffval[code + valoff[l]]
 	huffval [256]uint8
+	// look maps the next lookBits bits to length<<8 | symbol for codes of up to lookBits
+	// bits, 0 for longer ones.
+	look [1 << lookBits]uint16
 }
 
 // buildHuff follows jdhuff.c jpeg_make_d_derived_tbl, including its validity checks.
@@ -44,6 +50,16 @@ func buildHuff(counts [17]int, vals []byte, isDC bool) (*huffTable, error) {
 		code <<= 1
 	}
 	t.maxcode[17] = 0x7FFFFFFF
+	code, p = 0, 0
+	for l := 1; l <= lookBits; l++ {
+		for i := 0; i < counts[l]; i, p, code = i+1, p+1, code+1 {
+			first := code << (lookBits - l)
+			for j := int32(0); j < 1<<(lookBits-l); j++ {
+				t.look[first+j] = uint16(l)<<8 | uint16(t.huffval[p])
+			}
+		}
+		code <<= 1
+	}
 	if isDC {
 		for _, v := range vals {
 			if v > 15 {
@@ -59,44 +75,69 @@ func buildHuff(counts [17]int, vals []byte, isDC bool) (*huffTable, error) {
 // marker (or the end of data) stops input; from then on zero bits are supplied and the
 // out-of-data flag is set.
 func (d *decoder) fillByte() {
-	if d.unreadMarker == 0 {
-		if d.pos >= len(d.data) {
-			d.unreadMarker = mEOI
-		} else {
-			c := d.data[d.pos]
-			d.pos++
-			if c == 0xFF {
-				for d.pos < len(d.data) && d.data[d.pos] == 0xFF {
-					d.pos++
-				}
-				if d.pos >= len(d.data) {
-					d.unreadMarker = mEOI
-				} else {
-					c2 := d.data[d.pos]
-					d.pos++
-					if c2 != 0 {
-						d.unreadMarker = c2
-					}
-				}
-			}
-			if d.unreadMarker == 0 {
-				d.bitBuf = d.bitBuf<<8 | uint64(c)
-				d.bitsLeft += 8
-				return
-			}
-		}
+	if c, ok := d.nextByte(); ok {
+		d.bitBuf = d.bitBuf<<8 | uint64(c)
+		d.bitsLeft += 8
+		return
 	}
 	d.insufficient = true
 	d.bitBuf <<= 8
 	d.bitsLeft += 8
 }
 
+// nextByte returns the next byte of entropy-coded data, or false once a marker or the end of
+// data is reached (then unreadMarker is set).
+func (d *decoder) nextByte() (byte, bool) {
+	if d.unreadMarker != 0 {
+		return 0, false
+	}
+	if d.pos >= len(d.data) {
+		d.unreadMarker = mEOI
+		return 0, false
+	}
+	c := d.data[d.pos]
+	d.pos++
+	if c != 0xFF {
+		return c, true
+	}
+	for d.pos < len(d.data) && d.data[d.pos] == 0xFF {
+		d.pos++
+	}
+	if d.pos >= len(d.data) {
+		d.unreadMarker = mEOI
+		return 0, false
+	}
+	c2 := d.data[d.pos]
+	d.pos++
+	if c2 != 0 {
+		d.unreadMarker = c2
+		return 0, false
+	}
+	return 0xFF, true
+}
+
+// fillData tops up the bit buffer with data bytes only, never padding: what
+// jpeg_fill_bit_buffer does when asked for no particular number of bits.
+func (d *decoder) fillData() {
+	for d.bitsLeft <= 56 {
+		c, ok := d.nextByte()
+		if !ok {
+			return
+		}
+		d.bitBuf = d.bitBuf<<8 | uint64(c)
+		d.bitsLeft += 8
+	}
+}
+
 func (d *decoder) getBits(n int) int32 {
 	if n == 0 {
 		return 0
 	}
-	for d.bitsLeft < n {
-		d.fillByte()
+	if d.bitsLeft < n {
+		d.fillData()
+		for d.bitsLeft < n {
+			d.fillByte()
+		}
 	}
 	d.bitsLeft -= n
 	return int32(d.bitBuf>>uint(d.bitsLeft)) & (1<<uint(n) - 1)
@@ -104,7 +145,18 @@ func (d *decoder) getBits(n int) int32 {
 
 func (d *decoder) getBit() int32 { return d.getBits(1) }
 
+// decodeHuff is jdhuff.c HUFF_DECODE: a table lookup when lookBits bits of data are at hand
+// and the code is that short, else bit by bit (padding with zeros past the data).
 func (d *decoder) decodeHuff(t *huffTable) (int, error) {
+	if d.bitsLeft < lookBits {
+		d.fillData()
+	}
+	if d.bitsLeft >= lookBits {
+		if e := t.look[(d.bitBuf>>uint(d.bitsLeft-lookBits))&(1<<lookBits-1)]; e != 0 {
+			d.bitsLeft -= int(e >> 8)
+			return int(e & 0xFF), nil
+		}
+	}
 	code := d.getBit()
 	l := 1
 	for code > t.maxcode[l] {

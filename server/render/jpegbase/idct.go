@@ -1,10 +1,10 @@
 package jpegbase
 
-// jidctint.c (libjpeg 6b) jpeg_idct_islow, transcribed: CONST_BITS 13, PASS1_BITS 2.
+// jidctint.c (libjpeg 6b) jpeg_idct_islow, transcribed: CONST_BITS 13, and PASS1_BITS 2
+// when built for 8-bit samples, 1 for 12-bit ones (BITS_IN_JSAMPLE 12, as in DCMTK's libijg12).
 // This part of Sanping is based in part on the work of the Independent JPEG Group.
 const (
 	constBits = 13
-	pass1Bits = 2
 
 	fix0_298631336 = 2446
 	fix0_390180644 = 3196
@@ -22,26 +22,53 @@ const (
 
 func descale(x int64, n uint) int64 { return (x + 1<<(n-1)) >> n }
 
-// rangeLimit is libjpeg's idct_sample_range_limit indexed by (value & 1023): values are
-// taken modulo 1024 as signed 10-bit numbers, offset by CENTERJSAMPLE and clamped.
-var rangeLimit [1024]uint8
+// sample is a decoded sample: uint8 for 8-bit precision, uint16 for 12-bit.
+type sample interface{ uint8 | uint16 }
 
-func init() {
-	for i := range rangeLimit {
-		s := i
-		if s >= 512 {
-			s -= 1024
-		}
-		rangeLimit[i] = clamp255(s + 128)
-	}
+// idctParams are what jidctint.c takes from the sample size: PASS1_BITS and the range limit
+// table (libjpeg's idct_sample_range_limit, indexed by value & RANGE_MASK: values taken modulo
+// 4*(MAXJSAMPLE+1) as signed numbers, offset by CENTERJSAMPLE and clamped to 0..MAXJSAMPLE).
+type idctParams[T sample] struct {
+	pass1Bits uint
+	// wide: dequantized coefficients are INT32 (long) products, as jdct.h has them for
+	// 12-bit samples; for 8-bit ones they are int products (MULTIPLIER), wrapping at 32 bits.
+	wide       bool
+	rangeLimit []T // len 4*(MAXJSAMPLE+1), a power of two
 }
+
+func newIDCTParams[T sample](pass1Bits uint, maxSample int) *idctParams[T] {
+	n := 4 * (maxSample + 1)
+	p := &idctParams[T]{pass1Bits: pass1Bits, wide: maxSample > 255, rangeLimit: make([]T, n)}
+	for i := range p.rangeLimit {
+		s := i
+		if s >= n/2 {
+			s -= n
+		}
+		p.rangeLimit[i] = T(min(max(s+(maxSample+1)/2, 0), maxSample))
+	}
+	return p
+}
+
+var (
+	idct8  = newIDCTParams[uint8](2, 255)
+	idct12 = newIDCTParams[uint16](1, 4095)
+)
 
 // idctIslow dequantizes coef with quant (natural order) and writes the 8x8 result to out
 // with the given stride.
-func idctIslow(coef *[64]int16, quant *[64]uint16, out []uint8, stride int) {
+func idctIslow[T sample](p *idctParams[T], coef *[64]int16, quant *[64]uint16, out []T, stride int) {
+	pass1Bits := p.pass1Bits
+	rangeLimit := p.rangeLimit
+	mask := int64(len(rangeLimit) - 1)
 	var ws [64]int32
 	for col := 0; col < 8; col++ {
-		in := func(row int) int64 { return int64(int32(coef[row*8+col]) * int32(quant[row*8+col])) }
+		in := func(row int) int64 {
+			v := int64(coef[row*8+col]) * int64(quant[row*8+col])
+			if !p.wide {
+				v = int64(int32(v))
+			}
+			return v
+		}
 		if coef[8+col] == 0 && coef[16+col] == 0 && coef[24+col] == 0 && coef[32+col] == 0 &&
 			coef[40+col] == 0 && coef[48+col] == 0 && coef[56+col] == 0 {
 			dc := int32(in(0)) << pass1Bits
@@ -88,7 +115,7 @@ func idctIslow(coef *[64]int16, quant *[64]uint16, out []uint8, stride int) {
 		tmp1 += z2 + z4
 		tmp2 += z2 + z3
 		tmp3 += z1 + z4
-		const n = constBits - pass1Bits
+		n := constBits - pass1Bits
 		ws[0*8+col] = int32(descale(tmp10+tmp3, n))
 		ws[7*8+col] = int32(descale(tmp10-tmp3, n))
 		ws[1*8+col] = int32(descale(tmp11+tmp2, n))
@@ -102,7 +129,7 @@ func idctIslow(coef *[64]int16, quant *[64]uint16, out []uint8, stride int) {
 		w := ws[row*8 : row*8+8]
 		o := out[row*stride : row*stride+8]
 		if w[1] == 0 && w[2] == 0 && w[3] == 0 && w[4] == 0 && w[5] == 0 && w[6] == 0 && w[7] == 0 {
-			v := rangeLimit[descale(int64(w[0]), pass1Bits+3)&1023]
+			v := rangeLimit[descale(int64(w[0]), pass1Bits+3)&mask]
 			for i := range o {
 				o[i] = v
 			}
@@ -144,14 +171,14 @@ func idctIslow(coef *[64]int16, quant *[64]uint16, out []uint8, stride int) {
 		tmp1 += z2 + z4
 		tmp2 += z2 + z3
 		tmp3 += z1 + z4
-		const n = constBits + pass1Bits + 3
-		o[0] = rangeLimit[descale(tmp10+tmp3, n)&1023]
-		o[7] = rangeLimit[descale(tmp10-tmp3, n)&1023]
-		o[1] = rangeLimit[descale(tmp11+tmp2, n)&1023]
-		o[6] = rangeLimit[descale(tmp11-tmp2, n)&1023]
-		o[2] = rangeLimit[descale(tmp12+tmp1, n)&1023]
-		o[5] = rangeLimit[descale(tmp12-tmp1, n)&1023]
-		o[3] = rangeLimit[descale(tmp13+tmp0, n)&1023]
-		o[4] = rangeLimit[descale(tmp13-tmp0, n)&1023]
+		n := constBits + pass1Bits + 3
+		o[0] = rangeLimit[descale(tmp10+tmp3, n)&mask]
+		o[7] = rangeLimit[descale(tmp10-tmp3, n)&mask]
+		o[1] = rangeLimit[descale(tmp11+tmp2, n)&mask]
+		o[6] = rangeLimit[descale(tmp11-tmp2, n)&mask]
+		o[2] = rangeLimit[descale(tmp12+tmp1, n)&mask]
+		o[5] = rangeLimit[descale(tmp12-tmp1, n)&mask]
+		o[3] = rangeLimit[descale(tmp13+tmp0, n)&mask]
+		o[4] = rangeLimit[descale(tmp13-tmp0, n)&mask]
 	}
 }

@@ -1,26 +1,29 @@
-// Package jpegbase decodes baseline (8-bit sequential DCT, Huffman) JPEG exactly as
-// libjpeg 6b (the IJG library embedded in DCMTK's dcmjpeg) does with its default
-// decompression settings: the JDCT_ISLOW integer IDCT (jidctint.c), fancy upsampling
-// (jdsample.c) and the fixed-point YCbCr->RGB conversion of jdcolor.c. It is hand-written
-// because image/jpeg rounds its inverse DCT and upsamples chroma differently, which put color
-// ultrasound up to 3 levels (170 at sharp chroma edges) away from what DCMTK shows.
+// Package jpegbase decodes baseline and extended sequential (Huffman) JPEG, ITU-T T.81
+// processes 1, 2 and 4 (DICOM 1.2.840.10008.1.2.4.50 and .51), exactly as libjpeg 6b (the IJG
+// library embedded in DCMTK's dcmjpeg, built once for 8-bit and once for 12-bit samples) does
+// with its default decompression settings: the JDCT_ISLOW integer IDCT (jidctint.c), fancy
+// upsampling (jdsample.c) and the fixed-point YCbCr->RGB conversion of jdcolor.c. It is
+// hand-written because image/jpeg rounds its inverse DCT and upsamples chroma differently,
+// which put color ultrasound up to 3 levels (170 at sharp chroma edges) away from what DCMTK
+// shows, and has no 12-bit samples (which older CR and CT modalities send).
 //
-// Scope: SOF0/SOF1 with 8-bit precision, one interleaved scan holding every component,
-// 1 (grey) or 3 (YCbCr or RGB, decided as libjpeg and DCMTK do) components, any sampling
-// factors whose ratios are integers,
-// DRI/RSTn restarts, 8- and 16-bit DQT. Data that ends early (or runs into a marker) is
-// handled as libjpeg does: the missing bits read as zeros and later MCUs decode as zero
-// blocks.
+// Scope: SOF0/SOF1 with 8- or 12-bit precision, one interleaved scan holding every
+// component, 1 (grey) or 3 (YCbCr or RGB, decided as libjpeg and DCMTK do) components, any
+// sampling factors whose ratios are integers, DRI/RSTn restarts, 8- and 16-bit DQT. Data that
+// ends early (or runs into a marker) is handled as libjpeg does: the missing bits read as zeros
+// and later MCUs decode as zero blocks.
 package jpegbase
 
 import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
+	"sync"
 )
 
 // ErrUnsupported is wrapped by errors for valid JPEG features this package does not handle
-// (progressive, arithmetic, lossless, 12-bit, multi-scan).
+// (progressive, arithmetic, lossless, precisions other than 8 and 12, multi-scan).
 var ErrUnsupported = errors.New("unsupported JPEG")
 
 // ErrCorrupt is wrapped by errors for malformed data.
@@ -60,11 +63,12 @@ type component struct {
 	tq     int // quantization table selector
 	td, ta int // Huffman table selectors (from SOS)
 
-	bw, bh int     // blocks across/down in the padded plane
-	dw, dh int     // downsampled_width/height
-	plane  []uint8 // bw*8 x bh*8 samples
-	stride int
-	dcPred int32
+	bw, bh  int      // blocks across/down in the padded plane
+	dw, dh  int      // downsampled_width/height
+	plane   []uint8  // bw*8 x bh*8 samples, 8-bit precision
+	plane16 []uint16 // the same for 12-bit precision
+	stride  int
+	dcPred  int32
 }
 
 type decoder struct {
@@ -72,6 +76,7 @@ type decoder struct {
 	pos  int
 
 	width, height int
+	precision     int // 8 or 12
 	comps         []component
 	maxH, maxV    int
 	frameSeen     bool
@@ -120,7 +125,36 @@ const (
 	ColorRGB
 )
 
-// Decode returns the image as libjpeg would: *image.Gray for 1 component, *image.RGBA for 3.
+// Image12 is a decoded 12-bit frame: samples 0..4095, interleaved pixel by pixel (grey, or
+// RGB after any YCbCr conversion). It is an image.Image whose At scales to 16 bits.
+type Image12 struct {
+	Width, Height, Components int
+	Pix                       []uint16 // len Width*Height*Components
+}
+
+func (m *Image12) ColorModel() color.Model {
+	if m.Components == 1 {
+		return color.Gray16Model
+	}
+	return color.RGBA64Model
+}
+
+func (m *Image12) Bounds() image.Rectangle { return image.Rect(0, 0, m.Width, m.Height) }
+
+func (m *Image12) At(x, y int) color.Color {
+	if x < 0 || y < 0 || x >= m.Width || y >= m.Height {
+		return color.Gray16{}
+	}
+	i := (y*m.Width + x) * m.Components
+	to16 := func(v uint16) uint16 { return v<<4 | v>>8 }
+	if m.Components == 1 {
+		return color.Gray16{Y: to16(m.Pix[i])}
+	}
+	return color.RGBA64{R: to16(m.Pix[i]), G: to16(m.Pix[i+1]), B: to16(m.Pix[i+2]), A: 0xFFFF}
+}
+
+// Decode returns the image as libjpeg would: for 8-bit precision *image.Gray for 1 component,
+// *image.RGBA for 3; for 12-bit precision *Image12.
 func Decode(data []byte) (image.Image, error) {
 	return DecodeColor(data, ColorGuess)
 }
@@ -269,9 +303,10 @@ func (d *decoder) parseSOF(seg []byte) error {
 	if len(seg) < 6 {
 		return corrupt("short SOF")
 	}
-	if seg[0] != 8 {
+	if seg[0] != 8 && seg[0] != 12 {
 		return unsupported("%d-bit precision", seg[0])
 	}
+	d.precision = int(seg[0])
 	d.height = int(seg[1])<<8 | int(seg[2])
 	d.width = int(seg[3])<<8 | int(seg[4])
 	nc := int(seg[5])
@@ -446,7 +481,11 @@ func (d *decoder) decodeScan() error {
 	for i := range d.comps {
 		c := &d.comps[i]
 		c.stride = c.bw * 8
-		c.plane = make([]uint8, c.stride*c.bh*8)
+		if d.precision == 12 {
+			c.plane16 = make([]uint16, c.stride*c.bh*8)
+		} else {
+			c.plane = make([]uint8, c.stride*c.bh*8)
+		}
 		c.dcPred = 0
 	}
 	d.nextRestartNo = 0
@@ -481,7 +520,11 @@ func (d *decoder) decodeScan() error {
 						}
 						x := (mx*bh + bx) * 8
 						y := (my*bv + by) * 8
-						idctIslow(&blk, &d.quant[c.tq], c.plane[y*c.stride+x:], c.stride)
+						if d.precision == 12 {
+							idctIslow(idct12, &blk, &d.quant[c.tq], c.plane16[y*c.stride+x:], c.stride)
+						} else {
+							idctIslow(idct8, &blk, &d.quant[c.tq], c.plane[y*c.stride+x:], c.stride)
+						}
 					}
 				}
 			}
@@ -513,6 +556,9 @@ func (d *decoder) processRestart() error {
 
 // output upsamples and colour-converts the component planes.
 func (d *decoder) output() (image.Image, error) {
+	if d.precision == 12 {
+		return d.output12()
+	}
 	w, h := d.width, d.height
 	if len(d.comps) == 1 {
 		c := &d.comps[0]
@@ -524,7 +570,7 @@ func (d *decoder) output() (image.Image, error) {
 	}
 	var full [3][]uint8
 	for i := range d.comps {
-		p, err := d.upsample(&d.comps[i])
+		p, err := upsample(d, &d.comps[i], d.comps[i].plane)
 		if err != nil {
 			return nil, err
 		}
@@ -582,12 +628,51 @@ func clamp255(v int) uint8 {
 	return uint8(v)
 }
 
-// upsample returns a width*height plane for c, using jdsample.c's rules: full size copy,
-// h2v1/h2v2 fancy (triangle) upsampling when the downsampled width exceeds 2, and plain
-// replication otherwise.
-func (d *decoder) upsample(c *component) ([]uint8, error) {
+// output12 is output for 12-bit precision.
+func (d *decoder) output12() (image.Image, error) {
 	w, h := d.width, d.height
-	out := make([]uint8, w*h)
+	nc := len(d.comps)
+	img := &Image12{Width: w, Height: h, Components: nc, Pix: make([]uint16, w*h*nc)}
+	if nc == 1 {
+		c := &d.comps[0]
+		for y := 0; y < h; y++ {
+			copy(img.Pix[y*w:(y+1)*w], c.plane16[y*c.stride:])
+		}
+		return img, nil
+	}
+	var full [3][]uint16
+	for i := range d.comps {
+		p, err := upsample(d, &d.comps[i], d.comps[i].plane16)
+		if err != nil {
+			return nil, err
+		}
+		full[i] = p
+	}
+	yp, cbp, crp := full[0], full[1], full[2]
+	if !d.ycbcr() {
+		for i := 0; i < w*h; i++ {
+			img.Pix[3*i], img.Pix[3*i+1], img.Pix[3*i+2] = yp[i], cbp[i], crp[i]
+		}
+		return img, nil
+	}
+	t := ycc12()
+	clamp := func(v int) uint16 { return uint16(min(max(v, 0), 4095)) }
+	for i := 0; i < w*h; i++ {
+		yy := int(yp[i])
+		cb, cr := cbp[i]&4095, crp[i]&4095
+		img.Pix[3*i] = clamp(yy + t.crR[cr])
+		img.Pix[3*i+1] = clamp(yy + int((t.cbG[cb]+t.crG[cr])>>scaleBits))
+		img.Pix[3*i+2] = clamp(yy + t.cbB[cb])
+	}
+	return img, nil
+}
+
+// upsample returns a width*height plane for c (whose samples are plane), using jdsample.c's
+// rules: full size copy, h2v1/h2v2 fancy (triangle) upsampling when the downsampled width
+// exceeds 2, and plain replication otherwise.
+func upsample[T sample](d *decoder, c *component, plane []T) ([]T, error) {
+	w, h := d.width, d.height
+	out := make([]T, w*h)
 	if d.maxH%c.h != 0 || d.maxV%c.v != 0 {
 		return nil, unsupported("fractional sampling ratio %dx%d of %dx%d", c.h, c.v, d.maxH, d.maxV)
 	}
@@ -595,31 +680,31 @@ func (d *decoder) upsample(c *component) ([]uint8, error) {
 	switch {
 	case rx == 1 && ry == 1:
 		for y := 0; y < h; y++ {
-			copy(out[y*w:(y+1)*w], c.plane[y*c.stride:])
+			copy(out[y*w:(y+1)*w], plane[y*c.stride:])
 		}
 	case rx == 2 && ry == 1 && c.dw > 2:
-		tmp := make([]uint8, 2*c.dw)
+		tmp := make([]T, 2*c.dw)
 		for y := 0; y < h; y++ {
-			h2v1Fancy(c.plane[y*c.stride:y*c.stride+c.dw], tmp)
+			h2v1Fancy(plane[y*c.stride:y*c.stride+c.dw], tmp)
 			copy(out[y*w:(y+1)*w], tmp)
 		}
 	case rx == 2 && ry == 2 && c.dw > 2:
-		tmp := make([]uint8, 2*c.dw)
+		tmp := make([]T, 2*c.dw)
 		for y := 0; y < h; y++ {
 			in := y / 2
-			near := c.plane[in*c.stride : in*c.stride+c.dw]
+			near := plane[in*c.stride : in*c.stride+c.dw]
 			fr := in - 1
 			if y&1 == 1 {
 				fr = in + 1
 			}
 			fr = max(0, min(fr, c.dh-1))
-			far := c.plane[fr*c.stride : fr*c.stride+c.dw]
+			far := plane[fr*c.stride : fr*c.stride+c.dw]
 			h2v2Fancy(near, far, tmp)
 			copy(out[y*w:(y+1)*w], tmp)
 		}
 	default:
 		for y := 0; y < h; y++ {
-			src := c.plane[(y/ry)*c.stride:]
+			src := plane[(y/ry)*c.stride:]
 			dst := out[y*w : (y+1)*w]
 			for x := range dst {
 				dst[x] = src[x/rx]
@@ -630,47 +715,47 @@ func (d *decoder) upsample(c *component) ([]uint8, error) {
 }
 
 // h2v1Fancy is jdsample.c h2v1_fancy_upsample for one row (len(in) > 2).
-func h2v1Fancy(in, out []uint8) {
+func h2v1Fancy[T sample](in, out []T) {
 	n := len(in)
 	v := int(in[0])
-	out[0] = uint8(v)
-	out[1] = uint8((v*3 + int(in[1]) + 2) >> 2)
+	out[0] = T(v)
+	out[1] = T((v*3 + int(in[1]) + 2) >> 2)
 	o := 2
 	for i := 1; i < n-1; i++ {
 		v = int(in[i]) * 3
-		out[o] = uint8((v + int(in[i-1]) + 1) >> 2)
-		out[o+1] = uint8((v + int(in[i+1]) + 2) >> 2)
+		out[o] = T((v + int(in[i-1]) + 1) >> 2)
+		out[o+1] = T((v + int(in[i+1]) + 2) >> 2)
 		o += 2
 	}
 	v = int(in[n-1])
-	out[o] = uint8((v*3 + int(in[n-2]) + 1) >> 2)
-	out[o+1] = uint8(v)
+	out[o] = T((v*3 + int(in[n-2]) + 1) >> 2)
+	out[o+1] = T(v)
 }
 
 // h2v2Fancy is one output row of jdsample.c h2v2_fancy_upsample: near is the input row,
 // far the next-nearest row (above for even output rows, below for odd ones).
-func h2v2Fancy(near, far, out []uint8) {
+func h2v2Fancy[T sample](near, far, out []T) {
 	n := len(near)
 	this := int(near[0])*3 + int(far[0])
 	next := int(near[1])*3 + int(far[1])
-	out[0] = uint8((this*4 + 8) >> 4)
-	out[1] = uint8((this*3 + next + 7) >> 4)
+	out[0] = T((this*4 + 8) >> 4)
+	out[1] = T((this*3 + next + 7) >> 4)
 	last := this
 	this = next
 	o := 2
 	for i := 2; i < n; i++ {
 		next = int(near[i])*3 + int(far[i])
-		out[o] = uint8((this*3 + last + 8) >> 4)
-		out[o+1] = uint8((this*3 + next + 7) >> 4)
+		out[o] = T((this*3 + last + 8) >> 4)
+		out[o+1] = T((this*3 + next + 7) >> 4)
 		o += 2
 		last = this
 		this = next
 	}
-	out[o] = uint8((this*3 + last + 8) >> 4)
-	out[o+1] = uint8((this*4 + 7) >> 4)
+	out[o] = T((this*3 + last + 8) >> 4)
+	out[o+1] = T((this*4 + 7) >> 4)
 }
 
-// jdcolor.c tables.
+// jdcolor.c tables (for 8-bit samples; ycc12 for 12-bit ones).
 const scaleBits = 16
 
 var (
@@ -689,3 +774,23 @@ func init() {
 		cbGTab[i] = -fix(0.34414)*x + oneHalf
 	}
 }
+
+// ycc12Tables are jdcolor.c's tables built for 12-bit samples (CENTERJSAMPLE 2048).
+type ycc12Tables struct {
+	crR, cbB [4096]int
+	crG, cbG [4096]int64
+}
+
+var ycc12 = sync.OnceValue(func() *ycc12Tables {
+	t := &ycc12Tables{}
+	fix := func(x float64) int64 { return int64(x*(1<<scaleBits) + 0.5) }
+	const oneHalf = int64(1) << (scaleBits - 1)
+	for i := 0; i < 4096; i++ {
+		x := int64(i - 2048)
+		t.crR[i] = int((fix(1.40200)*x + oneHalf) >> scaleBits)
+		t.cbB[i] = int((fix(1.77200)*x + oneHalf) >> scaleBits)
+		t.crG[i] = -fix(0.71414) * x
+		t.cbG[i] = -fix(0.34414)*x + oneHalf
+	}
+	return t
+})

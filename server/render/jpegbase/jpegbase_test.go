@@ -124,7 +124,7 @@ func part10(rows, cols, spp int, px []byte) []byte {
 var pixelTag = []byte{0xE0, 0x7F, 0x10, 0x00}
 
 // encapsulatedFrame returns the fragments after the Basic Offset Table, concatenated.
-func encapsulatedFrame(t *testing.T, f []byte) []byte {
+func encapsulatedFrame(t testing.TB, f []byte) []byte {
 	t.Helper()
 	i := bytes.LastIndex(f, append(append([]byte{}, pixelTag...), 'O', 'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF))
 	if i < 0 {
@@ -387,7 +387,8 @@ func TestErrors(t *testing.T) {
 		{"empty", nil, ErrCorrupt},
 		{"soi only", []byte{0xFF, 0xD8}, ErrCorrupt},
 		{"progressive", []byte{0xFF, 0xD8, 0xFF, 0xC2, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0}, ErrUnsupported},
-		{"12-bit", []byte{0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0, 1, 0, 1, 1, 1, 0x11, 0}, ErrUnsupported},
+		{"16-bit", []byte{0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 16, 0, 1, 0, 1, 1, 1, 0x11, 0}, ErrUnsupported},
+		{"12-bit truncated", []byte{0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0, 1, 0, 1, 1, 1, 0x11, 0}, ErrCorrupt},
 		{"arithmetic", []byte{0xFF, 0xD8, 0xFF, 0xC9, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0}, ErrUnsupported},
 		{"huge", []byte{0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, 0x11, 0}, ErrUnsupported},
 	} {
@@ -406,6 +407,19 @@ func FuzzDecode(f *testing.F) {
 		var buf bytes.Buffer
 		_ = jpeg.Encode(&buf, img, nil)
 		f.Add(buf.Bytes())
+	}
+	// Extended sequential (SOF1): 12-bit streams from dcmcjpeg +ee, and DC-only ones with
+	// restarts at 8 and 12 bits.
+	for _, name := range []string{"extended12.jpg", "extended12-ybr422.jpg"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, precision := range []int{8, 12} {
+		f.Add(dcOnlyJPEGPrecision(21, 13, [][2]int{{1, 1}}, 2, 3, precision))
+		f.Add(dcOnlyJPEGPrecision(21, 13, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 1, 4, precision))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if w, h, _, err := Config(data); err == nil && w*h > 1<<20 {
@@ -449,7 +463,16 @@ func (w *bitWriter) flush() {
 // with restart interval ri, so that restart handling is exercised: DC table with
 // categories 0..11 as 4-bit codes, AC table holding only EOB (code "0").
 func dcOnlyJPEG(w, h int, sampling [][2]int, ri int, seed uint64) []byte {
+	return dcOnlyJPEGPrecision(w, h, sampling, ri, seed, 8)
+}
+
+// dcOnlyJPEGPrecision is dcOnlyJPEG with a sample precision: 8 (SOF0) or 12 (SOF1).
+func dcOnlyJPEGPrecision(w, h int, sampling [][2]int, ri int, seed uint64, precision int) []byte {
 	r := &rng{s: seed | 1}
+	sof, levels := byte(0xC0), 2001
+	if precision == 12 {
+		sof, levels = 0xC1, 16001
+	}
 	b := []byte{0xFF, 0xD8}
 	// DQT 0: DC quantizer 1, AC quantizers 2..64 (unused).
 	b = append(b, 0xFF, 0xDB, 0, 67, 0)
@@ -461,13 +484,13 @@ func dcOnlyJPEG(w, h int, sampling [][2]int, ri int, seed uint64) []byte {
 		maxH, maxV = max(maxH, s[0]), max(maxV, s[1])
 	}
 	nc := len(sampling)
-	b = append(b, 0xFF, 0xC0, 0, byte(8+3*nc), 8, byte(h>>8), byte(h), byte(w>>8), byte(w), byte(nc))
+	b = append(b, 0xFF, sof, 0, byte(8+3*nc), byte(precision), byte(h>>8), byte(h), byte(w>>8), byte(w), byte(nc))
 	for i, s := range sampling {
 		b = append(b, byte(i+1), byte(s[0]<<4|s[1]), 0)
 	}
-	// DHT DC 0: 12 symbols of length 4; AC 0: EOB of length 1.
-	b = append(b, 0xFF, 0xC4, 0, 2+17+12, 0x00, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	for s := 0; s < 12; s++ {
+	// DHT DC 0: 15 symbols (categories 0..14) of length 4; AC 0: EOB of length 1.
+	b = append(b, 0xFF, 0xC4, 0, 2+17+15, 0x00, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	for s := 0; s < 15; s++ {
 		b = append(b, byte(s))
 	}
 	b = append(b, 0xFF, 0xC4, 0, 2+17+1, 0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00)
@@ -496,7 +519,7 @@ func dcOnlyJPEG(w, h int, sampling [][2]int, ri int, seed uint64) []byte {
 		}
 		for ci, s := range sampling {
 			for k := 0; k < s[0]*s[1]; k++ {
-				level := int(r.next()%2001) - 1000 // DC coefficient, quant 1
+				level := int(r.next()%uint64(levels)) - levels/2 // DC coefficient, quant 1
 				diff := level - pred[ci]
 				pred[ci] = level
 				cat, mag := 0, diff
