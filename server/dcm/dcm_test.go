@@ -392,13 +392,18 @@ func TestFramesNative(t *testing.T) {
 		value      int // bytes of pixel data
 		frameSize  int
 		wantFrames int
+		spans      [][2]int // each frame's bytes [start, end) when frames overlap
 		wantErr    bool
 	}{
 		{name: "8-bit 3 frames", rows: 4, cols: 6, bits: 8, frames: 3, photo: "MONOCHROME2", value: 72, frameSize: 24, wantFrames: 3},
 		{name: "8-bit single odd size padded", rows: 3, cols: 5, bits: 8, photo: "MONOCHROME2", value: 16, frameSize: 15, wantFrames: 1},
 		{name: "1-bit single frame", rows: 3, cols: 3, bits: 1, photo: "MONOCHROME2", value: 2, frameSize: 2, wantFrames: 1},
 		{name: "too little pixel data", rows: 4, cols: 4, bits: 8, frames: 2, photo: "MONOCHROME2", value: 20, wantErr: true},
-		{name: "1-bit frames not byte aligned", rows: 3, cols: 3, bits: 1, frames: 2, photo: "MONOCHROME2", value: 4, wantErr: true},
+		// 9-bit frames: frame 2 is bits 9..17, in bytes 1..2; frame 3 bits 18..26, bytes 2..3.
+		{name: "1-bit frames not byte aligned", rows: 3, cols: 3, bits: 1, frames: 3, photo: "MONOCHROME2", value: 4,
+			spans: [][2]int{{0, 2}, {1, 3}, {2, 4}}, wantFrames: 3},
+		{name: "1-bit frames byte aligned", rows: 4, cols: 4, bits: 1, frames: 3, photo: "MONOCHROME2", value: 6, frameSize: 2, wantFrames: 3},
+		{name: "too little 1-bit pixel data", rows: 3, cols: 3, bits: 1, frames: 4, photo: "MONOCHROME2", value: 4, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			elems := append(dicomtest.BaseElems(testUIDs, dicomtest.SOPClassSC), dicomtest.ImageElems(tc.rows, tc.cols, tc.bits, tc.frames, tc.photo)...)
@@ -419,8 +424,12 @@ func TestFramesNative(t *testing.T) {
 				t.Fatalf("%d frames, want %d", len(got), tc.wantFrames)
 			}
 			for i, f := range got {
-				if !bytes.Equal(f, pix[i*tc.frameSize:(i+1)*tc.frameSize]) {
-					t.Errorf("frame %d = % X", i+1, f)
+				want := pix[i*tc.frameSize : (i+1)*tc.frameSize]
+				if tc.spans != nil {
+					want = pix[tc.spans[i][0]:tc.spans[i][1]]
+				}
+				if !bytes.Equal(f, want) {
+					t.Errorf("frame %d = % X, want % X", i+1, f, want)
 				}
 			}
 		})

@@ -149,10 +149,19 @@ func (in *Instance) nativeFrames(n int) ([]Frame, error) {
 		return nil, fmt.Errorf("%w: pixel data without usable Rows, Columns, Bits Allocated", ErrMalformed)
 	}
 	bitsPerFrame := int64(rows) * int64(cols) * int64(spp) * int64(bits)
-	if bitsPerFrame%8 != 0 {
-		if n != 1 {
-			return nil, fmt.Errorf("%w: frames of %d bits are not byte aligned", ErrMalformed, bitsPerFrame)
+	if bitsPerFrame%8 != 0 && n > 1 {
+		// 1-bit frames follow one another bit by bit (PS3.5 8.1.1 and Annex D), so frame i
+		// starts at bit i*bitsPerFrame, not on a byte boundary: its span is the bytes holding
+		// any of its bits, and render skips the first (i*bitsPerFrame)%8 bits of the first.
+		if int64(n) > px.Value.Length*8/bitsPerFrame {
+			return nil, fmt.Errorf("%w: pixel data holds %d bytes, too few for %d frames of %d bits", ErrMalformed, px.Value.Length, n, bitsPerFrame)
 		}
+		out := make([]Frame, n)
+		for i := range out {
+			start, end := int64(i)*bitsPerFrame/8, (int64(i+1)*bitsPerFrame+7)/8
+			out[i] = Frame{{px.Value.Offset + start, end - start}}
+		}
+		return out, nil
 	}
 	size := (bitsPerFrame + 7) / 8
 	if in.String(tag.PhotometricInterpretation) == "YBR_FULL_422" && spp == 3 {

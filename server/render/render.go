@@ -87,7 +87,9 @@ type Options struct {
 	// Window overrides the data set's VOI (the DICOMweb window=center,width,function parameter).
 	Window *Window
 	// Frame (from 1) is the frame being rendered. Render does not select frame bytes (callers
-	// pass the frame); it only uses Frame to pick per-frame functional group values.
+	// pass the frame); it uses Frame to pick per-frame functional group values and, for 1-bit
+	// data, to find the frame's first bit in the first byte passed: (Frame-1)*Rows*Columns
+	// modulo 8, as frames lie in 1-bit Pixel Data and as dcm.Frames spans them.
 	Frame int
 }
 
@@ -141,7 +143,9 @@ func newGeom(a *Attributes) (*geom, error) {
 	switch g.ba {
 	case 8, 16, 32:
 	case 1:
-		return nil, unsupported("1-bit pixel data")
+		if g.spp != 1 {
+			return nil, unsupported("1-bit pixel data with %d samples per pixel", g.spp)
+		}
 	default:
 		return nil, unsupported("Bits Allocated %d", g.ba)
 	}
@@ -155,6 +159,20 @@ func newGeom(a *Attributes) (*geom, error) {
 	g.mask = uint32(uint64(1)<<g.bs - 1)
 	g.n = g.rows * g.cols
 	return g, nil
+}
+
+// unpackBits returns n one-bit samples, one byte each, starting off bits into packed (least
+// significant bit first within each byte, PS3.5 D.1).
+func unpackBits(packed []byte, off, n int) ([]byte, error) {
+	if err := checkLen(packed, (off+n+7)/8); err != nil {
+		return nil, err
+	}
+	out := make([]byte, n)
+	for i := range out {
+		b := off + i
+		out[i] = packed[b>>3] >> (b & 7) & 1
+	}
+	return out, nil
 }
 
 // value is the stored value of the masked, shifted sample bits raw.
@@ -184,6 +202,15 @@ func Render(frame []byte, a *Attributes, o Options) (image.Image, error) {
 	g, err := newGeom(a)
 	if err != nil {
 		return nil, err
+	}
+	if g.ba == 1 {
+		// Frames of 1-bit data follow one another bit by bit (PS3.5 8.1.1, Annex D): frame n
+		// starts (n-1)*rows*columns bits in, in the byte its first bit is in (dcm.Frames).
+		off := int((int64(max(o.Frame, 1)-1) * int64(g.n)) % 8)
+		if frame, err = unpackBits(frame, off, g.n); err != nil {
+			return nil, err
+		}
+		g.ba = 8
 	}
 	pi := strings.ToUpper(strings.TrimSpace(a.Photometric))
 	if pi == "" {
@@ -418,7 +445,13 @@ func renderGray(frame []byte, a *Attributes, g *geom, pi string, o Options) (ima
 	// One output grey per possible stored bit pattern: the per-pixel work is a table lookup.
 	small := make([]uint8, 1<<g.bs)
 	var lo, hi float64
-	if v.kind == voiMinMax {
+	switch {
+	case v.kind == voiMinMax && g.bs == 1:
+		// A 1-bit image (a segmentation, a bitmap) is a mask: 0 black and 1 white, even in a
+		// frame holding only one of them.
+		x0, x1 := mod.apply(float64(g.value(0))), mod.apply(float64(g.value(1)))
+		lo, hi = min(x0, x1), max(x0, x1)
+	case v.kind == voiMinMax:
 		lo, hi = math.Inf(1), math.Inf(-1)
 		for raw, ok := range presence(frame, g) {
 			if ok {

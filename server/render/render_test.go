@@ -344,7 +344,8 @@ func TestRenderErrors(t *testing.T) {
 		want  error
 	}{
 		{"nil attributes", nil, nil, Options{}, ErrUnsupported},
-		{"1-bit", mono(2, 1, 1, 0, 0), []byte{0}, Options{}, ErrUnsupported},
+		{"1-bit RGB", &Attributes{Rows: 1, Columns: 1, SamplesPerPixel: 3, BitsAllocated: 1, Photometric: "RGB"}, []byte{0}, Options{}, ErrUnsupported},
+		{"1-bit short", mono(9, 1, 1, 0, 0), []byte{0}, Options{}, ErrShortFrame},
 		{"12 allocated", mono(2, 12, 12, 11, 0), []byte{0, 0, 0}, Options{}, ErrUnsupported},
 		{"no rows", &Attributes{Columns: 2, BitsAllocated: 8}, []byte{0, 0}, Options{}, ErrUnsupported},
 		{"short frame", ok, []byte{0, 0, 0}, Options{}, ErrShortFrame},
