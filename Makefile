@@ -36,16 +36,19 @@ vet-web:
 # dicomweb-client against a real server, then the browser app's unit and browser tests.
 test: vet client test-go test-js test-web
 
-# Tests that assert media timings (repair under loss, first frame, layer switches) skip under
-# the race detector; they run here again without it, one package at a time.
-TIMING_TESTS := TestRepairAtRuralRTT|TestSimulcast|TestSimulcastStepsUpOnCleanLink|TestRoom|TestBrowsersInOneRoom|TestBrowserFirstFrame
+# Tests that assert real-time media timings (first frame in a browser, recovery after a link
+# outage) skip or assert less under the race detector; they run here again without it, one
+# at a time. (The SFU's repair and layer tests run on testing/synctest's clock, race or not.)
+TIMING_TESTS := TestBrowsersInOneRoom|TestBrowserFirstFrame|TestLiveBadNetwork
 
+# A loaded 2-core machine takes several minutes for ./server under -race: the timeout is for
+# a hung test, not a slow one.
 test-go:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-timing
 
 test-timing:
-	$(GO) test -count=1 -p 1 -run '^($(TIMING_TESTS))$$' ./server/sfu/ ./server/
+	$(GO) test -count=1 -p 1 -timeout 20m -run '^($(TIMING_TESTS))$$' ./server/
 
 test-js: build
 	cd tests/dicomweb-client && ( [ -d node_modules ] || npm ci --no-audit --no-fund ) && SANPING_BIN=$(CURDIR)/$(BIN) npm test
