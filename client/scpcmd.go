@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,9 @@ import (
 	"github.com/sanping/sanping/client/scp"
 	"github.com/sanping/sanping/client/upload"
 )
+
+// defaultSpoolDir is scp's -dir and status's -spool unless given.
+const defaultSpoolDir = "sanping-spool"
 
 // scpCommand is `sanping-station scp`: the DICOM C-STORE SCP the modality sends to. Every instance is
 // on disk (fsync) under DIR/incoming before the modality hears success. (Forwarding to the
@@ -23,7 +27,9 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	aet := fs.String("aet", "SANPING", "this station's AE title, as configured on the modality (called AE)")
 	addr := fs.String("addr", scp.DefaultAddr, "listen address (DICOM port)")
-	dir := fs.String("dir", "sanping-spool", "spool directory: received instances go to DIR/incoming")
+	dir := fs.String("dir", defaultSpoolDir, "spool directory: received instances go to DIR/incoming")
+	var minFree byteSize
+	fs.Var(&minFree, "min-free", "warn (log, sanping-station status) when DIR's disk has less than `SIZE` free, e.g. 2GiB or 500MB (default 1GiB, or 5% of a smaller disk)")
 	allow := fs.String("allow", "", "comma-separated calling AE titles accepted (the modalities); empty: any")
 	verbose := fs.Bool("v", false, "log associations")
 	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as sanping-station watch DIR/incoming does")
@@ -33,7 +39,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach (with -forward)")
 	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, "remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sanping-station scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-forward]\n\n"+
+		fmt.Fprintf(fs.Output(), "usage: sanping-station scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-min-free 1GiB] [-forward]\n\n"+
 			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
 		fs.PrintDefaults()
 	}
@@ -54,7 +60,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		level = slog.LevelInfo
 	}
 	var mu sync.Mutex
-	srv, err := scp.Listen(scp.Config{AETitle: *aet, Addr: *addr, Dir: *dir, AllowedCallers: callers,
+	srv, err := scp.Listen(scp.Config{AETitle: *aet, Addr: *addr, Dir: *dir, AllowedCallers: callers, MinFree: int64(minFree),
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		OnStored: func(s scp.Stored) {
 			mu.Lock()
@@ -98,4 +104,54 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("forwarding: %w", ferr)
 	}
 	return err
+}
+
+// byteSize is a flag of bytes: a number with an optional unit, decimal (KB, MB, GB, TB) or
+// binary (KiB, MiB, GiB, TiB).
+type byteSize int64
+
+var byteUnits = []struct {
+	name string
+	n    float64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1},
+}
+
+func (b *byteSize) Set(s string) error {
+	num, unit := strings.TrimSpace(s), 1.0
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(strings.ToLower(num), u.name); ok {
+			num, unit = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*unit >= 1<<62 {
+		return fmt.Errorf("%q is not a size such as 2GiB or 500MB", s)
+	}
+	*b = byteSize(v * unit)
+	return nil
+}
+
+func (b byteSize) String() string {
+	if b == 0 {
+		return ""
+	}
+	return formatBytes(int64(b))
+}
+
+// formatBytes writes n in binary units, as -min-free takes them.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<40:
+		return fmt.Sprintf("%.1fTiB", float64(n)/(1<<40))
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
 }

@@ -644,3 +644,64 @@ func TestSCPForwardOffline(t *testing.T) {
 			up[0], up[1], up[2], up[3], len(all), st.output())
 	}
 }
+
+// TestStatusSpoolWarning: with less free space than -min-free, `sanping-station scp` warns at
+// start, and `sanping-station status` shows the spool's free space, the threshold, the images
+// waiting to be written out and the warning, while it runs and after it stopped.
+func TestStatusSpoolWarning(t *testing.T) {
+	dir := t.TempDir()
+	st := startStation(t, "scp", "-addr", freeAddr(t), "-dir", dir, "-min-free", "1000TiB")
+	if !strings.Contains(st.output(), "free disk space below the threshold") {
+		t.Errorf("no warning at start:\n%s", st.output())
+	}
+	spoolStatus := func() string {
+		var b strings.Builder
+		args := []string{"status", "-config", filepath.Join(t.TempDir(), "none.json"), "-journal", t.TempDir(), "-spool", dir}
+		if code := run(context.Background(), args, &b, &b); code != 0 {
+			t.Fatalf("sanping-station status exited %d:\n%s", code, b.String())
+		}
+		return b.String()
+	}
+	out := spoolStatus()
+	for _, want := range []string{
+		"scp running",
+		"waiting:      0 images",
+		"(warning below 1000.0TiB)",
+		"warning:      free disk space",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`disk free: +\d+\.\d[KMGT]iB`).MatchString(out) {
+		t.Errorf("status shows no free space:\n%s", out)
+	}
+	st.stop()
+	if out := spoolStatus(); !strings.Contains(out, "scp stopped") || !strings.Contains(out, "warning:      free disk space") {
+		t.Errorf("status after the stop:\n%s", out)
+	}
+
+	var b strings.Builder
+	if code := run(context.Background(), []string{"status", "-config", filepath.Join(t.TempDir(), "none.json"),
+		"-journal", t.TempDir(), "-spool", t.TempDir()}, &b, &b); code != 0 || !strings.Contains(b.String(), "no state in") {
+		t.Errorf("status of a directory scp never ran in: exit %d\n%s", code, b.String())
+	}
+}
+
+// TestByteSize: -min-free takes decimal and binary units.
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"2GiB": 2 << 30, "500MB": 500e6, "1.5 GiB": 3 << 29, "4096": 4096, "10kib": 10 << 10, "1TB": 1e12, "7b": 7,
+	} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("%q: %d %v, want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1GiB", "2 parsecs", "1e30"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("%q accepted as %d", in, b)
+		}
+	}
+}

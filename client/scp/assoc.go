@@ -12,6 +12,14 @@ import (
 	"time"
 )
 
+// Error Comments (LO, up to 64 characters) of the out-of-resources refusals: the modality keeps
+// the instance and may send it again later.
+const (
+	commentCannotWrite = "cannot write"
+	commentDiskFull    = "disk full: no room to store, send again later"
+	commentEarlierCopy = "an earlier copy waits to be written out, send again later"
+)
+
 // association is one TCP connection from a modality, from A-ASSOCIATE-RQ to release or abort.
 type association struct {
 	s       *Server
@@ -276,7 +284,7 @@ func (a *association) beginStore(pc *presentationContext, rq command) *pendingSt
 		return p
 	}
 	st := Stored{SOPClass: rq.SOPClass, SOPInstance: rq.SOPInstance, TransferSyntax: pc.Accepted, CallingAE: a.callingAE}
-	p.in = createInstance(a.s.cfg.Dir, st, a.s.writer.buffer(), a.s.cfg.memLimit)
+	p.in = createInstance(a.s.cfg.disk, a.s.cfg.Dir, st, a.s.writer.buffer(), a.s.cfg.memLimit)
 	return p
 }
 
@@ -297,18 +305,25 @@ func (a *association) finishStore() error {
 			in = nil
 		}
 	}
+	if in != nil && in.f != nil && !a.s.writer.flush(p.rq.SOPInstance) {
+		// Nothing queued before may land on this instance's name after it; while write-outs
+		// fail, an earlier copy waits in the queue.
+		in.discard()
+		a.s.writer.release(in.buf)
+		in = nil
+		p.status, p.comment = statusOutOfResources, commentEarlierCopy
+	}
 	if in != nil {
-		if in.f != nil {
-			// Nothing queued before may land on this instance's name after it.
-			a.s.writer.flush()
-		}
 		var err error
 		st, err = in.commit(a.s.spool)
 		if err != nil {
 			a.log.Error("scp store", "sop_instance", p.rq.SOPInstance, "err", err)
-			p.status, p.comment = statusOutOfResources, "cannot write"
+			p.status, p.comment = statusOutOfResources, commentCannotWrite
+			if isDiskFull(err) {
+				p.comment = commentDiskFull
+			}
 		}
-		if in.seg != nil {
+		if in.rec.seg != nil {
 			// Queued even if the response cannot be sent: the instance is durable.
 			defer a.s.writer.put(in)
 			queued = true

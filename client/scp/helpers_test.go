@@ -76,13 +76,18 @@ func startServer(tb testing.TB, cfg Config) *testServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	ts.serve(tb, s)
+	return ts
+}
+
+// serve runs s until the test ends.
+func (ts *testServer) serve(tb testing.TB, s *Server) {
 	ts.Server = s
 	ts.port = strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
 	go func() { ts.done <- s.Serve(ctx) }()
 	tb.Cleanup(func() { ts.stop(tb) })
-	return ts
 }
 
 func (ts *testServer) stop(tb testing.TB) {

@@ -93,9 +93,15 @@ type Config struct {
 	// block long.
 	OnStored func(Stored)
 	Logger   *slog.Logger
+	// MinFree: below this many bytes free on Dir's disk the SCP warns (log and State); if 0,
+	// 1 GiB or 5% of the disk, whichever is smaller.
+	MinFree int64
 
 	memLimit int   // instances up to this size go through the spool; memLimit if 0 (tests set it)
 	segSize  int64 // of the spool's segments; segmentSize if 0 (tests set it)
+	disk     disk  // osDisk if nil (tests fill it)
+	// Waits between tries of a write-out that failed; retryMin and retryMax if 0.
+	retryMin, retryMax time.Duration
 }
 
 // Stored describes an instance written to Dir/incoming.
@@ -117,6 +123,14 @@ type Server struct {
 	// see spool.go.
 	spool  *spool
 	writer *writer
+
+	news         chan struct{} // for watchState
+	stopState    chan struct{}
+	stateDone    chan struct{}
+	stateMu      sync.Mutex
+	lowSpace     bool  // below MinFree at the last look
+	stateKey     State // the last written, as compared for news
+	stateWritten bool
 
 	mu       sync.Mutex
 	conns    map[*association]struct{}
@@ -170,7 +184,18 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	// A record (header, UID, instance) must fit in a segment.
 	cfg.memLimit = int(min(int64(cfg.memLimit), cfg.segSize-segHeaderSize-recHeaderSize-64))
-	sp, err := openSpool(cfg.Dir, cfg.Logger, cfg.segSize)
+	if cfg.disk == nil {
+		cfg.disk = osDisk{}
+	}
+	if cfg.retryMin <= 0 {
+		cfg.retryMin = retryMin
+	}
+	if cfg.retryMax <= 0 {
+		cfg.retryMax = retryMax
+	}
+	// A full disk does not stop the start: the spool's backlog goes out as space allows, and
+	// its free segments, if any, receive meanwhile.
+	sp, backlog, err := openSpool(cfg.Dir, cfg.Logger, cfg.segSize, cfg.disk)
 	if err != nil {
 		return nil, fmt.Errorf("scp: %w", err)
 	}
@@ -179,8 +204,25 @@ func Listen(cfg Config) (*Server, error) {
 		sp.close()
 		return nil, fmt.Errorf("scp: %w", err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, ln: ln, spool: sp, writer: newWriter(sp, cfg.Logger, cfg.OnStored),
-		conns: map[*association]struct{}{}}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger, ln: ln, spool: sp, conns: map[*association]struct{}{},
+		news: make(chan struct{}, 1), stopState: make(chan struct{}), stateDone: make(chan struct{})}
+	sp.mu.Lock()
+	sp.changed = s.tell
+	sp.mu.Unlock()
+	s.writer = newWriter(sp, backlog, cfg.Logger, cfg.OnStored, s.tell, cfg.retryMin, cfg.retryMax)
+	s.recordState(true)
+	go s.watchState(s.stopState, s.stateDone)
+	return s, nil
+}
+
+// shutdown writes out what is queued (unless write-outs fail), closes the spool and records the
+// last state.
+func (s *Server) shutdown() {
+	s.writer.close()
+	s.spool.close()
+	close(s.stopState)
+	<-s.stateDone
+	s.recordState(false)
 }
 
 // Addr is the address listened on.
@@ -228,8 +270,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.start(conn)
 	}
 	s.wg.Wait()
-	s.writer.close()
-	s.spool.close()
+	s.shutdown()
 	return err
 }
 
@@ -282,8 +323,7 @@ func (s *Server) Close() error {
 	serving := s.serving
 	s.mu.Unlock()
 	if !serving {
-		s.writer.close()
-		s.spool.close()
+		s.shutdown()
 	}
 	err := s.ln.Close()
 	if errors.Is(err, net.ErrClosed) {

@@ -33,6 +33,11 @@ import (
 // where there is no syncfs), and is then marked free. At start, the records of segments not
 // marked free, which a crash may have left not yet written out, are written out again.
 //
+// A write-out that fails (a full disk) leaves the record in its segment, which is not reused
+// until the writer, trying again, has written it out (writer.go). A segment is only prepared
+// while the disk keeps room for it and for what waits to be written out; without a free
+// segment the spool refuses instances (errDiskFull), and the modality keeps them.
+//
 // Layout of a segment: a 4 KiB header ("SPSG", version, generation, CRC-32C), then records
 // from segHeaderSize on, one after the other. A record: "SPR1", the generation of its segment,
 // the lengths of the name and of the data, a CRC-32C of the header fields, name and data, then
@@ -66,18 +71,31 @@ type segment struct {
 	end     int64    // offset after the last record written
 	pending int      // records written and not yet written out to Dir/incoming
 	full    bool     // no more records go here
-	keep    bool     // a record could not be written out: replay it at the next start
+	keep    bool     // a record is in doubt (not durable, or unreadable): replay at the next start
 	files   []string // written out since activation (where there is no syncfs)
 
 	syncMu sync.Mutex
 	synced int64 // records up to here are durable; guarded by syncMu
 }
 
+// record is an instance acknowledged from the spool and not yet written out.
+type record struct {
+	seg  *segment // nil: not in the spool
+	off  int64    // of the record's header in seg
+	name string   // the SOP Instance UID
+	size int      // of the data (the Part 10 file)
+}
+
+// errDiskFull: the disk has no room for a spool segment beside what waits to be written out.
+var errDiskFull = errors.New("disk full")
+
 // spool is the Server's write-ahead log in Dir/spool.
 type spool struct {
 	dir     string // the Server's Dir
 	log     *slog.Logger
 	segSize int64
+	disk    disk
+	changed func() // the state file has news (never nil)
 
 	mu       sync.Mutex
 	cur      *segment
@@ -86,18 +104,24 @@ type spool struct {
 	nextName int
 	prepping bool
 	closed   bool
+	// Records acknowledged and not yet written out, and their bytes.
+	waiting      int
+	waitingBytes int64
+	noRoom       error // why the last activation of a segment failed; nil since one worked
 
 	toRecycle []*segment    // full segments with everything written out
 	wake      chan struct{} // the recycler has work (or the spool closed)
 	done      chan struct{} // the recycler has stopped
 }
 
-// openSpool replays what a crash may have left, then keeps spareSegments segments ready.
-func openSpool(dir string, log *slog.Logger, segSize int64) (*spool, error) {
-	sp := &spool{dir: dir, log: log, segSize: segSize, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// openSpool finds what a crash (or a full disk) left to write out, and returns those records in
+// order, then keeps up to spareSegments segments ready as the disk allows.
+func openSpool(dir string, log *slog.Logger, segSize int64, d disk) (*spool, []record, error) {
+	sp := &spool{dir: dir, log: log, segSize: segSize, disk: d, changed: func() {},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	sd := filepath.Join(dir, spoolDir)
 	if err := os.MkdirAll(sd, 0o755); err != nil {
-		return nil, fmt.Errorf("creating the spool: %w", err)
+		return nil, nil, fmt.Errorf("creating the spool: %w", err)
 	}
 	if tmps, _ := filepath.Glob(filepath.Join(sd, "*.tmp")); len(tmps) > 0 {
 		for _, p := range tmps {
@@ -106,10 +130,10 @@ func openSpool(dir string, log *slog.Logger, segSize int64) (*spool, error) {
 	}
 	names, err := filepath.Glob(filepath.Join(sd, "seg-*"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.Sort(names)
-	var replay []*segment
+	var backlog []record
 	for _, p := range names {
 		var n int
 		if _, err := fmt.Sscanf(filepath.Base(p), "seg-%06d", &n); err == nil && n >= sp.nextName {
@@ -118,7 +142,7 @@ func openSpool(dir string, log *slog.Logger, segSize int64) (*spool, error) {
 		f, err := os.OpenFile(p, os.O_RDWR, 0)
 		if err != nil {
 			sp.closeFiles()
-			return nil, fmt.Errorf("opening spool segment: %w", err)
+			return nil, nil, fmt.Errorf("opening spool segment: %w", err)
 		}
 		seg := &segment{path: p, f: f}
 		if fi, err := f.Stat(); err != nil || fi.Size() != segSize {
@@ -127,68 +151,68 @@ func openSpool(dir string, log *slog.Logger, segSize int64) (*spool, error) {
 			continue
 		}
 		sp.all = append(sp.all, seg)
-		if gen, ok := readSegHeader(f); ok && gen != 0 {
-			seg.gen = gen
-			replay = append(replay, seg)
+		gen, ok := readSegHeader(f)
+		if !ok || gen == 0 {
+			sp.free = append(sp.free, seg)
+			continue
 		}
-	}
-	if err := sp.replay(replay); err != nil {
-		sp.closeFiles()
-		return nil, err
-	}
-	for _, seg := range sp.all {
+		seg.gen = gen
+		recs := sp.backlog(seg)
+		if len(recs) > 0 {
+			backlog = append(backlog, recs...)
+			continue
+		}
+		if err := markFree(seg); err != nil {
+			sp.log.Error("scp spool: a segment left out of use", "err", err)
+			continue
+		}
 		seg.gen = 0
 		sp.free = append(sp.free, seg)
+	}
+	if len(backlog) > 0 {
+		sp.log.Info("scp spool: instances to write out from the last run", "instances", len(backlog), "bytes", sp.waitingBytes)
 	}
 	for len(sp.free) < spareSegments {
 		seg, err := sp.prepare()
 		if err != nil {
-			sp.closeFiles()
-			return nil, err
+			// Not fatal: the free segments left still receive, and the backlog goes out as
+			// space allows; without any, instances are refused until space returns.
+			sp.log.Warn("scp spool: no spare segment", "err", err)
+			sp.noRoom = err
+			break
 		}
 		sp.all = append(sp.all, seg)
 		sp.free = append(sp.free, seg)
 	}
 	go sp.recycler()
-	return sp, nil
+	return sp, backlog, nil
 }
 
-// replay writes out the records of segments not marked free, makes them durable, then marks
-// the segments free.
-func (sp *spool) replay(segs []*segment) error {
-	if len(segs) == 0 {
+// backlog returns the records of a segment not marked free, which may not have reached
+// Dir/incoming, and keeps the segment until they have.
+func (sp *spool) backlog(seg *segment) []record {
+	var recs []record
+	seg.end = segHeaderSize
+	scanSegment(seg.f, sp.segSize, seg.gen, func(off int64, name string, data []byte) error {
+		recs = append(recs, record{seg: seg, off: off, name: name, size: len(data)})
+		sp.waitingBytes += int64(len(data))
+		seg.end = off + recHeaderSize + int64(len(name)+len(data))
 		return nil
-	}
-	var written []string
-	n := 0
-	for _, seg := range segs {
-		err := scanSegment(seg.f, sp.segSize, seg.gen, func(name string, data []byte) error {
-			p, err := writeIncoming(sp.dir, name, data)
-			if err != nil {
-				return fmt.Errorf("writing out %s from the spool: %w", name, err)
-			}
-			written = append(written, p)
-			n++
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := syncWritten(sp.dir, written); err != nil {
-		return fmt.Errorf("syncing instances written out from the spool: %w", err)
-	}
-	for _, seg := range segs {
-		if err := markFree(seg); err != nil {
-			return err
-		}
-	}
-	sp.log.Info("scp spool replayed", "instances", n, "segments", len(segs))
-	return nil
+	})
+	seg.pending, seg.full = len(recs), true
+	sp.waiting += len(recs)
+	return recs
 }
 
-// prepare creates a zero-filled segment under its final name.
+// prepare creates a zero-filled segment under its final name, if the disk has room for it
+// beside what waits to be written out: a new segment must not take the space the backlog needs.
 func (sp *spool) prepare() (*segment, error) {
+	sp.mu.Lock()
+	need := sp.segSize + sp.waitingBytes
+	sp.mu.Unlock()
+	if free, _, err := sp.disk.space(sp.dir); err == nil && free < need {
+		return nil, fmt.Errorf("preparing a spool segment: %w (%d bytes free, %d needed)", errDiskFull, free, need)
+	}
 	sp.mu.Lock()
 	name := fmt.Sprintf("seg-%06d", sp.nextName)
 	sp.nextName++
@@ -201,13 +225,13 @@ func (sp *spool) prepare() (*segment, error) {
 	}
 	zero := make([]byte, 1<<20)
 	for off := int64(0); off < sp.segSize && err == nil; off += int64(len(zero)) {
-		_, err = f.Write(zero[:min(int64(len(zero)), sp.segSize-off)])
+		_, err = sp.disk.write(f, zero[:min(int64(len(zero)), sp.segSize-off)])
 	}
 	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(sd, name))
+		err = sp.disk.rename(tmp, filepath.Join(sd, name))
 	}
 	if err == nil {
 		err = durable.SyncDir(sd)
@@ -220,26 +244,26 @@ func (sp *spool) prepare() (*segment, error) {
 	return &segment{path: filepath.Join(sd, name), f: f}, nil
 }
 
-// append makes a record of the instance durable in the spool. It returns the segment, which
-// must hear of the instance's writing out (written).
-func (sp *spool) append(name string, data []byte) (*segment, error) {
+// append makes a record of the instance durable in the spool. It returns the record, whose
+// segment must hear of its writing out (writeOut).
+func (sp *spool) append(name string, data []byte) (record, error) {
 	size := int64(recHeaderSize + len(name) + len(data))
 	if size > sp.segSize-segHeaderSize {
-		return nil, fmt.Errorf("instance of %d bytes too large for the spool", len(data))
+		return record{}, fmt.Errorf("instance of %d bytes too large for the spool", len(data))
 	}
 	sp.mu.Lock()
 	if sp.closed {
 		sp.mu.Unlock()
-		return nil, errors.New("spool closed")
+		return record{}, errors.New("spool closed")
 	}
 	for sp.cur == nil || sp.cur.end+size > sp.segSize {
 		if err := sp.rotate(); err != nil {
 			sp.mu.Unlock()
-			return nil, err
+			return record{}, err
 		}
 		if sp.closed {
 			sp.mu.Unlock()
-			return nil, errors.New("spool closed")
+			return record{}, errors.New("spool closed")
 		}
 	}
 	seg := sp.cur
@@ -260,30 +284,34 @@ func (sp *spool) append(name string, data []byte) (*segment, error) {
 		// Nothing may follow a record that does not check out: the scan would stop there.
 		sp.retire(seg)
 		sp.mu.Unlock()
-		return nil, fmt.Errorf("writing to the spool: %w", err)
+		return record{}, fmt.Errorf("writing to the spool: %w", err)
 	}
 	seg.end += size
 	seg.pending++
 	sp.mu.Unlock()
+	rec := record{seg: seg, off: off, name: name, size: len(data)}
 
 	seg.syncMu.Lock()
 	defer seg.syncMu.Unlock()
-	if seg.synced >= off+size {
-		return seg, nil // another association's fdatasync covered this record
+	if seg.synced < off+size { // else another association's fdatasync covered this record
+		sp.mu.Lock()
+		target := seg.end
+		sp.mu.Unlock()
+		if err := durable.DataSync(seg.f); err != nil {
+			sp.mu.Lock()
+			seg.keep = true
+			sp.retire(seg)
+			seg.pending--
+			sp.mu.Unlock()
+			return record{}, fmt.Errorf("syncing the spool: %w", err)
+		}
+		seg.synced = target
 	}
 	sp.mu.Lock()
-	target := seg.end
+	sp.waiting++
+	sp.waitingBytes += int64(len(data))
 	sp.mu.Unlock()
-	if err := durable.DataSync(seg.f); err != nil {
-		sp.mu.Lock()
-		seg.keep = true
-		sp.retire(seg)
-		sp.written(seg, "")
-		sp.mu.Unlock()
-		return nil, fmt.Errorf("syncing the spool: %w", err)
-	}
-	seg.synced = target
-	return seg, nil
+	return rec, nil
 }
 
 // rotate retires the current segment and activates a free one. If none is ready it prepares
@@ -298,6 +326,10 @@ func (sp *spool) rotate() error {
 		seg, err := sp.prepare()
 		sp.mu.Lock()
 		if err != nil {
+			if sp.noRoom == nil {
+				sp.changed()
+			}
+			sp.noRoom = err
 			return err
 		}
 		sp.all = append(sp.all, seg)
@@ -327,6 +359,10 @@ func (sp *spool) rotate() error {
 	seg.synced = 0
 	seg.syncMu.Unlock()
 	sp.cur = seg
+	if sp.noRoom != nil {
+		sp.noRoom = nil
+		sp.changed()
+	}
 	if len(sp.free) < spareSegments-1 && !sp.prepping {
 		sp.prepping = true
 		go sp.prepareSpare()
@@ -339,6 +375,10 @@ func (sp *spool) prepareSpare() {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.prepping = false
+	if errors.Is(err, errDiskFull) {
+		sp.log.Warn("scp spool: no spare segment", "err", err)
+		return
+	}
 	if err != nil {
 		sp.log.Error("scp spool", "err", err)
 		return
@@ -374,10 +414,13 @@ func (sp *spool) queueRecycle(seg *segment) {
 	}
 }
 
-// written notes that one record of seg was written out to path ("" if that failed). Called
-// with mu held.
-func (sp *spool) written(seg *segment, path string) {
+// written notes that rec was written out to path, or given up ("": the segment is kept for
+// the next start). Called with mu held.
+func (sp *spool) written(rec record, path string) {
+	seg := rec.seg
 	seg.pending--
+	sp.waiting--
+	sp.waitingBytes -= int64(rec.size)
 	if path == "" {
 		seg.keep = true
 	} else {
@@ -388,17 +431,60 @@ func (sp *spool) written(seg *segment, path string) {
 	}
 }
 
-// writeOut writes the instance to Dir/incoming after its record is durable, and tells seg.
-func (sp *spool) writeOut(seg *segment, name string, data []byte) (string, error) {
-	p, err := writeIncoming(sp.dir, name, data)
-	sp.mu.Lock()
+// writeOut writes rec's instance (data) to Dir/incoming after its record is durable, and tells
+// its segment. If that fails the record stays in the segment, for another try.
+func (sp *spool) writeOut(rec record, data []byte) (string, error) {
+	p, err := writeIncoming(sp.disk, sp.dir, rec.name, data)
 	if err != nil {
-		sp.written(seg, "")
-	} else {
-		sp.written(seg, p)
+		return "", err
 	}
+	sp.mu.Lock()
+	sp.written(rec, p)
 	sp.mu.Unlock()
-	return p, err
+	return p, nil
+}
+
+// giveUp lets go of a record that cannot be read back; its segment is kept, and the next start
+// tries it again.
+func (sp *spool) giveUp(rec record) {
+	sp.mu.Lock()
+	sp.written(rec, "")
+	sp.mu.Unlock()
+}
+
+// errBadRecord: a record read back from its segment no longer checks out.
+var errBadRecord = errors.New("spool record does not check out")
+
+// read reads rec back from its segment into buf and returns it whole: header, name, then the
+// data (the last rec.size bytes).
+func (sp *spool) read(rec record, buf []byte) ([]byte, error) {
+	n := recHeaderSize + len(rec.name) + rec.size
+	buf = slices.Grow(buf[:0], n)[:n]
+	if _, err := rec.seg.f.ReadAt(buf, rec.off); err != nil {
+		return buf, fmt.Errorf("reading the spool: %w", err)
+	}
+	h, name := buf[:recHeaderSize], buf[recHeaderSize:recHeaderSize+len(rec.name)]
+	crc := crc32.Update(crc32.Checksum(h[:20], castagnoli), castagnoli, buf[recHeaderSize:])
+	if string(h[:4]) != recMagic || binary.LittleEndian.Uint64(h[4:]) != rec.seg.gen ||
+		string(name) != rec.name || crc != binary.LittleEndian.Uint32(h[20:]) {
+		return buf, fmt.Errorf("%w: %s at %d in %s", errBadRecord, rec.name, rec.off, rec.seg.path)
+	}
+	return buf, nil
+}
+
+// usage returns what waits to be written out, and why instances are refused (nil if they are
+// not). A refusal lasts until a segment is free again or the disk has room for a new one.
+func (sp *spool) usage() (waiting int, waitingBytes int64, noRoom error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.noRoom != nil && sp.cur == nil && len(sp.free) == 0 {
+		if free, _, err := sp.disk.space(sp.dir); err == nil && free >= sp.segSize+sp.waitingBytes {
+			sp.noRoom = nil
+		}
+	} else {
+		sp.noRoom = nil
+	}
+	return sp.waiting, sp.waitingBytes, sp.noRoom
 }
 
 // recycler makes what was written out from full segments durable and marks them free.
@@ -432,10 +518,14 @@ func (sp *spool) recycleOne(seg *segment) {
 	}
 	seg.gen, seg.files = 0, nil
 	sp.free = append(sp.free, seg)
+	if sp.noRoom != nil {
+		sp.noRoom = nil
+		sp.changed()
+	}
 }
 
 // close retires the current segment, waits for the recycler and closes the files. Records of
-// segments not recycled (a write-out failed) are replayed at the next start.
+// segments not recycled (not yet written out) are written out at the next start.
 func (sp *spool) close() {
 	sp.mu.Lock()
 	if sp.closed {
@@ -484,9 +574,10 @@ func readSegHeader(r io.ReaderAt) (uint64, bool) {
 	return binary.LittleEndian.Uint64(h[8:]), true
 }
 
-// scanSegment calls fn for each record of generation gen from the start of the segment, up to
-// the first that does not check out (never written, torn, or left from an earlier use).
-func scanSegment(r io.ReaderAt, size int64, gen uint64, fn func(name string, data []byte) error) error {
+// scanSegment calls fn for each record of generation gen (at offset off) from the start of the
+// segment, up to the first that does not check out (never written, torn, or left from an
+// earlier use).
+func scanSegment(r io.ReaderAt, size int64, gen uint64, fn func(off int64, name string, data []byte) error) error {
 	off := int64(segHeaderSize)
 	var h [recHeaderSize]byte
 	for off+recHeaderSize <= size {
@@ -508,7 +599,7 @@ func scanSegment(r io.ReaderAt, size int64, gen uint64, fn func(name string, dat
 		if crc != binary.LittleEndian.Uint32(h[20:]) || !validUID(name) {
 			return nil
 		}
-		if err := fn(name, body[nameLen:]); err != nil {
+		if err := fn(off, name, body[nameLen:]); err != nil {
 			return err
 		}
 		off += recHeaderSize + nameLen + dataLen
@@ -518,18 +609,18 @@ func scanSegment(r io.ReaderAt, size int64, gen uint64, fn func(name string, dat
 
 // writeIncoming writes Dir/incoming/<name>.dcm whole (a temporary file renamed), without
 // fsync: the spool holds the instance until the file is synced.
-func writeIncoming(dir, name string, data []byte) (string, error) {
+func writeIncoming(d disk, dir, name string, data []byte) (string, error) {
 	f, err := os.CreateTemp(filepath.Join(dir, tmpDir), "wo-*"+partSuffix)
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(data)
+	_, err = d.write(f, data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	final := filepath.Join(dir, incomingDir, name+".dcm")
 	if err == nil {
-		err = os.Rename(f.Name(), final)
+		err = d.rename(f.Name(), final)
 	}
 	if err != nil {
 		os.Remove(f.Name())

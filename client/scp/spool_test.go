@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 const testSegSize = 1 << 20
@@ -18,10 +19,12 @@ func openTestSpool(t *testing.T, dir string) *spool {
 			t.Fatal(err)
 		}
 	}
-	sp, err := openSpool(dir, slog.New(slog.DiscardHandler), testSegSize)
+	sp, backlog, err := openSpool(dir, slog.New(slog.DiscardHandler), testSegSize, osDisk{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What the last run left is written out, as the Server's writer does first.
+	newWriter(sp, backlog, slog.New(slog.DiscardHandler), nil, func() {}, time.Millisecond, time.Millisecond).close()
 	return sp
 }
 
@@ -51,20 +54,20 @@ func readIncoming(t *testing.T, dir, uid string) []byte {
 func TestSpoolReplay(t *testing.T) {
 	dir := t.TempDir()
 	sp := openTestSpool(t, dir)
-	var recs []*segment
+	var recs []record
 	for i := range 5 {
-		seg, err := sp.append(fmt.Sprintf("1.2.3.%d", i), payload(i, 30000))
+		rec, err := sp.append(fmt.Sprintf("1.2.3.%d", i), payload(i, 30000))
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, seg)
+		recs = append(recs, rec)
 	}
 	// The same UID again, newer content.
 	if _, err := sp.append("1.2.3.1", payload(99, 3000)); err != nil {
 		t.Fatal(err)
 	}
 	// Then a record whose data does not check out (torn by the crash), then a good one.
-	seg := recs[0]
+	seg := recs[0].seg
 	sp.mu.Lock()
 	tornAt := seg.end
 	sp.mu.Unlock()
@@ -116,11 +119,11 @@ func TestSpoolRecycle(t *testing.T) {
 	for i := range n {
 		uid := fmt.Sprintf("1.2.4.%d", i)
 		data := payload(i, size)
-		seg, err := sp.append(uid, data)
+		rec, err := sp.append(uid, data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sp.writeOut(seg, uid, data); err != nil {
+		if _, err := sp.writeOut(rec, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,11 +148,11 @@ func TestSpoolCrashAfterWriteOut(t *testing.T) {
 	dir := t.TempDir()
 	sp := openTestSpool(t, dir)
 	data := payload(1, 50000)
-	seg, err := sp.append("1.2.5.1", data)
+	rec, err := sp.append("1.2.5.1", data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sp.writeOut(seg, "1.2.5.1", data); err != nil {
+	if _, err := sp.writeOut(rec, data); err != nil {
 		t.Fatal(err)
 	}
 	// The file as a crash may leave it: renamed into place but its data never written.
@@ -168,7 +171,7 @@ func TestSpoolCrashAfterWriteOut(t *testing.T) {
 // generation that check out are returned.
 func FuzzScanSegment(f *testing.F) {
 	dir := f.TempDir()
-	sp, err := openSpool(dir, slog.New(slog.DiscardHandler), 64<<10)
+	sp, _, err := openSpool(dir, slog.New(slog.DiscardHandler), 64<<10, osDisk{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func FuzzScanSegment(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, gen uint64) {
 		r := bytes.NewReader(b)
 		readSegHeader(r)
-		err := scanSegment(r, int64(len(b)), gen, func(name string, data []byte) error {
+		err := scanSegment(r, int64(len(b)), gen, func(_ int64, name string, data []byte) error {
 			if !validUID(name) {
 				t.Errorf("record with name %q", name)
 			}

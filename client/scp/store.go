@@ -77,17 +77,20 @@ func fileMeta(sopClass, sopInstance, transferSyntax, sourceAE string) []byte {
 // goes to the spool when complete; a larger one spills to a temporary file in Dir/tmp that
 // becomes Dir/incoming/<SOPInstanceUID>.dcm once complete and durable.
 type instanceFile struct {
-	buf    []byte
-	seg    *segment // holds the instance until it is written out
+	buf    []byte // nil once let go: the writer reads it back from the spool (rec)
+	rec    record // in the spool until written out
 	f      *os.File
+	disk   disk
 	dir    string
 	stored Stored
 	limit  int   // held in memory up to this size
 	err    error // first write error; later fragments are dropped
+	// replayed: acknowledged by an earlier run, found in the spool at start (no OnStored).
+	replayed bool
 }
 
-func createInstance(dir string, st Stored, buf []byte, limit int) *instanceFile {
-	in := &instanceFile{buf: buf[:0], dir: dir, stored: st, limit: limit}
+func createInstance(d disk, dir string, st Stored, buf []byte, limit int) *instanceFile {
+	in := &instanceFile{buf: buf[:0], disk: d, dir: dir, stored: st, limit: limit}
 	in.write(fileMeta(st.SOPClass, st.SOPInstance, st.TransferSyntax, st.CallingAE))
 	return in
 }
@@ -108,13 +111,13 @@ func (in *instanceFile) write(p []byte) {
 			return
 		}
 		in.f = f
-		_, in.err = f.Write(in.buf)
+		_, in.err = in.disk.write(f, in.buf)
 		in.buf = in.buf[:0]
 		if in.err != nil {
 			return
 		}
 	}
-	n, err := in.f.Write(p)
+	n, err := in.disk.write(in.f, p)
 	in.stored.Size += int64(n)
 	in.err = err
 }
@@ -127,11 +130,11 @@ func (in *instanceFile) commit(sp *spool) (Stored, error) {
 		if in.err != nil {
 			return Stored{}, in.err
 		}
-		seg, err := sp.append(in.stored.SOPInstance, in.buf)
+		rec, err := sp.append(in.stored.SOPInstance, in.buf)
 		if err != nil {
 			return Stored{}, err
 		}
-		in.seg = seg
+		in.rec = rec
 		return in.stored, nil
 	}
 	err := in.err
@@ -143,7 +146,7 @@ func (in *instanceFile) commit(sp *spool) (Stored, error) {
 	}
 	final := filepath.Join(in.dir, incomingDir, in.stored.SOPInstance+".dcm")
 	if err == nil {
-		err = os.Rename(in.f.Name(), final)
+		err = in.disk.rename(in.f.Name(), final)
 	}
 	if err == nil {
 		err = durable.SyncDir(filepath.Join(in.dir, incomingDir))
@@ -154,18 +157,6 @@ func (in *instanceFile) commit(sp *spool) (Stored, error) {
 	}
 	in.stored.Path = final
 	return in.stored, nil
-}
-
-// writeOut writes an instance committed to the spool out to Dir/incoming, after the success
-// response has gone; the spool replays it at the next start if this fails.
-func (in *instanceFile) writeOut(sp *spool) (Stored, error) {
-	if in.seg == nil {
-		return in.stored, nil
-	}
-	p, err := sp.writeOut(in.seg, in.stored.SOPInstance, in.buf)
-	in.seg = nil
-	in.stored.Path = p
-	return in.stored, err
 }
 
 func (in *instanceFile) discard() {

@@ -80,3 +80,7 @@ func noteStatus(journalDir string, err error) {
 		durable.WriteFile(filepath.Join(journalDir, statusName), b)
 	}
 }
+
+// FullJitter is fullJitter (upload.go) for the station's other retry loops: the SCP's
+// write-out to incoming/ backs off the same way.
+func FullJitter(d time.Duration) time.Duration { return fullJitter(d) }
