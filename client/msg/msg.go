@@ -1,5 +1,7 @@
 // Package msg holds what the station program says to the clinic's technician, in Simplified
-// Chinese first and English second, and picks the language from a flag or the locale.
+// Chinese first and English second, and picks the language from a flag or the locale. Chinese
+// is also the answer for a locale that names neither (C, POSIX, unset): the product is made
+// for Chinese clinics.
 //
 // Messages are keyed by their English text (golang.org/x/text/message's convention): a
 // message without a Chinese entry prints in English, and TestCatalog fails when a key used in
@@ -15,10 +17,6 @@ import (
 	"golang.org/x/text/message"
 	"golang.org/x/text/message/catalog"
 )
-
-// The languages the station speaks, Chinese first: it is also the answer for a locale that
-// names neither (C, POSIX, unset), because the product is made for Chinese clinics.
-var supported = []language.Tag{language.SimplifiedChinese, language.English}
 
 // Printer formats the station's messages in one language.
 type Printer struct {

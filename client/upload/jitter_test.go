@@ -11,7 +11,7 @@ func TestFullJitter(t *testing.T) {
 	const d = 8 * time.Second
 	var buckets [8]int
 	for range 8000 {
-		w := fullJitter(d)
+		w := FullJitter(d)
 		if w <= 0 || w > d {
 			t.Fatalf("wait %v outside (0, %v]", w, d)
 		}
@@ -22,7 +22,7 @@ func TestFullJitter(t *testing.T) {
 			t.Fatalf("second %d of the window got %d of 8000 waits: %v", i, n, buckets)
 		}
 	}
-	if fullJitter(0) != 0 {
+	if FullJitter(0) != 0 {
 		t.Fatal("no wait asked, one given")
 	}
 }

@@ -81,6 +81,3 @@ func noteStatus(journalDir string, err error) {
 	}
 }
 
-// FullJitter is fullJitter (upload.go) for the station's other retry loops: the SCP's
-// write-out to incoming/ backs off the same way.
-func FullJitter(d time.Duration) time.Duration { return fullJitter(d) }

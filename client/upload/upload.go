@@ -373,10 +373,11 @@ func (u *uploader) progress() {
 	}
 }
 
-// fullJitter is a wait drawn evenly from (0, d] ("full jitter"): after a server restart or
+// FullJitter is a wait drawn evenly from (0, d] ("full jitter"): after a server restart or
 // an outage, a county's stations retry spread over the whole window instead of all at the
-// same instants, which would meet the server in lockstep bursts.
-func fullJitter(d time.Duration) time.Duration {
+// same instants, which would meet the server in lockstep bursts. The SCP's write-out to
+// incoming/ backs off the same way.
+func FullJitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
@@ -415,7 +416,7 @@ func (r *retrier) wait(ctx context.Context, err error) error {
 	if d > r.cfg.MaxBackoff || d <= 0 {
 		d = r.cfg.MaxBackoff
 	}
-	t := time.NewTimer(fullJitter(d))
+	t := time.NewTimer(FullJitter(d))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -117,7 +117,7 @@ func Watch(ctx context.Context, wc WatchConfig) error {
 				wait = 0
 			} else {
 				wait = min(max(2*wait, wc.Interval), maxWait)
-				retryAt = time.Now().Add(fullJitter(wait))
+				retryAt = time.Now().Add(FullJitter(wait))
 			}
 		}
 		select {
