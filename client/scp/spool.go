@@ -1,6 +1,7 @@
 package scp
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -102,8 +103,12 @@ type spool struct {
 	free     []*segment
 	all      []*segment
 	nextName int
-	prepping bool
-	closed   bool
+	// activations counts segment activations; a segment's generation carries it in its high
+	// 32 bits, so that the records a crash left behind are written out in the order they
+	// arrived, across segments (a resent, corrected image must win over its first copy).
+	activations uint64
+	prepping    bool
+	closed      bool
 	// Records acknowledged and not yet written out, and their bytes.
 	waiting      int
 	waitingBytes int64
@@ -133,7 +138,8 @@ func openSpool(dir string, log *slog.Logger, segSize int64, d disk) (*spool, []r
 		return nil, nil, err
 	}
 	slices.Sort(names)
-	var backlog []record
+	var backlogSegs []*segment
+	backlogRecs := map[*segment][]record{}
 	for _, p := range names {
 		var n int
 		if _, err := fmt.Sscanf(filepath.Base(p), "seg-%06d", &n); err == nil && n >= sp.nextName {
@@ -157,9 +163,11 @@ func openSpool(dir string, log *slog.Logger, segSize int64, d disk) (*spool, []r
 			continue
 		}
 		seg.gen = gen
+		sp.activations = max(sp.activations, gen>>32)
 		recs := sp.backlog(seg)
 		if len(recs) > 0 {
-			backlog = append(backlog, recs...)
+			backlogSegs = append(backlogSegs, seg)
+			backlogRecs[seg] = recs
 			continue
 		}
 		if err := markFree(seg); err != nil {
@@ -168,6 +176,12 @@ func openSpool(dir string, log *slog.Logger, segSize int64, d disk) (*spool, []r
 		}
 		seg.gen = 0
 		sp.free = append(sp.free, seg)
+	}
+	// Oldest activation first; within a segment, records are in the order they were appended.
+	slices.SortStableFunc(backlogSegs, func(a, b *segment) int { return cmp.Compare(a.gen, b.gen) })
+	var backlog []record
+	for _, seg := range backlogSegs {
+		backlog = append(backlog, backlogRecs[seg]...)
 	}
 	if len(backlog) > 0 {
 		sp.log.Info("scp spool: instances to write out from the last run", "instances", len(backlog), "bytes", sp.waitingBytes)
@@ -338,11 +352,12 @@ func (sp *spool) rotate() error {
 	}
 	seg := sp.free[0]
 	sp.free = sp.free[1:]
-	var b [8]byte
-	for seg.gen == 0 {
-		rand.Read(b[:])
-		seg.gen = binary.LittleEndian.Uint64(b[:])
-	}
+	// The generation: the activation count (high 32 bits: the order of segments for a replay)
+	// and random bits (no record of the segment's previous use can pass for one of this use).
+	var b [4]byte
+	rand.Read(b[:])
+	sp.activations++
+	seg.gen = sp.activations<<32 | uint64(binary.LittleEndian.Uint32(b[:]))
 	hdr := make([]byte, 20)
 	copy(hdr, segMagic)
 	binary.LittleEndian.PutUint32(hdr[4:], segVersion)

@@ -110,6 +110,40 @@ func TestSpoolReplay(t *testing.T) {
 	}
 }
 
+// TestSpoolReplayAcrossSegments: a resent image whose two copies a crash left in two segments
+// is written out newest last, whatever the segments' file names: segments are reused, so a
+// later activation can live in a file whose name sorts first.
+func TestSpoolReplayAcrossSegments(t *testing.T) {
+	dir := t.TempDir()
+	sp := openTestSpool(t, dir)
+	older, newer := payload(1, 600<<10), payload(2, 600<<10)
+	first, err := sp.append("1.2.6.1", older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := sp.append("1.2.6.1", newer) // does not fit: the next segment
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.seg == second.seg {
+		t.Fatal("both copies in one segment: the test needs two")
+	}
+	a, b := first.seg.path, second.seg.path
+	crash(sp)
+	// Swap the two files' names, as reuse may leave them.
+	tmp := a + ".swap"
+	for _, mv := range [][2]string{{a, tmp}, {b, a}, {tmp, b}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp = openTestSpool(t, dir)
+	defer sp.close()
+	if got := readIncoming(t, dir, "1.2.6.1"); !bytes.Equal(got, newer) {
+		t.Errorf("the first copy was written out last (%d bytes of pattern %d)", len(got), got[0])
+	}
+}
+
 // TestSpoolRecycle: segments are reused once what was written out from them is durable, so
 // the spool does not grow with the data; a clean close replays nothing at the next start.
 func TestSpoolRecycle(t *testing.T) {
