@@ -82,9 +82,9 @@ func service(ctx context.Context, m machinePaths, args []string, stdout, stderr 
 		}
 		switch sub {
 		case "uninstall":
-			return uninstallService(ctx, stdout)
+			return uninstallService(ctx, m, stdout)
 		case "start":
-			return startService(stdout)
+			return startService(m, stdout)
 		default:
 			return serviceStatus(ctx, m, stdout, stderr)
 		}

@@ -26,9 +26,11 @@ func installService(exe string, args []string, m machinePaths, stdout io.Writer)
 	return errServiceWindowsOnly
 }
 
-func uninstallService(ctx context.Context, stdout io.Writer) error { return errServiceWindowsOnly }
+func uninstallService(ctx context.Context, m machinePaths, stdout io.Writer) error {
+	return errServiceWindowsOnly
+}
 
-func startService(stdout io.Writer) error { return errServiceWindowsOnly }
+func startService(m machinePaths, stdout io.Writer) error { return errServiceWindowsOnly }
 
 func stopService(ctx context.Context, timeout time.Duration, stdout io.Writer) error {
 	return errServiceWindowsOnly

@@ -107,7 +107,7 @@ func installService(exe string, args []string, m machinePaths, stdout io.Writer)
 	return nil
 }
 
-func uninstallService(ctx context.Context, stdout io.Writer) error {
+func uninstallService(ctx context.Context, m machinePaths, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
@@ -131,11 +131,11 @@ func uninstallService(ctx context.Context, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "the event log source %s stays: %v\n", serviceName, err)
 	}
 	fmt.Fprintf(stdout, "removed the service %s; its login, images and journal stay in %s\n",
-		serviceName, filepath.Dir(currentPaths().Machine.Config))
+		serviceName, filepath.Dir(m.Config))
 	return nil
 }
 
-func startService(stdout io.Writer) error {
+func startService(m machinePaths, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func startService(stdout io.Writer) error {
 			return nil
 		case st.State == svc.Stopped:
 			return fmt.Errorf("the service %s stopped at once; see why in Event Viewer (source %s) or %s",
-				serviceName, serviceName, currentPaths().Machine.Log)
+				serviceName, serviceName, m.Log)
 		case time.Now().After(deadline):
 			return fmt.Errorf("the service %s is still %s after 30 s", serviceName, stateName(st.State))
 		}
