@@ -236,7 +236,7 @@ func openService(sm *mgr.Mgr) (*mgr.Service, error) {
 }
 
 // serviceStatus shows the service's state and command line, then (for an administrator, who
-// may read the machine-wide folder) what sanping-station status shows for its queue and link.
+// may read the machine-wide folder) what sanping-station status shows for its queue, link and spool.
 func serviceStatus(ctx context.Context, m machinePaths, stdout, stderr io.Writer) error {
 	// Only the rights to look, which every user has: not mgr.Connect's all-access.
 	h, err := windows.OpenSCManager(nil, nil, windows.SC_MANAGER_CONNECT)
@@ -271,7 +271,7 @@ func serviceStatus(ctx context.Context, m machinePaths, stdout, stderr io.Writer
 		fmt.Fprintf(stdout, "(the queue and the link: from an administrator prompt)\n")
 		return nil
 	}
-	return statusCommand(ctx, []string{"-config", m.Config, "-journal", m.Journal}, stdout, stderr)
+	return statusCommand(ctx, []string{"-config", m.Config, "-journal", m.Journal, "-spool", m.Spool}, stdout, stderr)
 }
 
 func stateName(s svc.State) string {
