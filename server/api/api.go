@@ -97,6 +97,7 @@ func (s *Service) Routes() []auth.Route {
 		r("DELETE /api/tokens/{tid}", auth.ActAdmin, s.revokeToken),
 
 		r("GET /api/consultations", auth.ActConsultList, s.listConsultations),
+		r("GET /api/worklist", auth.ActConsultList, s.worklist),
 		r("POST /api/consultations", auth.ActConsultCreate, s.createConsultation),
 		c("GET /api/consultations/{id}", auth.ActConsultRead, s.getConsultation),
 		c("POST /api/consultations/{id}/accept", auth.ActConsultRespond, s.accept),

@@ -413,6 +413,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/worklist": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A doctor's worklist in one answer, with the count of each state.
+         * @description Scoped like `GET /api/consultations`. The most urgent first (emergency, urgent,
+         *     routine), newest first within each; each item carries the requesting institution's
+         *     name, the assigned doctor's name and the modalities of the attached studies, so a
+         *     worklist is one request over a slow link. `counts` counts every state matching the
+         *     other filters (not `state`), for the tabs. Recorded in the audit trail.
+         */
+        get: operations["getWorklist"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/consultations/{id}": {
         parameters: {
             query?: never;
@@ -1814,6 +1838,23 @@ export interface components {
             updatedAt: string;
             sessions: components["schemas"]["LiveSession"][];
         };
+        /** @description A consultation as a worklist row shows it. */
+        WorklistItem: components["schemas"]["Consultation"] & {
+            requestingInstitutionName: string;
+            /** @description Absent until accepted. */
+            assignedDoctorName?: string;
+            /** @description Modalities of the attached studies the server holds, sorted. */
+            modalities: string[];
+        };
+        Worklist: {
+            items: components["schemas"]["WorklistItem"][];
+            /** @description Consultations in each state matching the filters other than `state`. */
+            counts: {
+                [key: string]: number;
+            };
+            /** @description Consultations matching every filter; `items` may hold fewer (limit). */
+            total: number;
+        };
         /** @description The consulting doctor's written opinion. Once signed (`sha256` set) it never changes. */
         Report: {
             /** Format: int64 */
@@ -2922,6 +2963,44 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+        };
+    };
+    getWorklist: {
+        parameters: {
+            query?: {
+                /** @description Only these states, comma-separated (`requested,accepted`) or repeated; an unknown state is 422. */
+                state?: string;
+                urgency?: "routine" | "urgent" | "emergency";
+                /** @description Only consultations this institution requested. */
+                institutionId?: number;
+                /** @description Created at or after this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
+                from?: components["parameters"]["From"];
+                /** @description Created before this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
+                to?: components["parameters"]["To"];
+                /** @description At most this many items (default 500, at most 1000). */
+                limit?: number;
+                /** @description Skip this many. */
+                offset?: components["parameters"]["Offset"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The worklist. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Worklist"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             422: components["responses"]["Unprocessable"];
         };
     };
