@@ -25,6 +25,15 @@ func explain(p *msg.Printer, err error) string {
 	return what + "\n  " + p.Tr("details: %s", err.Error())
 }
 
+// whatWentWrongOr is what went wrong and what to do, or the error itself when it is not one
+// the station knows how to explain.
+func whatWentWrongOr(p *msg.Printer, err error) string {
+	if s := whatWentWrong(p, err); s != "" {
+		return s
+	}
+	return err.Error()
+}
+
 func whatWentWrong(p *msg.Printer, err error) string {
 	var (
 		se     *upload.StatusError
@@ -38,6 +47,8 @@ func whatWentWrong(p *msg.Printer, err error) string {
 		tries = p.Tr(" (tried %d times)", gaveUp.Attempts)
 	}
 	switch {
+	case errors.Is(err, errNeedAdmin):
+		return p.Tr("This needs an administrator prompt: right-click Command Prompt, choose Run as administrator, and run the same command there.")
 	case errors.Is(err, context.Canceled):
 		return p.Tr("Interrupted. Run the same command again to go on: what the server has already is not sent again.")
 	case errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):

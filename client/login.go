@@ -16,6 +16,9 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/sanping/sanping/client/msg"
+	"github.com/sanping/sanping/client/upload"
 )
 
 // stationConfig is what `sanping-station login` saves for the other commands: the server and the
@@ -161,30 +164,34 @@ func checkSession(ctx context.Context, server, token string) error {
 	switch resp.StatusCode {
 	case http.StatusOK:
 		return nil
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Errorf("the server refuses the token (%s)", resp.Status)
 	default:
-		return fmt.Errorf("GET /api/session: %s", resp.Status)
+		// 401 and 403: the token is refused (explain says so and what to do).
+		return &upload.StatusError{Code: resp.StatusCode, Detail: "GET /api/session"}
 	}
 }
 
 // loginCommand is `sanping-station login`: checks the token with the server and saves both for the
 // other commands.
-func loginCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return login(ctx, currentPaths(), args, stdin, stdout, stderr)
+func loginCommand(ctx context.Context, p *msg.Printer, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return login(ctx, p, currentPaths(), args, stdin, stdout, stderr)
 }
 
-func login(ctx context.Context, paths stationPaths, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// loginUsage is login's help (a message key).
+const loginUsage = `usage: sanping-station login [-machine] -server URL -token spt_...|-
+
+Checks the station token with the server and saves both (readable by you only) for the other commands.
+
+`
+
+func login(ctx context.Context, p *msg.Printer, paths stationPaths, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "the Sanping server, e.g. https://sanping.example.org:8080")
-	token := fs.String("token", "", `station token spt_... ("-": read it from standard input)`)
-	config := fs.String("config", paths.UserConfig, "where to save the login")
-	machine := fs.Bool("machine", false, "save it machine-wide, for the service, in "+paths.Machine.Config+
-		" (readable by administrators only; run from an administrator prompt)")
+	server := fs.String("server", "", p.Tr("the Sanping server, e.g. https://sanping.example.org:8080"))
+	token := fs.String("token", "", p.Tr("station token spt_... (\"-\": read it from standard input)"))
+	config := fs.String("config", paths.UserConfig, p.Tr("where to save the login"))
+	machine := fs.Bool("machine", false, p.Tr("save it machine-wide, for the service, in %s (readable by administrators only; run from an administrator prompt)", paths.Machine.Config))
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sanping-station login [-machine] -server URL -token spt_...|-\n\n"+
-			"Checks the station token with the server and saves both (readable by you only) for the other commands.\n\n")
+		p.Trf(fs.Output(), loginUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -235,12 +242,12 @@ func login(ctx context.Context, paths stationPaths, args []string, stdin io.Read
 		// The folder is closed to everyone but administrators and SYSTEM before the token
 		// is written into it.
 		if err := machineDir(filepath.Dir(path)); err != nil {
-			return fmt.Errorf("the machine-wide folder: %w", err)
+			return fmt.Errorf("%s: %w", p.Tr("the machine-wide folder"), err)
 		}
 	}
 	if err := saveStationConfig(path, stationConfig{Server: srv, Token: tok}); err != nil {
-		return fmt.Errorf("saving the login: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("saving the login"), err)
 	}
-	fmt.Fprintf(stdout, "logged in to %s; saved in %s\n", srv, path)
+	p.Trf(stdout, "logged in to %s; saved in %s\n", srv, path)
 	return nil
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sanping/sanping/client/msg"
+	"golang.org/x/text/language"
+
 	"github.com/sanping/sanping/client/upload/uploadtest"
 )
 
@@ -16,7 +19,7 @@ func TestLogin(t *testing.T) {
 	srv := uploadtest.Start(t, nil)
 	config := filepath.Join(t.TempDir(), "sanping", "client.json")
 	var out, errs strings.Builder
-	err := loginCommand(context.Background(), []string{"-server", srv.URL + "/", "-token", "-", "-config", config},
+	err := loginCommand(context.Background(), msg.New(language.English), []string{"-server", srv.URL + "/", "-token", "-", "-config", config},
 		strings.NewReader(srv.Token+"\n"), &out, &errs)
 	if err != nil {
 		t.Fatalf("%v (%s)", err, errs.String())
@@ -149,7 +152,7 @@ func TestLoginMachine(t *testing.T) {
 		Machine: machinePathsFor(runtime.GOOS, "")}
 	paths.Machine.Config = filepath.Join(dir, "etc", "sanping-station", "client.json")
 	var out, errs strings.Builder
-	err := login(context.Background(), paths, []string{"-machine", "-server", srv.URL, "-token", srv.Token},
+	err := login(context.Background(), msg.New(language.English), paths, []string{"-machine", "-server", srv.URL, "-token", srv.Token},
 		strings.NewReader(""), &out, &errs)
 	if err != nil {
 		t.Fatalf("%v (%s)", err, errs.String())

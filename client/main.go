@@ -87,17 +87,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "loadtest":
 		err = loadtest(ctx, args[1:], stdout, stderr)
 	case "scp":
-		err = scpCommand(ctx, args[1:], stdout, stderr)
+		err = scpCommand(ctx, p, args[1:], stdout, stderr)
 	case "watch":
 		err = watchCommand(ctx, p, args[1:], stdout, stderr)
 	case "status":
-		err = statusCommand(ctx, args[1:], stdout, stderr)
+		err = statusCommand(ctx, p, args[1:], stdout, stderr)
 	case "login":
-		err = loginCommand(ctx, args[1:], os.Stdin, stdout, stderr)
+		err = loginCommand(ctx, p, args[1:], os.Stdin, stdout, stderr)
 	case "upload":
 		err = uploadCommand(ctx, p, args[1:], stdout, stderr)
 	case "service":
-		err = serviceCommand(ctx, args[1:], stdout, stderr)
+		err = serviceCommand(ctx, p, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		p.Trf(stdout, usage)
 		return 0

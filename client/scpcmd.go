@@ -12,9 +12,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sanping/sanping/client/msg"
 	"github.com/sanping/sanping/client/scp"
 	"github.com/sanping/sanping/client/upload"
 )
+
+// scpUsage is scp's help (a message key).
+const scpUsage = `usage: sanping-station scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-min-free 1GiB] [-forward]
+
+Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.
+
+`
 
 // defaultSpoolDir is scp's -dir and status's -spool unless given.
 const defaultSpoolDir = "sanping-spool"
@@ -22,25 +30,24 @@ const defaultSpoolDir = "sanping-spool"
 // scpCommand is `sanping-station scp`: the DICOM C-STORE SCP the modality sends to. Every instance is
 // on disk (fsync) under DIR/incoming before the modality hears success. (Forwarding to the
 // server, with the upload queue, follows.)
-func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func scpCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	aet := fs.String("aet", "SANPING", "this station's AE title, as configured on the modality (called AE)")
-	addr := fs.String("addr", scp.DefaultAddr, "listen address (DICOM port)")
-	dir := fs.String("dir", defaultSpoolDir, "spool directory: received instances go to DIR/incoming")
+	aet := fs.String("aet", "SANPING", p.Tr("this station's AE title, as configured on the modality (called AE)"))
+	addr := fs.String("addr", scp.DefaultAddr, p.Tr("listen address (DICOM port)"))
+	dir := fs.String("dir", defaultSpoolDir, p.Tr("spool directory: received instances go to DIR/incoming"))
 	var minFree byteSize
-	fs.Var(&minFree, "min-free", "warn (log, sanping-station status) when DIR's disk has less than `SIZE` free, e.g. 2GiB or 500MB (default 1GiB, or 5% of a smaller disk)")
-	allow := fs.String("allow", "", "comma-separated calling AE titles accepted (the modalities); empty: any")
-	verbose := fs.Bool("v", false, "log associations")
-	forward := fs.Bool("forward", false, "also upload what arrives to the server (the saved login), as sanping-station watch DIR/incoming does")
-	config := fs.String("config", defaultConfigPath(), "the saved login (with -forward)")
-	journal := fs.String("journal", "", "upload journal directory (with -forward)")
-	interval := fs.Duration("interval", 2*time.Second, "time between scans of DIR/incoming (with -forward)")
-	maxBackoff := fs.Duration("max-backoff", 30*time.Second, "longest wait between tries while the server is out of reach (with -forward)")
-	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, "remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)")
+	fs.Var(&minFree, "min-free", p.Tr("warn (log, sanping-station status) when DIR's disk has less than `SIZE` free, e.g. 2GiB or 500MB (default 1GiB, or 5%% of a smaller disk)"))
+	allow := fs.String("allow", "", p.Tr("comma-separated calling AE titles accepted (the modalities); empty: any"))
+	verbose := fs.Bool("v", false, p.Tr("log associations"))
+	forward := fs.Bool("forward", false, p.Tr("also upload what arrives to the server (the saved login), as sanping-station watch DIR/incoming does"))
+	config := fs.String("config", defaultConfigPath(), p.Tr("the saved login (with -forward)"))
+	journal := fs.String("journal", "", p.Tr("upload journal directory (with -forward)"))
+	interval := fs.Duration("interval", 2*time.Second, p.Tr("time between scans of DIR/incoming (with -forward)"))
+	maxBackoff := fs.Duration("max-backoff", 30*time.Second, p.Tr("longest wait between tries while the server is out of reach (with -forward)"))
+	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, p.Tr("remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)"))
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: sanping-station scp [-aet SANPING] [-addr :11112] [-dir DIR] [-allow AE1,AE2] [-min-free 1GiB] [-forward]\n\n"+
-			"Receives images from the modality by DICOM C-STORE (and answers C-ECHO) until interrupted.\n\n")
+		p.Trf(fs.Output(), scpUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -65,12 +72,12 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		OnStored: func(s scp.Stored) {
 			mu.Lock()
 			defer mu.Unlock()
-			fmt.Fprintf(stdout, "stored %s from %s (%d bytes, %s)\n", s.SOPInstance, s.CallingAE, s.Size, s.TransferSyntax)
+			p.Trf(stdout, "stored %s from %s (%d bytes, %s)\n", s.SOPInstance, s.CallingAE, s.Size, s.TransferSyntax)
 		}})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "listening on %s as %s; instances in %s\n", srv.Addr(), *aet, *dir)
+	p.Trf(stdout, "listening on %s as %s; images in %s\n", srv.Addr(), *aet, *dir)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	forwarding := make(chan error, 1)
@@ -82,7 +89,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		// Received instances are on disk before the modality hears success; forwarding runs
 		// apart, so a day offline loses nothing: the spool waits, the upload resumes.
-		wc := watchConfig(server, token, *journal, filepath.Join(*dir, "incoming"), *interval, *maxBackoff, stdout, stderr)
+		wc := watchConfig(p, server, token, *journal, filepath.Join(*dir, "incoming"), *interval, *maxBackoff, stdout, stderr)
 		wc.KeepSent = *keepSent
 		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
 		go func() {
@@ -101,7 +108,7 @@ func scpCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cancel()
 	// The journal is let go before returning: a station started again at once takes it.
 	if ferr := <-forwarding; ferr != nil {
-		return fmt.Errorf("forwarding: %w", ferr)
+		return fmt.Errorf("forwarding: %w", ferr) // explained by the cause
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,19 +11,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sanping/sanping/client/msg"
 )
 
-// The Windows service: its name for sc.exe and the event log, and what services.msc shows.
-const (
-	serviceName        = "SanpingStation"
-	serviceDisplayName = "Sanping 三屏 station (DICOM receiver and uploader)"
-	serviceDescription = "Receives images from the modality by DICOM C-STORE and uploads them to the Sanping server " +
-		"(sanping-station scp -forward). 接收设备的 DICOM 图像并上传到三屏服务器。"
-)
+// errNeedAdmin: the command changes the machine (the service, the machine-wide login) and the
+// prompt is not an administrator's.
+var errNeedAdmin = errors.New("this needs an administrator prompt (right-click Command Prompt, Run as administrator)")
 
+// serviceUsage is service's help (a message key; the service's name is serviceName).
 const serviceUsage = `usage: sanping-station service install [scp flags...] | uninstall | start | stop [-timeout 2m] | status | run [scp flags...]
 
-Runs the DICOM receiver (sanping-station scp -forward) as the Windows service ` + serviceName + `, started
+Runs the DICOM receiver (sanping-station scp -forward) as the Windows service SanpingStation, started
 with Windows, as SYSTEM. Its login, spool and journal are machine-wide: save the login first
 with "sanping-station login -machine" from an administrator prompt. install takes scp's flags
 (-aet, -addr, -allow, ...); -forward, and the machine-wide -dir, -journal and -config, are added
@@ -32,23 +32,23 @@ foreground.
 
 // serviceCommand is `sanping-station service`: install, control and run the station as a Windows
 // service.
-func serviceCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return service(ctx, currentPaths().Machine, args, stdout, stderr)
+func serviceCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stderr io.Writer) error {
+	return service(ctx, p, currentPaths().Machine, args, stdout, stderr)
 }
 
-func service(ctx context.Context, m machinePaths, args []string, stdout, stderr io.Writer) error {
+func service(ctx context.Context, p *msg.Printer, m machinePaths, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usagef("service: install, uninstall, start, stop, status or run?")
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, serviceUsage)
+		p.Trf(stdout, serviceUsage)
 		return flag.ErrHelp
 	case "install":
 		for _, a := range rest {
 			if a == "-h" || a == "-help" || a == "--help" {
-				fmt.Fprint(stdout, serviceUsage)
+				p.Trf(stdout, serviceUsage)
 				return flag.ErrHelp
 			}
 		}
@@ -59,13 +59,13 @@ func service(ctx context.Context, m machinePaths, args []string, stdout, stderr 
 		if exe, err = filepath.Abs(exe); err != nil {
 			return err
 		}
-		return installService(exe, serviceArgs(m, rest), m, stdout)
+		return installService(p, exe, serviceArgs(m, rest), m, stdout)
 	case "run":
-		return runService(ctx, m, scpArgs(m, rest), stdout, stderr)
+		return runService(ctx, p, m, scpArgs(m, rest), stdout, stderr)
 	case "stop":
 		fs := flag.NewFlagSet("service stop", flag.ContinueOnError)
 		fs.SetOutput(stderr)
-		timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for images being received to finish")
+		timeout := fs.Duration("timeout", 2*time.Minute, p.Tr("how long to wait for images being received to finish"))
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
@@ -75,18 +75,18 @@ func service(ctx context.Context, m machinePaths, args []string, stdout, stderr 
 		if *timeout <= 0 {
 			return usagef("service stop: -timeout must be more than 0")
 		}
-		return stopService(ctx, *timeout, stdout)
+		return stopService(ctx, p, *timeout, stdout)
 	case "uninstall", "start", "status":
 		if len(rest) > 0 {
 			return usagef("service %s: unexpected argument %q", sub, rest[0])
 		}
 		switch sub {
 		case "uninstall":
-			return uninstallService(ctx, m, stdout)
+			return uninstallService(ctx, p, m, stdout)
 		case "start":
-			return startService(m, stdout)
+			return startService(p, m, stdout)
 		default:
-			return serviceStatus(ctx, m, stdout, stderr)
+			return serviceStatus(ctx, p, m, stdout, stderr)
 		}
 	}
 	return usagef("service: unknown subcommand %q (install, uninstall, start, stop, status or run)", sub)

@@ -13,10 +13,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sanping/sanping/client/msg"
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
+)
+
+// The Windows service: its name for sc.exe and the event log, and what services.msc shows.
+const (
+	serviceName        = "SanpingStation"
+	serviceDisplayName = "Sanping 三屏 station (DICOM receiver and uploader)"
+	serviceDescription = "Receives images from the modality by DICOM C-STORE and uploads them to the Sanping server " +
+		"(sanping-station scp -forward). 接收设备的 DICOM 图像并上传到三屏服务器。"
 )
 
 // machineDACL lets SYSTEM and Administrators into the station's folder, and no one else: it
@@ -34,7 +43,7 @@ func runningAsService() bool {
 
 func requireAdmin() error {
 	if !windows.GetCurrentProcessToken().IsElevated() {
-		return errors.New("this needs an administrator prompt (right-click Command Prompt, Run as administrator)")
+		return errNeedAdmin
 	}
 	return nil
 }
@@ -57,7 +66,7 @@ func machineDir(dir string) error {
 		windows.DACL_SECURITY_INFORMATION|windows.PROTECTED_DACL_SECURITY_INFORMATION, nil, nil, dacl, nil)
 }
 
-func installService(exe string, args []string, m machinePaths, stdout io.Writer) error {
+func installService(p *msg.Printer, exe string, args []string, m machinePaths, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
@@ -65,21 +74,21 @@ func installService(exe string, args []string, m machinePaths, stdout io.Writer)
 		return err
 	}
 	if err := machineDir(filepath.Dir(m.Config)); err != nil {
-		return fmt.Errorf("the machine-wide folder: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the machine-wide folder"), err)
 	}
 	sm, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("the service manager: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
 	}
 	defer sm.Disconnect()
 	if s, err := sm.OpenService(serviceName); err == nil {
 		s.Close()
-		return fmt.Errorf("the service %s is installed already (sanping-station service uninstall removes it)", serviceName)
+		return errors.New(p.Tr("the service %s is installed already (sanping-station service uninstall removes it)", serviceName))
 	}
 	s, err := sm.CreateService(serviceName, exe, mgr.Config{DisplayName: serviceDisplayName, Description: serviceDescription,
 		StartType: mgr.StartAutomatic, DelayedAutoStart: true}, args...)
 	if err != nil {
-		return fmt.Errorf("creating the service: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("creating the service"), err)
 	}
 	defer s.Close()
 	undo := func(err error) error {
@@ -91,66 +100,64 @@ func installService(exe string, args []string, m machinePaths, stdout io.Writer)
 	restart := []mgr.RecoveryAction{{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
 		{Type: mgr.ServiceRestart, Delay: 30 * time.Second}, {Type: mgr.ServiceRestart, Delay: time.Minute}}
 	if err := s.SetRecoveryActions(restart, 24*60*60); err != nil {
-		return undo(fmt.Errorf("setting restart after failure: %w", err))
+		return undo(fmt.Errorf("%s: %w", p.Tr("setting restart after failure"), err))
 	}
 	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
-		return undo(fmt.Errorf("setting restart after failure: %w", err))
+		return undo(fmt.Errorf("%s: %w", p.Tr("setting restart after failure"), err))
 	}
 	eventlog.Remove(serviceName) // an earlier install's, if uninstall could not remove it
 	if err := eventlog.InstallAsEventCreate(serviceName, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil {
-		return undo(fmt.Errorf("registering the event log source: %w", err))
+		return undo(fmt.Errorf("%s: %w", p.Tr("registering the event log source"), err))
 	}
-	fmt.Fprintf(stdout, "installed the service %s (starts with Windows):\n  %s\n"+
-		"logs: Event Viewer, Windows Logs > Application, source %s; and %s\n"+
-		"start it now: sanping-station service start\n",
+	p.Trf(stdout, "installed the service %s (starts with Windows):\n  %s\nlogs: Event Viewer, Windows Logs > Application, source %s; and %s\nstart it now: sanping-station service start\n",
 		serviceName, windowsCommandLine(append([]string{exe}, args...)), serviceName, m.Log)
 	return nil
 }
 
-func uninstallService(ctx context.Context, m machinePaths, stdout io.Writer) error {
+func uninstallService(ctx context.Context, p *msg.Printer, m machinePaths, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
 	sm, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("the service manager: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
 	}
 	defer sm.Disconnect()
-	s, err := openService(sm)
+	s, err := openService(p, sm)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := stopAndWait(ctx, s, 2*time.Minute, stdout); err != nil {
+	if err := stopAndWait(ctx, p, s, 2*time.Minute, stdout); err != nil {
 		return err
 	}
 	if err := s.Delete(); err != nil {
-		return fmt.Errorf("removing the service: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("removing the service"), err)
 	}
 	if err := eventlog.Remove(serviceName); err != nil {
-		fmt.Fprintf(stdout, "the event log source %s stays: %v\n", serviceName, err)
+		p.Trf(stdout, "the event log source %s stays: %v\n", serviceName, err)
 	}
-	fmt.Fprintf(stdout, "removed the service %s; its login, images and journal stay in %s\n",
+	p.Trf(stdout, "removed the service %s; its login, images and journal stay in %s\n",
 		serviceName, filepath.Dir(m.Config))
 	return nil
 }
 
-func startService(m machinePaths, stdout io.Writer) error {
+func startService(p *msg.Printer, m machinePaths, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
 	sm, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("the service manager: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
 	}
 	defer sm.Disconnect()
-	s, err := openService(sm)
+	s, err := openService(p, sm)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	if err := s.Start(); err != nil {
-		return fmt.Errorf("starting the service: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("starting the service"), err)
 	}
 	// A receiver that cannot start (the port taken, no login) stops within a second or two.
 	deadline := time.Now().Add(30 * time.Second)
@@ -161,38 +168,38 @@ func startService(m machinePaths, stdout io.Writer) error {
 		}
 		switch {
 		case st.State == svc.Running:
-			fmt.Fprintf(stdout, "the service %s is running\n", serviceName)
+			p.Trf(stdout, "the service %s is running\n", serviceName)
 			return nil
 		case st.State == svc.Stopped:
-			return fmt.Errorf("the service %s stopped at once; see why in Event Viewer (source %s) or %s",
-				serviceName, serviceName, m.Log)
+			return errors.New(p.Tr("the service %s stopped at once; see why in Event Viewer (source %s) or %s",
+				serviceName, serviceName, m.Log))
 		case time.Now().After(deadline):
-			return fmt.Errorf("the service %s is still %s after 30 s", serviceName, stateName(st.State))
+			return errors.New(p.Tr("the service %s is still %s after 30 s", serviceName, stateName(p, st.State)))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
 }
 
-func stopService(ctx context.Context, timeout time.Duration, stdout io.Writer) error {
+func stopService(ctx context.Context, p *msg.Printer, timeout time.Duration, stdout io.Writer) error {
 	if err := requireAdmin(); err != nil {
 		return err
 	}
 	sm, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("the service manager: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
 	}
 	defer sm.Disconnect()
-	s, err := openService(sm)
+	s, err := openService(p, sm)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return stopAndWait(ctx, s, timeout, stdout)
+	return stopAndWait(ctx, p, s, timeout, stdout)
 }
 
 // stopAndWait asks the service to stop and waits until it has: images being received are
 // finished first, which may take a while for a large study.
-func stopAndWait(ctx context.Context, s *mgr.Service, timeout time.Duration, stdout io.Writer) error {
+func stopAndWait(ctx context.Context, p *msg.Printer, s *mgr.Service, timeout time.Duration, stdout io.Writer) error {
 	st, err := s.Query()
 	if err != nil {
 		return err
@@ -202,22 +209,22 @@ func stopAndWait(ctx context.Context, s *mgr.Service, timeout time.Duration, std
 	}
 	if st.State != svc.StopPending {
 		if _, err := s.Control(svc.Stop); err != nil {
-			return fmt.Errorf("stopping the service: %w", err)
+			return fmt.Errorf("%s: %w", p.Tr("stopping the service"), err)
 		}
 	}
-	fmt.Fprintf(stdout, "stopping the service %s...\n", serviceName)
+	p.Trf(stdout, "stopping the service %s...\n", serviceName)
 	deadline := time.Now().Add(timeout)
 	for {
 		if st, err = s.Query(); err != nil {
 			return err
 		}
 		if st.State == svc.Stopped {
-			fmt.Fprintf(stdout, "the service %s is stopped\n", serviceName)
+			p.Trf(stdout, "the service %s is stopped\n", serviceName)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the service %s is still %s after %v (finishing images being received?); try again, or look in Event Viewer",
-				serviceName, stateName(st.State), timeout)
+			return errors.New(p.Tr("the service %s is still %s after %v (finishing images being received?); try again, or look in Event Viewer",
+				serviceName, stateName(p, st.State), timeout))
 		}
 		select {
 		case <-ctx.Done():
@@ -227,27 +234,27 @@ func stopAndWait(ctx context.Context, s *mgr.Service, timeout time.Duration, std
 	}
 }
 
-func openService(sm *mgr.Mgr) (*mgr.Service, error) {
+func openService(p *msg.Printer, sm *mgr.Mgr) (*mgr.Service, error) {
 	s, err := sm.OpenService(serviceName)
 	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
-		return nil, fmt.Errorf("the service %s is not installed (sanping-station service install)", serviceName)
+		return nil, errors.New(p.Tr("the service %s is not installed (sanping-station service install)", serviceName))
 	}
 	return s, err
 }
 
 // serviceStatus shows the service's state and command line, then (for an administrator, who
 // may read the machine-wide folder) what sanping-station status shows for its queue, link and spool.
-func serviceStatus(ctx context.Context, m machinePaths, stdout, stderr io.Writer) error {
+func serviceStatus(ctx context.Context, p *msg.Printer, m machinePaths, stdout, stderr io.Writer) error {
 	// Only the rights to look, which every user has: not mgr.Connect's all-access.
 	h, err := windows.OpenSCManager(nil, nil, windows.SC_MANAGER_CONNECT)
 	if err != nil {
-		return fmt.Errorf("the service manager: %w", err)
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
 	}
 	defer windows.CloseServiceHandle(h)
 	name, _ := windows.UTF16PtrFromString(serviceName)
 	sh, err := windows.OpenService(h, name, windows.SERVICE_QUERY_STATUS|windows.SERVICE_QUERY_CONFIG)
 	if errors.Is(err, windows.ERROR_SERVICE_DOES_NOT_EXIST) {
-		fmt.Fprintf(stdout, "service:      %s is not installed\n", serviceName)
+		p.Trf(stdout, "service:      %s is not installed\n", serviceName)
 		return nil
 	}
 	if err != nil {
@@ -259,50 +266,50 @@ func serviceStatus(ctx context.Context, m machinePaths, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	state := stateName(st.State)
+	state := stateName(p, st.State)
 	if st.State == svc.Running {
-		state += fmt.Sprintf(" (process %d)", st.ProcessId)
+		state += p.Tr(" (process %d)", st.ProcessId)
 	}
-	fmt.Fprintf(stdout, "service:      %s %s\n", serviceName, state)
+	p.Trf(stdout, "service:      %s %s\n", serviceName, state)
 	if c, err := s.Config(); err == nil {
-		fmt.Fprintf(stdout, "command:      %s\n", c.BinaryPathName)
+		p.Trf(stdout, "command:      %s\n", c.BinaryPathName)
 	}
 	if requireAdmin() != nil {
-		fmt.Fprintf(stdout, "(the queue and the link: from an administrator prompt)\n")
+		p.Trf(stdout, "(the queue and the link: from an administrator prompt)\n")
 		return nil
 	}
-	return statusCommand(ctx, []string{"-config", m.Config, "-journal", m.Journal, "-spool", m.Spool}, stdout, stderr)
+	return statusCommand(ctx, p, []string{"-config", m.Config, "-journal", m.Journal, "-spool", m.Spool}, stdout, stderr)
 }
 
-func stateName(s svc.State) string {
+func stateName(p *msg.Printer, s svc.State) string {
 	switch s {
 	case svc.Stopped:
-		return "stopped"
+		return p.Tr("stopped")
 	case svc.StartPending:
-		return "starting"
+		return p.Tr("starting")
 	case svc.StopPending:
-		return "stopping"
+		return p.Tr("stopping")
 	case svc.Running:
-		return "running"
+		return p.Tr("running")
 	case svc.ContinuePending, svc.PausePending, svc.Paused:
-		return "paused"
+		return p.Tr("paused")
 	}
-	return fmt.Sprintf("in state %d", s)
+	return p.Tr("in state %d", s)
 }
 
 // runService is `service run`: under the service manager the receiver runs as the service,
 // logging to the event log and station.log; started from a prompt it runs in the foreground.
-func runService(ctx context.Context, m machinePaths, args []string, stdout, stderr io.Writer) error {
+func runService(ctx context.Context, p *msg.Printer, m machinePaths, args []string, stdout, stderr io.Writer) error {
 	isService, err := svc.IsWindowsService()
 	if err != nil {
 		return err
 	}
 	if !isService {
-		return scpCommand(ctx, args, stdout, stderr)
+		return scpCommand(ctx, p, args, stdout, stderr)
 	}
 	log, fileLog, closeLogs := serviceLogs(m)
 	defer closeLogs()
-	if err := svc.Run(serviceName, &stationService{ctx: ctx, args: args, log: log, fileLog: fileLog}); err != nil {
+	if err := svc.Run(serviceName, &stationService{ctx: ctx, p: p, args: args, log: log, fileLog: fileLog}); err != nil {
 		log.Error("the service manager", "err", err)
 		return err
 	}
@@ -349,6 +356,7 @@ func serviceLogs(m machinePaths) (log, fileLog *slog.Logger, closeLogs func()) {
 // stationService runs the scp command as the service, under a context that Stop and Shutdown
 // cancel: as on SIGTERM, associations in progress finish and the upload journal is let go.
 type stationService struct {
+	p       *msg.Printer
 	ctx     context.Context
 	args    []string
 	log     *slog.Logger
@@ -363,7 +371,7 @@ func (s *stationService) Execute(_ []string, changes <-chan svc.ChangeRequest, s
 	go func() {
 		out := &logLines{log: s.fileLog, level: slog.LevelInfo}
 		errs := &logLines{log: s.log, level: slog.LevelWarn}
-		err := scpCommand(ctx, s.args, out, errs)
+		err := scpCommand(ctx, s.p, s.args, out, errs)
 		out.Flush()
 		errs.Flush()
 		done <- err

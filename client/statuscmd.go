@@ -4,17 +4,26 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/sanping/sanping/client/msg"
 	"github.com/sanping/sanping/client/scp"
 	"github.com/sanping/sanping/client/upload"
 )
 
-// What status says of the SCP's spool (scp.State), in one place for translation.
+// What status says (message keys), in one place.
 const (
+	statusQueue     = "queue:        %d bundles, %d files, %.1f MB waiting\n"
+	statusLast      = "last success: %s\n"
+	statusNever     = "never"
+	statusLastError = "last error:   %s (%s)\n"
+	statusNoLogin   = "no login saved (sanping-station login)"
+	statusLinkDown  = "down: %s (%s)"
+	statusLinkUp    = "up: %s, token accepted (%d ms)"
+	statusLink      = "link:         %s\n"
+
 	spoolNoState     = "spool:        no state in %s (sanping-station scp has not run with -dir %s)\n"
 	spoolLine        = "spool:        %s, %s as of %s\n"
 	spoolRunning     = "scp running"
@@ -29,12 +38,19 @@ const (
 
 // statusCommand is `sanping-station status`: the upload queue, the last success, the link,
 // and the SCP's spool (free space, the threshold, images waiting to be written out).
-func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func statusCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", defaultConfigPath(), "the saved login")
-	journal := fs.String("journal", "", "journal directory (default: the user cache directory's sanping/journal)")
-	spool := fs.String("spool", defaultSpoolDir, "the spool directory of sanping-station scp (its -dir)")
+	// A station set up machine-wide (login -machine, the service) is shown from its
+	// machine-wide journal and spool unless told otherwise.
+	paths := currentPaths()
+	defConfig, defJournal, defSpool := paths.config(), "", defaultSpoolDir
+	if defConfig == paths.Machine.Config {
+		defJournal, defSpool = paths.Machine.Journal, paths.Machine.Spool
+	}
+	config := fs.String("config", defConfig, p.Tr("the saved login"))
+	journal := fs.String("journal", defJournal, p.Tr("journal directory (default: the user cache directory's sanping/journal)"))
+	spool := fs.String("spool", defSpool, p.Tr("the spool directory of sanping-station scp (its -dir)"))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,61 +65,60 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "queue:        %d bundles, %d files, %.1f MB waiting\n", st.PendingBundles, st.PendingFiles, float64(st.PendingBytes)/1e6)
-	last := "never"
+	p.Trf(stdout, statusQueue, st.PendingBundles, st.PendingFiles, float64(st.PendingBytes)/1e6)
+	last := p.Tr(statusNever)
 	if !st.LastSuccess.IsZero() {
 		last = st.LastSuccess.Local().Format("2006-01-02 15:04:05")
 	}
-	fmt.Fprintf(stdout, "last success: %s\n", last)
+	p.Trf(stdout, statusLast, last)
 	if st.LastError != "" {
-		fmt.Fprintf(stdout, "last error:   %s (%s)\n", st.LastError, st.LastErrorAt.Local().Format("2006-01-02 15:04:05"))
+		p.Trf(stdout, statusLastError, st.LastError, st.LastErrorAt.Local().Format("2006-01-02 15:04:05"))
 	}
-	link := "no login saved (sanping-station login)"
+	link := p.Tr(statusNoLogin)
 	if saved, err := readStationConfig(*config); err == nil && saved.Server != "" {
-		link = "down: " + saved.Server
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		start := time.Now()
 		// The session check proves both: the server answers and still takes the token.
 		if err := checkSession(cctx, saved.Server, saved.Token); err == nil {
-			link = fmt.Sprintf("up: %s, token accepted (%d ms)", saved.Server, time.Since(start).Milliseconds())
+			link = p.Tr(statusLinkUp, saved.Server, time.Since(start).Milliseconds())
 		} else {
-			link += " (" + err.Error() + ")"
+			link = p.Tr(statusLinkDown, saved.Server, whatWentWrongOr(p, err))
 		}
 	}
-	fmt.Fprintf(stdout, "link:         %s\n", link)
-	return spoolStatus(stdout, *spool)
+	p.Trf(stdout, statusLink, link)
+	return spoolStatus(p, stdout, *spool)
 }
 
 // spoolStatus shows the state the SCP records in its spool directory.
-func spoolStatus(w io.Writer, dir string) error {
+func spoolStatus(p *msg.Printer, w io.Writer, dir string) error {
 	st, err := scp.ReadState(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(w, spoolNoState, dir, dir)
+		p.Trf(w, spoolNoState, dir, dir)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	running := spoolStopped
+	running := p.Tr(spoolStopped)
 	if st.Running {
-		running = spoolRunning
+		running = p.Tr(spoolRunning)
 	}
-	fmt.Fprintf(w, spoolLine, dir, running, st.Updated.Local().Format("2006-01-02 15:04:05"))
-	fmt.Fprintf(w, spoolWaiting, st.Waiting, float64(st.WaitingBytes)/1e6)
+	p.Trf(w, spoolLine, dir, running, st.Updated.Local().Format("2006-01-02 15:04:05"))
+	p.Trf(w, spoolWaiting, st.Waiting, float64(st.WaitingBytes)/1e6)
 	if st.Free >= 0 {
-		fmt.Fprintf(w, spoolFree, formatBytes(st.Free), formatBytes(st.MinFree))
+		p.Trf(w, spoolFree, formatBytes(st.Free), formatBytes(st.MinFree))
 	} else {
-		fmt.Fprintf(w, spoolFreeUnknown, formatBytes(st.MinFree))
+		p.Trf(w, spoolFreeUnknown, formatBytes(st.MinFree))
 	}
 	if st.LowSpace {
-		fmt.Fprintf(w, warnLowSpace, formatBytes(st.Free), formatBytes(st.MinFree))
+		p.Trf(w, warnLowSpace, formatBytes(st.Free), formatBytes(st.MinFree))
 	}
 	if st.WriteOutError != "" {
-		fmt.Fprintf(w, warnWriteOut, st.WriteOutError)
+		p.Trf(w, warnWriteOut, st.WriteOutError)
 	}
 	if st.Refusing != "" {
-		fmt.Fprintf(w, warnRefusing, st.Refusing)
+		p.Trf(w, warnRefusing, st.Refusing)
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 		return err
 	}
 	p.Trf(stdout, "watching %s\n", fs.Arg(0))
-	wc := watchConfig(srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
+	wc := watchConfig(p, srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
 	wc.KeepSent = *keepSent
 	err = upload.Watch(ctx, wc)
 	if ctx.Err() != nil {
@@ -75,7 +75,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 }
 
 // watchConfig is the watch of dir; maxBackoff also bounds the first waits between tries.
-func watchConfig(server, token, journal, dir string, interval, maxBackoff time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
+func watchConfig(p *msg.Printer, server, token, journal, dir string, interval, maxBackoff time.Duration, stdout, stderr io.Writer) upload.WatchConfig {
 	return upload.WatchConfig{
 		// Everything that arrives is sent, without asking the server first what it has: a
 		// modality sends an instance again when it was corrected, under the same SOP Instance
@@ -87,10 +87,11 @@ func watchConfig(server, token, journal, dir string, interval, maxBackoff time.D
 		Interval: interval,
 		Logger:   slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnBatch: func(s *upload.Summary) {
-			fmt.Fprintf(stdout, "%s: %d files: %d stored, %d already stored, %d conflicts, %d failed\n",
-				time.Now().Format("15:04:05"), len(s.Files), s.Stored, s.AlreadyStored, s.Conflicts, s.Failed)
+			fmt.Fprintf(stdout, "%s: ", time.Now().Format("15:04:05"))
+			p.Trf(stdout, "%d files: %d stored, %d already stored, %d conflicts, %d failed", len(s.Files), s.Stored, s.AlreadyStored, s.Conflicts, s.Failed)
+			fmt.Fprintln(stdout)
 			for _, f := range s.Problems() {
-				fmt.Fprintf(stdout, "  %s %s: %s\n", f.Outcome, f.Path, f.Error)
+				fmt.Fprint(stdout, fileLine(p, f))
 			}
 		},
 	}

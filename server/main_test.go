@@ -13,8 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/sanping/sanping/server/audit"
-	"github.com/sanping/sanping/server/store"
 	"io"
 	"log/slog"
 	"math/big"
@@ -26,6 +24,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/store"
 )
 
 func startServer(t *testing.T, cfg Config) (addr string, stdout *bytes.Buffer, stop func() error) {

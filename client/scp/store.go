@@ -3,9 +3,10 @@ package scp
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/sanping/sanping/internal/durable"
 	"os"
 	"path/filepath"
+
+	"github.com/sanping/sanping/internal/durable"
 )
 
 // File Meta Information elements, PS3.10 section 7.1.

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/internal/durable"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/sanping/sanping/internal/durable"
 )
 
 // Bundle states, in the order a bundle goes through them.

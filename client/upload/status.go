@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/internal/durable"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sanping/sanping/internal/durable"
 )
 
 const statusName = "status.json"
@@ -80,4 +81,3 @@ func noteStatus(journalDir string, err error) {
 		durable.WriteFile(filepath.Join(journalDir, statusName), b)
 	}
 }
-

@@ -390,7 +390,9 @@ type GaveUpError struct {
 	Err      error // the last try's
 }
 
-func (e *GaveUpError) Error() string { return fmt.Sprintf("giving up after %d tries: %v", e.Attempts, e.Err) }
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("giving up after %d tries: %v", e.Attempts, e.Err)
+}
 func (e *GaveUpError) Unwrap() error { return e.Err }
 
 // retrier waits between tries of one step: exponential backoff with full jitter, reset by a

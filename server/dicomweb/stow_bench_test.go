@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/sanping/sanping/server/internal/dicomtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sanping/sanping/server/internal/dicomtest"
 
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/store"

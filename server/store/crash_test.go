@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/sanping/sanping/internal/testtool"
-	"github.com/sanping/sanping/server/internal/dicomtest"
 	"io"
 	"math/rand/v2"
 	"mime"
@@ -21,6 +19,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 const crashPassword = "crash-test-password"

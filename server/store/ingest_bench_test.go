@@ -3,8 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
-	"github.com/sanping/sanping/server/internal/dicomtest"
 	"testing"
+
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // BenchmarkIngestSmall measures ingest of ~65 KB MR instances (set SANPING_BENCH_FILES to a

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/server/dcm"
 	"io"
 	"strings"
+
+	"github.com/sanping/sanping/server/dcm"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )

@@ -5,13 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/sanping/sanping/internal/durable"
-	"github.com/sanping/sanping/server/dcm"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/server/dcm"
 )
 
 // recover brings index and files into agreement after an unclean stop: temporary files are

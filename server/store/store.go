@@ -10,8 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/internal/durable"
-	"github.com/sanping/sanping/server/dcm"
 	"io"
 	"log/slog"
 	"os"
@@ -19,6 +17,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/server/dcm"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )

@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/internal/testtool"
-	"github.com/sanping/sanping/server/internal/dicomtest"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -14,6 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 type rng struct{ s uint64 }

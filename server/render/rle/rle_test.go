@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/sanping/sanping/internal/testtool"
-	"github.com/sanping/sanping/server/internal/dicomtest"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -15,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
 // ---------------------------------------------------------------------------
