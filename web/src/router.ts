@@ -30,6 +30,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'clinic/studies', name: 'clinic-studies', component: () => import('@/views/clinic/StudiesView.vue'), meta: { role: 'clinic', title: 'screens.studies' } },
       { path: 'clinic/requests', name: 'clinic-requests', component: () => import('@/views/clinic/RequestsView.vue'), meta: { role: 'clinic', title: 'screens.requests' } },
       { path: 'doctor/worklist', name: 'doctor-worklist', component: () => import('@/views/doctor/WorklistView.vue'), meta: { role: 'doctor', title: 'screens.worklist' } },
+      { path: 'doctor/consultations/:id(\\d+)', name: 'doctor-consultation', component: () => import('@/views/doctor/ConsultationView.vue'), meta: { role: 'doctor', title: 'doctor.consultation.title' } },
       { path: 'admin', name: 'admin', component: () => import('@/views/admin/AdminView.vue'), meta: { role: 'admin', title: 'screens.admin' } },
       { path: 'no-role', name: 'no-role', component: () => import('@/views/NotFound.vue') },
     ],
