@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -129,4 +130,156 @@ export async function shoot(page, name, viewport) {
   fs.mkdirSync(outputDir, { recursive: true });
   await page.setViewportSize(viewport);
   await page.screenshot({ path: path.join(outputDir, `${name}.png`), fullPage: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test data for the doctor screens: small DICOM files made here, stored with STOW-RS as a
+// station would, and API calls as a signed-in user.
+
+function element(group, el, vr, value) {
+  const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
+  let body = Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8');
+  if (body.length % 2) body = Buffer.concat([body, Buffer.from(vr === 'UI' || vr === 'OB' ? [0] : [0x20])]);
+  const head = Buffer.alloc(long ? 12 : 8);
+  head.writeUInt16LE(group, 0);
+  head.writeUInt16LE(el, 2);
+  head.write(vr, 4, 'latin1');
+  if (long) head.writeUInt32LE(body.length, 8);
+  else head.writeUInt16LE(body.length, 6);
+  return Buffer.concat([head, body]);
+}
+const us = (n) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
+
+/**
+ * dicomInstance makes a DICOM Part 10 file (explicit VR little endian, 8-bit monochrome):
+ * a ring whose size follows the instance number, so stepping through a series shows it move.
+ */
+export function dicomInstance({ study, series, instance, number, patientName, patientId, sex = 'F', birthDate = '19680412', modality = 'CT', description = '胸部 平扫', size = 128 }) {
+  const px = Buffer.alloc(size * size);
+  const r = size * (0.15 + 0.06 * number);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const d = Math.hypot(x - size / 2, y - size / 2);
+      px[y * size + x] = Math.abs(d - r) < 6 ? 250 : Math.round((x / size) * 90);
+    }
+  }
+  const sop = '1.2.840.10008.5.1.4.1.1.2';
+  const meta = Buffer.concat([
+    element(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
+    element(0x0002, 0x0002, 'UI', sop),
+    element(0x0002, 0x0003, 'UI', instance),
+    element(0x0002, 0x0010, 'UI', '1.2.840.10008.1.2.1'),
+    element(0x0002, 0x0012, 'UI', '1.2.826.0.1.3680043.10.1'),
+  ]);
+  const groupLength = Buffer.alloc(4);
+  groupLength.writeUInt32LE(meta.length);
+  const ds = Buffer.concat([
+    element(0x0008, 0x0005, 'CS', 'ISO_IR 192'),
+    element(0x0008, 0x0016, 'UI', sop),
+    element(0x0008, 0x0018, 'UI', instance),
+    element(0x0008, 0x0020, 'DA', '20260310'),
+    element(0x0008, 0x0060, 'CS', modality),
+    element(0x0008, 0x103e, 'LO', description),
+    element(0x0010, 0x0010, 'PN', patientName),
+    element(0x0010, 0x0020, 'LO', patientId),
+    element(0x0010, 0x0030, 'DA', birthDate),
+    element(0x0010, 0x0040, 'CS', sex),
+    element(0x0020, 0x000d, 'UI', study),
+    element(0x0020, 0x000e, 'UI', series),
+    element(0x0020, 0x0011, 'IS', '1'),
+    element(0x0020, 0x0013, 'IS', String(number)),
+    element(0x0028, 0x0002, 'US', us(1)),
+    element(0x0028, 0x0004, 'CS', 'MONOCHROME2'),
+    element(0x0028, 0x0010, 'US', us(size)),
+    element(0x0028, 0x0011, 'US', us(size)),
+    element(0x0028, 0x0100, 'US', us(8)),
+    element(0x0028, 0x0101, 'US', us(8)),
+    element(0x0028, 0x0102, 'US', us(7)),
+    element(0x0028, 0x0103, 'US', us(0)),
+    element(0x7fe0, 0x0010, 'OW', px),
+  ]);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), Buffer.from([2, 0, 0, 0, 0x55, 0x4c, 4, 0]), groupLength, meta, ds]);
+}
+
+/** stow stores DICOM files with STOW-RS as a station does (its API token). */
+export async function stow(base, token, files) {
+  const boundary = 'sanping-e2e-' + Math.random().toString(16).slice(2);
+  const parts = [];
+  for (const f of files) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), f, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  const res = await fetch(`${base}/dicom-web/studies`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}`, Accept: 'application/dicom+json' },
+    body: Buffer.concat(parts),
+  });
+  if (res.status !== 200) throw new Error(`STOW: ${res.status} ${await res.text()}`);
+}
+
+/** tokenSecret is the secret `sanping token create` printed (its last line). */
+export function tokenSecret(cliOutput) {
+  return cliOutput.trim().split('\n').pop().trim();
+}
+
+/** apiSession signs in over the API and returns a call(method, path, body) with its cookie and CSRF token. */
+export async function apiSession(base, username, password) {
+  const res = await fetch(`${base}/api/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }) });
+  if (!res.ok) throw new Error(`login ${username}: ${res.status} ${await res.text()}`);
+  const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const { csrfToken } = await res.json();
+  return async function call(method, path, body, contentType = 'application/json') {
+    const headers = { Cookie: cookie, 'X-CSRF-Token': csrfToken };
+    let payload;
+    if (body !== undefined) {
+      headers['Content-Type'] = contentType;
+      payload = Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    }
+    const r = await fetch(base + path, { method, headers, body: payload });
+    const text = await r.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: r.status, body: json };
+  };
+}
+
+/** png makes a small PNG (a consent form photo stand-in): grey paper with dark lines. */
+export function png(width = 200, height = 140) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // greyscale
+  const raw = Buffer.alloc((width + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) raw[y * (width + 1) + 1 + x] = y % 14 === 7 && x > 15 && x < width - 15 ? 60 : 235;
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

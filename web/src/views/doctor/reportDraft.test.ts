@@ -115,3 +115,13 @@ describe('useReportDraft', () => {
     failing.dispose();
   });
 });
+
+describe('picker times are China time', async () => {
+  const { chinaISOFromPicker, pickerFromISO } = await import('./format');
+  it('keeps the wall clock whatever the device zone', () => {
+    const d = new Date(2026, 11, 1, 10, 30);
+    expect(chinaISOFromPicker(d)).toBe('2026-12-01T10:30:00+08:00');
+    const back = pickerFromISO('2026-12-01T02:30:00Z');
+    expect([back.getFullYear(), back.getMonth(), back.getDate(), back.getHours(), back.getMinutes()]).toEqual([2026, 11, 1, 10, 30]);
+  });
+});
