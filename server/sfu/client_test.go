@@ -141,6 +141,9 @@ type clientOptions struct {
 	noRTX bool
 	// dropOffers: the first this many sub offers are lost on the way (a dropped websocket).
 	dropOffers int32
+	// answerDelay: the client takes this long to answer each sub offer (a browser on a busy
+	// machine), and answers every offer it gets, in order, resent copies included.
+	answerDelay time.Duration
 
 	// nack configures the receiving NACK generator (pion's defaults without).
 	nack []nack.GeneratorOption
@@ -379,6 +382,13 @@ func (c *testClient) handle(sig protocol.Signal) {
 	case sig.SDP != nil && sig.SDP.Type == "offer":
 		if c.offersLost.Add(1) <= c.opts.dropOffers {
 			return
+		}
+		if c.opts.answerDelay > 0 {
+			select {
+			case <-time.After(c.opts.answerDelay):
+			case <-c.stop:
+				return
+			}
 		}
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sig.SDP.SDP}); err != nil {
 			c.t.Logf("%s: sub offer: %v", c.id, err)

@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -218,6 +220,83 @@ func parseOffer(s string) (map[string]offeredTrack, error) {
 		out[id] = offeredTrack{id: id, mid: mid, kind: kind, rids: ridRank(rids)}
 	}
 	return out, nil
+}
+
+// mediaLine is what an answer must mirror of each m-line of the offer it answers.
+type mediaLine struct {
+	mid, dir, ufrag string
+}
+
+// mediaLines lists an SDP's m-lines: mid, direction ("rejected" for port 0 in an answer)
+// and ICE ufrag.
+func mediaLines(s string) ([]mediaLine, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(s); err != nil {
+		return nil, err
+	}
+	ufrag, _ := sd.Attribute("ice-ufrag")
+	out := make([]mediaLine, 0, len(sd.MediaDescriptions))
+	for _, md := range sd.MediaDescriptions {
+		m := mediaLine{dir: "sendrecv", ufrag: ufrag}
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "sendonly", "recvonly", "inactive", "sendrecv":
+				m.dir = a.Key
+			case "mid":
+				m.mid = a.Value
+			case "ice-ufrag":
+				m.ufrag = a.Value
+			}
+		}
+		if _, bundleOnly := md.Attribute("bundle-only"); md.MediaName.Port.Value == 0 && !bundleOnly {
+			m.dir = "rejected"
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// answerMismatch tells why answer cannot answer offer (JSEP, RFC 9429 5.3.1), nil if it
+// can. prevOffer and prevAnswer are the last completed negotiation ("" before the first).
+// Every new sub offer differs from the one before in a way its answer must show: more
+// m-lines (a track added), an m-line now inactive (a track removed), or new ICE
+// credentials (a restart, which the answerer must follow with its own). An answer to an
+// earlier offer fails one of these checks.
+func answerMismatch(offer, answer, prevOffer, prevAnswer string) error {
+	o, err := mediaLines(offer)
+	if err != nil {
+		return err
+	}
+	a, err := mediaLines(answer)
+	if err != nil {
+		return err
+	}
+	if len(a) != len(o) {
+		return fmt.Errorf("%d m-lines, the offer has %d", len(a), len(o))
+	}
+	for i := range o {
+		if o[i].mid != "" && a[i].mid != "" && o[i].mid != a[i].mid {
+			return fmt.Errorf("m-line %d is mid %q, the offer's is %q", i, a[i].mid, o[i].mid)
+		}
+		if o[i].dir == "inactive" && a[i].dir != "inactive" && a[i].dir != "rejected" {
+			return fmt.Errorf("m-line %d (mid %q) is %s, the offer's is inactive", i, o[i].mid, a[i].dir)
+		}
+	}
+	if prevOffer == "" || prevAnswer == "" || len(o) == 0 {
+		return nil
+	}
+	po, err := mediaLines(prevOffer)
+	if err != nil || len(po) == 0 {
+		return nil
+	}
+	pa, err := mediaLines(prevAnswer)
+	if err != nil || len(pa) == 0 {
+		return nil
+	}
+	if o[0].ufrag != po[0].ufrag && a[0].ufrag == pa[0].ufrag {
+		return errors.New("the offer restarts ICE, the answer keeps its credentials")
+	}
+	return nil
 }
 
 // trackIDFor names a track whose m-line has no msid (some WHIP encoders send none).

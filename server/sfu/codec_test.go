@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pion/webrtc/v4"
@@ -148,6 +149,49 @@ func TestMatchCodec(t *testing.T) {
 		got, ok := matchCodec(tt.want, have)
 		if ok == tt.absent || (ok && got.PayloadType != tt.pt) {
 			t.Errorf("%s %s: got %d (%v), want %d", tt.want.MimeType, tt.want.SDPFmtpLine, got.PayloadType, ok, tt.pt)
+		}
+	}
+}
+
+// TestAnswerMismatch: the answer to a sub offer, and answers to the offer before it (the
+// copies of a resent offer a slow client answers late), told apart.
+func TestAnswerMismatch(t *testing.T) {
+	// sd builds an SDP: one m-line per "mid:direction", all with the ICE ufrag.
+	sd := func(ufrag string, lines ...string) string {
+		s := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+		for _, l := range lines {
+			mid, dir, _ := strings.Cut(l, ":")
+			port := "9"
+			if dir == "rejected" {
+				port, dir = "0", "inactive"
+			}
+			s += "m=video " + port + " UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:" + ufrag + "\r\na=mid:" + mid + "\r\na=" + dir + "\r\n"
+		}
+		return s
+	}
+	one := sd("sfu1", "0:sendonly")
+	oneAnswered := sd("cli1", "0:recvonly")
+	for _, c := range []struct {
+		name                  string
+		offer, answer         string
+		prevOffer, prevAnswer string
+		ok                    bool
+	}{
+		{"first answer", one, oneAnswered, "", "", true},
+		{"a track added", sd("sfu1", "0:sendonly", "1:sendonly"), sd("cli1", "0:recvonly", "1:recvonly"), one, oneAnswered, true},
+		{"a track added, the answer before", sd("sfu1", "0:sendonly", "1:sendonly"), oneAnswered, one, oneAnswered, false},
+		{"other mids", sd("sfu1", "0:sendonly", "1:sendonly"), sd("cli1", "0:recvonly", "2:recvonly"), one, oneAnswered, false},
+		{"a track removed", sd("sfu1", "0:inactive"), sd("cli1", "0:inactive"), one, oneAnswered, true},
+		{"a track removed, rejected", sd("sfu1", "0:inactive"), sd("cli1", "0:rejected"), one, oneAnswered, true},
+		{"a track removed, the answer before", sd("sfu1", "0:inactive"), oneAnswered, one, oneAnswered, false},
+		{"ICE restart", sd("sfu2", "0:sendonly"), sd("cli2", "0:recvonly"), one, oneAnswered, true},
+		{"ICE restart, the answer before", sd("sfu2", "0:sendonly"), oneAnswered, one, oneAnswered, false},
+		{"the same offer again", one, sd("cli1", "0:recvonly"), one, oneAnswered, true},
+		{"not SDP", one, "answer", "", "", false},
+	} {
+		err := answerMismatch(c.offer, c.answer, c.prevOffer, c.prevAnswer)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok %v", c.name, err, c.ok)
 		}
 	}
 }

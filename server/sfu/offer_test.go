@@ -59,3 +59,23 @@ func TestStuckSubscriberSparesPublisher(t *testing.T) {
 		t.Logf("%d keyframe requests with a stuck subscriber", asked)
 	})
 }
+
+// TestSlowAnswerer: a subscriber slower to answer than offerTimeout (a browser on a busy
+// machine) answers the first offer and then its resent copy. By the time that second answer
+// arrives the SFU has made its next offer (for a second publisher's tracks): the late answer
+// must not be taken as the answer to that offer, or the second publisher's tracks are
+// never negotiated with the subscriber and it never receives them.
+func TestSlowAnswerer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lan := newVirtualLAN(t)
+		s := lan.sfu(Config{})
+		const room = 23
+		clinic := lan.client(s, room, "clinic", clientOptions{publish: true})
+		doctor := lan.client(s, room, "doctor", clientOptions{answerDelay: offerTimeout + time.Second})
+		waitFor(t, 5*time.Second, "the doctor's first offer", func() bool { return doctor.offersLost.Load() > 0 })
+		township := lan.client(s, room, "township", clientOptions{publish: true})
+		waitFor(t, 40*time.Second, "the doctor to receive both publishers", func() bool {
+			return receivesFrom(doctor, clinic, 30) && receivesFrom(doctor, township, 30)
+		})
+	})
+}

@@ -365,6 +365,24 @@ func (p *Peer) acceptAnswer(sdp string) error {
 		p.negMu.Unlock()
 		return fmt.Errorf("%w: no sub offer is waiting for an answer", ErrBadSignal)
 	}
+	// A client answers every copy of a resent offer, so an answer may be to an offer already
+	// answered. pion would take it as the answer to the offer now waiting (it checks nothing
+	// against the offer): the new tracks would start before the client has their offer, and
+	// the client's real answer would be refused. A pion client (client/live) drops the
+	// packets of a stream it does not know yet and never receives those tracks.
+	if offer := p.sub.PendingLocalDescription(); offer != nil {
+		var prevOffer, prevAnswer string
+		if d := p.sub.CurrentLocalDescription(); d != nil {
+			prevOffer = d.SDP
+		}
+		if d := p.sub.CurrentRemoteDescription(); d != nil {
+			prevAnswer = d.SDP
+		}
+		if err := answerMismatch(offer.SDP, sdp, prevOffer, prevAnswer); err != nil {
+			p.negMu.Unlock()
+			return fmt.Errorf("%w: sub answer to an earlier offer: %v", ErrBadSignal, err)
+		}
+	}
 	err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
 	if err != nil {
 		p.negMu.Unlock()
