@@ -58,6 +58,10 @@ type downTrack struct {
 	// Owned by the peer's allocation (allocMu) and quality (tick goroutine).
 	upSince time.Time // since when the estimate allows the next layer up
 	qBytes  int64
+	// A camera paused for lack of bandwidth: since when, when its lowest layer was last
+	// tried again, and how long to wait before the next try.
+	pausedAt, probeAt time.Time
+	probeWait         time.Duration
 }
 
 func newDownTrack(up *upTrack, sub *Peer) *downTrack {

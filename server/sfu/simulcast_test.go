@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -136,6 +137,81 @@ func testSimulcastStepsUpOnCleanLink(t *testing.T) {
 		return cur == 2
 	})
 	t.Logf("q to f in %v", time.Since(lifted).Round(10*time.Millisecond))
+}
+
+// TestPausedCameraResumes: a subscriber whose estimate, as pion's GCC's once it has backed
+// off, never exceeds 1.5 times what the SFU sends it starts with the camera paused (the
+// estimate has room for the audio only). On a clean link the SFU tries the camera's lowest
+// layer again, and the estimate follows it up. Before, the camera stayed paused for good:
+// with audio alone arriving, the estimate never made room for it.
+// On synctest's clock, as TestSimulcast.
+func TestPausedCameraResumes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lan := newVirtualLAN(t)
+		s := lan.sfu(Config{allocEvery: 200 * time.Millisecond})
+		const room = 11
+		sub := lan.client(s, room, "viewer", clientOptions{})
+		est := &sendCappedEstimator{p: sub.peer}
+		sub.peer.allocMu.Lock()
+		sub.peer.bwe = est
+		sub.peer.allocMu.Unlock()
+		pub := lan.client(s, room, "clinic", clientOptions{publish: true, simulcast: true})
+		waitFor(t, 10*time.Second, "the viewer to get the audio", func() bool {
+			rt, ok := sub.track(pub.audioID())
+			return ok && rt.packets > 50
+		})
+		if d := downFor(t, s, room, "viewer", pub.videoID()); d == nil || func() bool { _, target := d.layers(); return target >= 0 }() {
+			t.Fatalf("the camera is not paused with audio alone estimated")
+		}
+		paused := time.Now()
+		waitFor(t, 10*time.Second, "the camera to resume", func() bool {
+			rt, ok := sub.track(pub.videoID())
+			return ok && rt.frames >= 30
+		})
+		t.Logf("the camera resumed %v after it was found paused; estimate %d bit/s", time.Since(paused).Round(100*time.Millisecond), est.GetTargetBitrate())
+		// And stays: the estimate has followed what is sent (15 fps).
+		before, _ := sub.track(pub.videoID())
+		time.Sleep(5 * time.Second)
+		after, _ := sub.track(pub.videoID())
+		if n := after.frames - before.frames; n < 60 {
+			t.Errorf("%d frames in the 5 s after resuming, want the camera kept", n)
+		}
+	})
+}
+
+// sendCappedEstimator estimates as pion's GCC does in additive increase, after it has backed
+// off: never more than 1.5 times the rate the SFU sends the subscriber (rate_controller.go),
+// on a link that shows no congestion.
+type sendCappedEstimator struct {
+	cc.BandwidthEstimator
+	p *Peer
+
+	mu    sync.Mutex
+	bytes int64
+	at    time.Time
+	rate  int
+}
+
+func (e *sendCappedEstimator) GetTargetBitrate() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var b int64
+	for _, d := range e.p.downList() {
+		b += d.bytes.Load()
+	}
+	now := time.Now()
+	switch dt := now.Sub(e.at); {
+	case e.at.IsZero():
+		e.bytes, e.at = b, now
+	case dt >= 500*time.Millisecond:
+		e.rate = int(float64(b-e.bytes) * 8 / dt.Seconds())
+		e.bytes, e.at = b, now
+	}
+	return e.rate * 3 / 2
+}
+
+func (e *sendCappedEstimator) GetStats() map[string]any {
+	return map[string]any{"state": "increase", "usage": "normal", "averageLoss": 0.0}
 }
 
 // fakeEstimator reports fixed GCC statistics.
