@@ -85,7 +85,11 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 		participants: [...sanping.participants.keys()], status: document.querySelector('#status').textContent,
 		frames: await sanping.framesDecoded(), sub: sanping.sub && sanping.sub.connectionState, pub: sanping.pub && sanping.pub.connectionState,
 		sent: sanping.pub && (await sanping.pub.getStats().then((s) => [...s.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video').map((r) => r.rid + ':' + (r.frameWidth || 0) + '@' + (r.framesPerSecond || 0) + ' ' + r.qualityLimitationReason))),
-		timeline: sanping.timeline}))()`)
+		timeline: sanping.timeline,
+		inbound: sanping.sub && (await sanping.sub.getStats().then((s) => [...s.values()].filter((r) => r.type === 'inbound-rtp').map((r) => ({mid: r.mid, kind: r.kind, track: r.trackIdentifier, ssrc: r.ssrc, packets: r.packetsReceived, frames: r.framesDecoded, framesReceived: r.framesReceived, kf: r.keyFramesDecoded, pli: r.pliCount, nack: r.nackCount, lost: r.packetsLost})))),
+		transceivers: sanping.sub && sanping.sub.getTransceivers().map((t) => ({mid: t.mid, dir: t.direction, cur: t.currentDirection, track: t.receiver.track.id, muted: t.receiver.track.muted, state: t.receiver.track.readyState})),
+		streams: [...sanping.remote].map(([p, r]) => ({p, tracks: r.stream.getTracks().map((t) => t.kind + ':' + t.id + ':' + t.readyState + (t.muted ? ':muted' : ''))})),
+		signaling: sanping.sub && sanping.sub.signalingState}))()`)
 	t.Fatalf("%s: not within %v (%s) %s", what, within, last, diag)
 }
 
@@ -137,7 +141,9 @@ func TestBrowsersInOneRoom(t *testing.T) {
 	}
 	waitJS(t, tabs["clinic"], "the clinic is back as the same participant", fmt.Sprintf(`sanping.me === %q && sanping.view && sanping.view.window.center === 123`, before), 60*time.Second)
 	waitJS(t, tabs["clinic"], "the clinic decodes video again", decoding, 90*time.Second)
-	waitJS(t, tabs["doctor"], "the doctor decodes the clinic again", fmt.Sprintf(`(async () => (await sanping.framesDecoded())[%q] > 20)()`, before), 90*time.Second)
+	// Only the new tracks: the old ones, muted, left the clinic's video.
+	waitJS(t, tabs["doctor"], "the doctor decodes the clinic again", fmt.Sprintf(`(async () => (await sanping.framesDecoded())[%q] > 20 &&
+		sanping.remote.get(%[1]q).stream.getTracks().length === 2)()`, before), 90*time.Second)
 }
 
 // joinTimeline is what the doctor's page recorded of one join: its steps in ms after the join

@@ -235,7 +235,7 @@ async function signal(s) {
         for (const c of pending.splice(0)) await pc.addIceCandidate(c).catch(() => {});
         // Only now the <video> elements: making one holds the page's thread ~0.3 s (headless
         // Chromium, 2 cores), which in ontrack held back the answer and the candidates.
-        for (const e of state.arrived.splice(0)) addRemote(e.streams[0]?.id || 'unknown', e.track);
+        for (const e of state.arrived.splice(0)) addRemote(e.streams[0]?.id || 'unknown', e.track, e.streams[0]);
       }).catch((err) => showError('sub: ' + err.message));
     } else {
       await pc.setRemoteDescription(s.sdp).catch((err) => showError('pub: ' + err.message));
@@ -249,7 +249,11 @@ async function signal(s) {
   }
 }
 
-function addRemote(participant, track) {
+// addRemote shows a remote track in its participant's video. A track the SFU stops forwarding
+// (the participant reloaded and publishes anew) does not end: it is muted and leaves the
+// stream it came in, and must leave the video too, or the video keeps showing its last frame
+// instead of the new track.
+function addRemote(participant, track, source) {
   let r = state.remote.get(participant);
   if (!r) {
     const figure = document.createElement('figure');
@@ -265,7 +269,9 @@ function addRemote(participant, track) {
     watchFrames(r);
   }
   r.stream.addTrack(track);
-  track.onended = () => r.stream.removeTrack(track);
+  const drop = () => r.stream.removeTrack(track);
+  track.onended = drop;
+  source?.addEventListener('removetrack', (e) => { if (e.track === track) drop(); });
 }
 
 // watchFrames records, from the frames the page presents, when the first remote frame came
