@@ -283,3 +283,132 @@ export function png(width = 200, height = 140) {
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+// ---------------------------------------------------------------- clinic tests' helpers
+
+/**
+ * makeDicom writes a small DICOM Part 10 file (Explicit VR Little Endian, UTF-8 names): a
+ * MONOCHROME2 16-bit image of rows x cols whose pixels are a gradient, padded with a private
+ * element to `size` bytes when asked (upload benches want files of a given size).
+ */
+export function makeDicom({ studyUID, seriesUID, sopUID, patientName = 'Test^Patient', patientId = 'P1', sex = 'O', birthDate = '', studyDate = '20260301',
+  modality = 'CT', description = '', seriesNumber = 1, instanceNumber = 1, rows = 64, cols = 64, size = 0 }) {
+  const parts = [];
+  const el = (group, element, vr, value) => {
+    let v = Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8');
+    if (v.length % 2) v = Buffer.concat([v, Buffer.from([vr === 'UI' || vr === 'OB' ? 0 : 0x20])]);
+    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
+    const h = Buffer.alloc(long ? 12 : 8);
+    h.writeUInt16LE(group, 0);
+    h.writeUInt16LE(element, 2);
+    h.write(vr, 4, 'latin1');
+    if (long) h.writeUInt32LE(v.length, 8);
+    else h.writeUInt16LE(v.length, 6);
+    return Buffer.concat([h, v]);
+  };
+  const us = (n) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(n);
+    return b;
+  };
+  const sopClass = '1.2.840.10008.5.1.4.1.1.7'; // Secondary Capture: no modality-specific modules needed
+  const meta = [
+    el(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
+    el(0x0002, 0x0002, 'UI', sopClass),
+    el(0x0002, 0x0003, 'UI', sopUID),
+    el(0x0002, 0x0010, 'UI', '1.2.840.10008.1.2.1'),
+    el(0x0002, 0x0012, 'UI', '1.2.826.0.1.3680043.10.1'),
+  ];
+  const metaLen = meta.reduce((n, b) => n + b.length, 0);
+  const groupLen = Buffer.alloc(4);
+  groupLen.writeUInt32LE(metaLen);
+  parts.push(Buffer.alloc(128), Buffer.from('DICM'), el(0x0002, 0x0000, 'UL', groupLen), ...meta);
+  const pixels = Buffer.alloc(rows * cols * 2);
+  for (let y = 0; y < rows; y++) for (let x = 0; x < cols; x++) pixels.writeUInt16LE(((x + y + instanceNumber * 7) * 16) % 4096, (y * cols + x) * 2);
+  const body = [
+    el(0x0008, 0x0005, 'CS', 'ISO_IR 192'),
+    el(0x0008, 0x0016, 'UI', sopClass),
+    el(0x0008, 0x0018, 'UI', sopUID),
+    el(0x0008, 0x0020, 'DA', studyDate),
+    el(0x0008, 0x0030, 'TM', '093000'),
+    el(0x0008, 0x0050, 'SH', 'A' + instanceNumber),
+    el(0x0008, 0x0060, 'CS', modality),
+    el(0x0008, 0x0064, 'CS', 'WSD'),
+    el(0x0008, 0x1030, 'LO', description),
+    el(0x0010, 0x0010, 'PN', patientName),
+    el(0x0010, 0x0020, 'LO', patientId),
+    el(0x0010, 0x0030, 'DA', birthDate),
+    el(0x0010, 0x0040, 'CS', sex),
+    el(0x0020, 0x000d, 'UI', studyUID),
+    el(0x0020, 0x000e, 'UI', seriesUID),
+    el(0x0020, 0x0010, 'SH', '1'),
+    el(0x0020, 0x0011, 'IS', String(seriesNumber)),
+    el(0x0020, 0x0013, 'IS', String(instanceNumber)),
+    el(0x0028, 0x0002, 'US', us(1)),
+    el(0x0028, 0x0004, 'CS', 'MONOCHROME2'),
+    el(0x0028, 0x0010, 'US', us(rows)),
+    el(0x0028, 0x0011, 'US', us(cols)),
+    el(0x0028, 0x0100, 'US', us(16)),
+    el(0x0028, 0x0101, 'US', us(12)),
+    el(0x0028, 0x0102, 'US', us(11)),
+    el(0x0028, 0x0103, 'US', us(0)),
+  ];
+  const tail = el(0x7fe0, 0x0010, 'OW', pixels);
+  const base = [...parts, ...body, tail].reduce((n, b) => n + b.length, 0);
+  const creator = el(0x0009, 0x0010, 'LO', 'SANPING PAD ');
+  const pad = size - base - creator.length - 12;
+  if (size && pad > 0) {
+    // Private elements of group 0009 go between groups 0008 and 0010 (ascending tag order).
+    const at = body.findIndex((b) => b.readUInt16LE(0) > 0x0009);
+    body.splice(at, 0, creator, el(0x0009, 0x1000, 'OB', Buffer.alloc(pad - (pad % 2))));
+  }
+  return Buffer.concat([...parts, ...body, tail]);
+}
+
+/**
+ * startProxy puts a TCP proxy between the browser and the server: cut(ms) drops every
+ * connection and refuses new ones for ms, as a 4G link that goes away does.
+ */
+export async function startProxy(target) {
+  const { port: targetPort, hostname } = new URL(target);
+  const sockets = new Set();
+  let downUntil = 0;
+  const server = net.createServer((client) => {
+    if (Date.now() < downUntil) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(targetPort), hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const port = await freePort();
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${port}`,
+    /** cut drops every connection now and refuses new ones for ms. Resolves when it is back. */
+    async cut(ms) {
+      downUntil = Date.now() + ms;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+      await new Promise((r) => setTimeout(r, ms));
+    },
+    get connections() {
+      return sockets.size / 2;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
