@@ -381,6 +381,15 @@ test('a user of another clinic sees none of it', T, async (t) => {
   await shoot(page, 'clinic-other-request-desktop', DESKTOP);
   await page.goto(`${proxy.base}/clinic/requests?new=1&study=${STUDY_WANG}`);
   await page.getByText('找不到这个检查，或您无权查看。').waitFor();
+  // Their upload of an image claiming the first clinic's study is refused, with a reason.
+  const theirs = fs.mkdtempSync(path.join(os.tmpdir(), 'sanping-other-'));
+  fs.writeFileSync(path.join(theirs, 'IM1'), makeDicom({ studyUID: STUDY_WANG, seriesUID: STUDY_WANG + '.9', sopUID: STUDY_WANG + '.9.1', patientName: 'Nong^Ke=农^可' }));
+  await page.goto(proxy.base + '/clinic/upload');
+  await page.locator('input[type=file][multiple]:not([webkitdirectory])').setInputFiles(path.join(theirs, 'IM1'));
+  await page.getByText('上传结束').waitFor();
+  await page.getByText('这个检查的编号已被其他机构的检查使用，服务器拒收。', { exact: false }).waitFor();
+  await shoot(page, 'clinic-other-refused-phone', PHONE);
+  fs.rmSync(theirs, { recursive: true, force: true });
   const thumb = await page.request.get(`${server.base}/dicom-web/studies/${STUDY_WANG}/thumbnail`);
   assert.equal(thumb.status(), 404);
   const consent = await page.request.get(`${server.base}/api/consultations/${requestId}/consent-form`);
