@@ -361,6 +361,7 @@ func routeTable() map[string]routeCase {
 		"DELETE /api/tokens/{tid}": {path: "/api/tokens/{tid}", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 
 		"GET /api/consultations": {path: "/api/consultations", anon: "401", admin: "200", doctor: "200", clinic: "200"},
+		"GET /api/worklist":      {path: "/api/worklist", anon: "401", admin: "200", doctor: "200", clinic: "200"},
 		"POST /api/consultations": {path: "/api/consultations", body: jsonOf(func(f *authzFixture, _ string, other bool) any {
 			study, target := f.studyA.Study, f.inst["H"]
 			if other {
