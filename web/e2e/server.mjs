@@ -294,23 +294,7 @@ export function png(width = 200, height = 140) {
 export function makeDicom({ studyUID, seriesUID, sopUID, patientName = 'Test^Patient', patientId = 'P1', sex = 'O', birthDate = '', studyDate = '20260301',
   modality = 'CT', description = '', seriesNumber = 1, instanceNumber = 1, rows = 64, cols = 64, size = 0 }) {
   const parts = [];
-  const el = (group, element, vr, value) => {
-    let v = Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'utf8');
-    if (v.length % 2) v = Buffer.concat([v, Buffer.from([vr === 'UI' || vr === 'OB' ? 0 : 0x20])]);
-    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
-    const h = Buffer.alloc(long ? 12 : 8);
-    h.writeUInt16LE(group, 0);
-    h.writeUInt16LE(element, 2);
-    h.write(vr, 4, 'latin1');
-    if (long) h.writeUInt32LE(v.length, 8);
-    else h.writeUInt16LE(v.length, 6);
-    return Buffer.concat([h, v]);
-  };
-  const us = (n) => {
-    const b = Buffer.alloc(2);
-    b.writeUInt16LE(n);
-    return b;
-  };
+  const el = element; // the encoder dicomInstance uses
   const sopClass = '1.2.840.10008.5.1.4.1.1.7'; // Secondary Capture: no modality-specific modules needed
   const meta = [
     el(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
