@@ -115,86 +115,53 @@ func installService(p *msg.Printer, exe string, args []string, m machinePaths, s
 }
 
 func uninstallService(ctx context.Context, p *msg.Printer, m machinePaths, stdout io.Writer) error {
-	if err := requireAdmin(); err != nil {
-		return err
-	}
-	sm, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
-	}
-	defer sm.Disconnect()
-	s, err := openService(p, sm)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if err := stopAndWait(ctx, p, s, 2*time.Minute, stdout); err != nil {
-		return err
-	}
-	if err := s.Delete(); err != nil {
-		return fmt.Errorf("%s: %w", p.Tr("removing the service"), err)
-	}
-	if err := eventlog.Remove(serviceName); err != nil {
-		p.Trf(stdout, "the event log source %s stays: %v\n", serviceName, err)
-	}
-	p.Trf(stdout, "removed the service %s; its login, images and journal stay in %s\n",
-		serviceName, filepath.Dir(m.Config))
-	return nil
+	return withService(p, func(s *mgr.Service) error {
+		if err := stopAndWait(ctx, p, s, 2*time.Minute, stdout); err != nil {
+			return err
+		}
+		if err := s.Delete(); err != nil {
+			return fmt.Errorf("%s: %w", p.Tr("removing the service"), err)
+		}
+		if err := eventlog.Remove(serviceName); err != nil {
+			p.Trf(stdout, "the event log source %s stays: %v\n", serviceName, err)
+		}
+		p.Trf(stdout, "removed the service %s; its login, images and journal stay in %s\n",
+			serviceName, filepath.Dir(m.Config))
+		return nil
+	})
 }
 
 func startService(p *msg.Printer, m machinePaths, stdout io.Writer) error {
-	if err := requireAdmin(); err != nil {
-		return err
-	}
-	sm, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
-	}
-	defer sm.Disconnect()
-	s, err := openService(p, sm)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	if err := s.Start(); err != nil {
-		return fmt.Errorf("%s: %w", p.Tr("starting the service"), err)
-	}
-	// A receiver that cannot start (the port taken, no login) stops within a second or two.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := s.Query()
-		if err != nil {
-			return err
+	return withService(p, func(s *mgr.Service) error {
+		if err := s.Start(); err != nil {
+			return fmt.Errorf("%s: %w", p.Tr("starting the service"), err)
 		}
-		switch {
-		case st.State == svc.Running:
-			p.Trf(stdout, "the service %s is running\n", serviceName)
-			return nil
-		case st.State == svc.Stopped:
-			return errors.New(p.Tr("the service %s stopped at once; see why in Event Viewer (source %s) or %s",
-				serviceName, serviceName, m.Log))
-		case time.Now().After(deadline):
-			return errors.New(p.Tr("the service %s is still %s after 30 s", serviceName, stateName(p, st.State)))
+		// A receiver that cannot start (the port taken, no login) stops within a second or two.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, err := s.Query()
+			if err != nil {
+				return err
+			}
+			switch {
+			case st.State == svc.Running:
+				p.Trf(stdout, "the service %s is running\n", serviceName)
+				return nil
+			case st.State == svc.Stopped:
+				return errors.New(p.Tr("the service %s stopped at once; see why in Event Viewer (source %s) or %s",
+					serviceName, serviceName, m.Log))
+			case time.Now().After(deadline):
+				return errors.New(p.Tr("the service %s is still %s after 30 s", serviceName, stateName(p, st.State)))
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	})
 }
 
 func stopService(ctx context.Context, p *msg.Printer, timeout time.Duration, stdout io.Writer) error {
-	if err := requireAdmin(); err != nil {
-		return err
-	}
-	sm, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
-	}
-	defer sm.Disconnect()
-	s, err := openService(p, sm)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return stopAndWait(ctx, p, s, timeout, stdout)
+	return withService(p, func(s *mgr.Service) error {
+		return stopAndWait(ctx, p, s, timeout, stdout)
+	})
 }
 
 // stopAndWait asks the service to stop and waits until it has: images being received are
@@ -232,6 +199,25 @@ func stopAndWait(ctx context.Context, p *msg.Printer, s *mgr.Service, timeout ti
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// withService runs f on the installed service, from an administrator prompt: what uninstall,
+// start and stop share.
+func withService(p *msg.Printer, f func(*mgr.Service) error) error {
+	if err := requireAdmin(); err != nil {
+		return err
+	}
+	sm, err := mgr.Connect()
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Tr("the service manager"), err)
+	}
+	defer sm.Disconnect()
+	s, err := openService(p, sm)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return f(s)
 }
 
 func openService(p *msg.Printer, sm *mgr.Mgr) (*mgr.Service, error) {
