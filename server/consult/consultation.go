@@ -117,6 +117,22 @@ type ListFilter struct {
 	Limit, Offset int
 }
 
+// page is a list's WHERE clause (its conditions joined, "1" for none) and its limit (def when
+// 0, at most maxConsultationList); a negative limit or offset is refused.
+func page(conds []string, limit, offset, def int) (string, int, error) {
+	if limit < 0 || offset < 0 {
+		return "", 0, invalid("limit", "limit and offset must not be negative")
+	}
+	if limit == 0 {
+		limit = def
+	}
+	where := "1"
+	if len(conds) > 0 {
+		where = strings.Join(conds, " AND ")
+	}
+	return where, min(limit, maxConsultationList), nil
+}
+
 // List returns consultations, newest first.
 func (s *Service) List(ctx context.Context, f ListFilter) ([]Consultation, error) {
 	var conds []string
@@ -148,20 +164,12 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Consultation, error
 		conds = append(conds, "c.assigned_doctor_id = ?")
 		args = append(args, f.DoctorID)
 	}
-	if f.Limit < 0 || f.Offset < 0 {
-		return nil, invalid("limit", "limit and offset must not be negative")
-	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
-	limit = min(limit, maxConsultationList)
-	where := "1"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
+	where, limit, err := page(conds, f.Limit, f.Offset, 100)
+	if err != nil {
+		return nil, err
 	}
 	var cs []Consultation
-	err := s.read(ctx, func(tx *sql.Tx) (err error) {
+	err = s.read(ctx, func(tx *sql.Tx) (err error) {
 		cs, err = load(ctx, tx, where, ` ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?`,
 			append(args, limit, f.Offset)...)
 		return err

@@ -82,17 +82,9 @@ func (s *Service) Worklist(ctx context.Context, f WorklistFilter) (*Worklist, er
 			return nil, invalid("state", "unknown state %q", st)
 		}
 	}
-	if f.Limit < 0 || f.Offset < 0 {
-		return nil, invalid("limit", "limit and offset must not be negative")
-	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 500
-	}
-	limit = min(limit, maxConsultationList)
-	where := "1"
-	if len(conds) > 0 {
-		where = strings.Join(conds, " AND ")
+	where, limit, err := page(conds, f.Limit, f.Offset, 500)
+	if err != nil {
+		return nil, err
 	}
 	pageWhere, pageArgs := where, slices.Clone(args)
 	if len(f.States) > 0 {
@@ -106,7 +98,7 @@ func (s *Service) Worklist(ctx context.Context, f WorklistFilter) (*Worklist, er
 	for _, st := range States() {
 		wl.Counts[st] = 0
 	}
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err = s.read(ctx, func(tx *sql.Tx) error {
 		err := eachRow(ctx, tx, `SELECT c.state, COUNT(*) FROM consultations c WHERE `+where+` GROUP BY c.state`, args,
 			func(rows *sql.Rows) error {
 				var st State
