@@ -20,7 +20,7 @@ import (
 // 'unsafe-inline' because Element Plus sets style attributes (popper positions, z-index,
 // transitions); that is styling only, never script. 'self' in connect-src covers ws: and wss:
 // of the same origin in Chromium, which the live room needs.
-const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; " +
 	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; " +
 	"object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
