@@ -325,7 +325,7 @@ test('the requests list follows the states: scheduled, live (join), done (report
   await page.reload();
   const live = list.getByRole('listitem').filter({ hasText: `#${requestId}` });
   await live.getByText('会诊中').waitFor();
-  assert.equal(await live.getByRole('link', { name: '进入会诊' }).getAttribute('href'), `/live.html?c=${requestId}`);
+  assert.equal(await live.getByRole('link', { name: '进入会诊' }).getAttribute('href'), `/consultations/${requestId}/live`);
   await shoot(page, 'clinic-requests-live-phone', PHONE);
 
   await doctor.call('POST', `/api/consultations/${requestId}/finish`);

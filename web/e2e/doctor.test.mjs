@@ -165,7 +165,7 @@ test('the doctor starts the session, can join it, and ends it to write the repor
   await tab('会诊中').click();
   await row(PATIENT).locator('.state', { hasText: '会诊中' }).waitFor();
   const join = row(PATIENT).getByRole('link', { name: '进入会诊' });
-  assert.equal(await join.getAttribute('href'), `/live.html?c=${urgentId}`);
+  assert.equal(await join.getAttribute('href'), `/consultations/${urgentId}/live`);
   await shoot(page, 'doctor-worklist-live-phone', PHONE);
   await page.setViewportSize(DESKTOP);
   await row(PATIENT).getByRole('button', { name: '结束会诊，写报告' }).click();

@@ -35,6 +35,8 @@ export const routes: RouteRecordRaw[] = [
       { path: 'no-role', name: 'no-role', component: () => import('@/views/NotFound.vue') },
     ],
   },
+  // The live room fills the screen (no app shell); every role joins it, the server decides who may.
+  { path: '/consultations/:id(\\d+)/live', name: 'room', component: () => import('@/views/room/RoomView.vue'), meta: { title: 'room.title' } },
   { path: '/:pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFound.vue'), meta: { public: true, title: 'notFound.title' } },
 ];
 

@@ -29,9 +29,9 @@ export function phaseOf(s: State): Phase {
 export const CANCELLABLE: ReadonlySet<State> = new Set(['requested', 'accepted', 'scheduled']);
 export const CONSENT_REPLACEABLE = CANCELLABLE;
 
-/** The live room: the browser test page until the app's room lands (next issue). */
+/** The live room of a consultation (the app's route `room`). */
 export function liveRoomURL(id: number): string {
-  return `/live.html?c=${id}`;
+  return `/consultations/${id}/live`;
 }
 
 export function printURL(id: number): string {
