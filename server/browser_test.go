@@ -61,6 +61,13 @@ func (f *authzFixture) browser(t *testing.T, u *fixtureUser) context.Context {
 	return ctx
 }
 
+// roomPage is the app's live room for consultation id, joining at once with the fake camera
+// and microphone (?auto=1 skips the pre-call check). The page exposes window.sanping
+// (web/src/views/room/testHooks.ts).
+func roomPage(f *authzFixture, id int64) string {
+	return fmt.Sprintf("%s/consultations/%d/live?auto=1", f.srv.URL, id)
+}
+
 // eval runs a JavaScript expression in the page, awaiting a promise, and decodes its value.
 func eval[T any](ctx context.Context, expr string) (T, error) {
 	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
@@ -82,7 +89,7 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string, within time.Du
 		time.Sleep(200 * time.Millisecond)
 	}
 	diag, _ := eval[string](ctx, `(async () => JSON.stringify({me: sanping.me, seq: sanping.seq, errors: sanping.errors, remote: [...sanping.remote.keys()],
-		participants: [...sanping.participants.keys()], status: document.querySelector('#status').textContent,
+		participants: [...sanping.participants.keys()], status: sanping.status,
 		frames: await sanping.framesDecoded(), sub: sanping.sub && sanping.sub.connectionState, pub: sanping.pub && sanping.pub.connectionState,
 		sent: sanping.pub && (await sanping.pub.getStats().then((s) => [...s.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video').map((r) => r.rid + ':' + (r.frameWidth || 0) + '@' + (r.framesPerSecond || 0) + ' ' + r.qualityLimitationReason))),
 		timeline: sanping.timeline,
@@ -104,7 +111,7 @@ func TestBrowsersInOneRoom(t *testing.T) {
 	if _, err := f.app.consult.AddParticipant(context.Background(), f.users["clinic"].p, id, township.p.UserID); err != nil {
 		t.Fatal(err)
 	}
-	page := fmt.Sprintf("%s/live.html?c=%d&auto=1", f.srv.URL, id)
+	page := roomPage(f, id)
 	names := []string{"doctor", "clinic", "township"}
 	tabs := map[string]context.Context{}
 	for _, n := range names {
@@ -147,7 +154,7 @@ func TestBrowsersInOneRoom(t *testing.T) {
 }
 
 // joinTimeline is what the doctor's page recorded of one join: its steps in ms after the join
-// started (live.js mark), the remote video's size at each change, and stats samples.
+// started (the live client's mark), the remote video's size at each change, and stats samples.
 type joinTimeline struct {
 	Steps map[string]int `json:"steps"`
 	Sizes []struct {
@@ -197,7 +204,7 @@ func TestBrowserFirstFrame(t *testing.T) {
 	testtool.MeasuresTime(t)
 	f := newAuthzFixture(t)
 	id := f.consultation(false, "live")
-	page := fmt.Sprintf("%s/live.html?c=%d&auto=1", f.srv.URL, id)
+	page := roomPage(f, id)
 	clinic := f.browser(t, f.users["clinic"])
 	if err := chromedp.Do(clinic, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
