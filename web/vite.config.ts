@@ -28,8 +28,15 @@ export default defineConfig({
     }),
   ],
   resolve: {
-    alias: { '@': fileURLToPath(new URL('./src', import.meta.url)) },
+    // xmlbuilder2 (a dependency of Cornerstone's loader) extends Node's EventEmitter: the npm
+    // `events` package stands in for it, or the production build fails at load with "Class
+    // extends value undefined".
+    alias: { '@': fileURLToPath(new URL('./src', import.meta.url)), events: 'events/' },
   },
+  // The DICOM image loader starts its decode workers as ES modules (new Worker(new URL(...),
+  // { type: 'module' })), and pre-bundling it would break the worker's URL.
+  worker: { format: 'es' },
+  optimizeDeps: { exclude: ['@cornerstonejs/dicom-image-loader'] },
   build: {
     outDir: 'dist/app',
     // dist/.gitkeep stays (go:embed needs a file there on a fresh clone).

@@ -396,3 +396,175 @@ export async function startProxy(target) {
     },
   };
 }
+
+// ---------------------------------------------------------------- viewer tests' helpers
+
+const ds = (v) => String(v);
+const sl = (n) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+
+/**
+ * ctPhantom: one axial slice of a chest-like phantom in HU (air, body, two lungs, spine, a
+ * nodule that moves with the slice), size x size.
+ */
+function ctPhantom(size, slice, slices) {
+  const hu = new Int16Array(size * size);
+  const c = size / 2;
+  const z = slice / Math.max(1, slices - 1);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const bx = (x - c) / (size * 0.42);
+      const by = (y - c) / (size * 0.3);
+      let v = -1000;
+      if (bx * bx + by * by < 1) {
+        v = 40 + ((x * 7 + y * 13) % 17) - 8;
+        for (const side of [-1, 1]) {
+          const lx = (x - c - side * size * 0.19) / (size * 0.15);
+          const ly = (y - c + size * 0.02) / (size * 0.2);
+          if (lx * lx + ly * ly < 1) v = -820 + ((x * 5 + y * 3) % 41);
+        }
+        const sx = (x - c) / (size * 0.05);
+        const sy = (y - c - size * 0.2) / (size * 0.05);
+        if (sx * sx + sy * sy < 1) v = 700;
+        const nx = x - c - size * 0.2;
+        const ny = y - c + size * 0.05 - (z - 0.5) * size * 0.1;
+        if (nx * nx + ny * ny < (size * 0.03) ** 2) v = 30;
+      }
+      hu[y * size + x] = v;
+    }
+  }
+  return hu;
+}
+
+/**
+ * dicomImage makes a DICOM Part 10 file (explicit VR little endian) for the viewer's tests:
+ * kind 'ct' (16-bit signed, rescale -1024, Pixel Spacing, a plane), 'us' (8-bit multi-frame
+ * with a Frame Time), 'dr' (16-bit unsigned, 12 stored, its own window, no Pixel Spacing).
+ */
+export function dicomImage({ kind, study, series, instance, number = 1, slices = 1, size = 512, frames = 1, frameTime = 40, patientName = '测试^患者', patientId = 'V1', sex = 'M', birthDate = '19580306', seriesNumber = 1, description = '' }) {
+  const sopClass = { ct: '1.2.840.10008.5.1.4.1.1.2', us: '1.2.840.10008.5.1.4.1.1.3.1', dr: '1.2.840.10008.5.1.4.1.1.1.1' }[kind];
+  const modality = { ct: 'CT', us: 'US', dr: 'DX' }[kind];
+  let rows = size;
+  let cols = size;
+  let px;
+  const extra = [];
+  if (kind === 'ct') {
+    const hu = ctPhantom(size, number - 1, slices);
+    px = Buffer.alloc(size * size * 2);
+    for (let i = 0; i < hu.length; i++) px.writeInt16LE(hu[i] + 1024, i * 2);
+    const zpos = -200 + (number - 1) * 2.5;
+    extra.push(
+      [0x0018, 0x0050, 'DS', ds(2.5)],
+      [0x0020, 0x0032, 'DS', `-175\\-175\\${zpos}`],
+      [0x0020, 0x0037, 'DS', '1\\0\\0\\0\\1\\0'],
+      [0x0020, 0x0052, 'UI', `${study}.9`],
+      [0x0020, 0x1041, 'DS', ds(zpos)],
+      [0x0028, 0x0002, 'US', us(1)],
+      [0x0028, 0x0004, 'CS', 'MONOCHROME2'],
+      [0x0028, 0x0010, 'US', us(rows)],
+      [0x0028, 0x0011, 'US', us(cols)],
+      [0x0028, 0x0030, 'DS', `${(350 / size).toFixed(6)}\\${(350 / size).toFixed(6)}`],
+      [0x0028, 0x0100, 'US', us(16)],
+      [0x0028, 0x0101, 'US', us(16)],
+      [0x0028, 0x0102, 'US', us(15)],
+      [0x0028, 0x0103, 'US', us(1)],
+      [0x0028, 0x1050, 'DS', '40'],
+      [0x0028, 0x1051, 'DS', '400'],
+      [0x0028, 0x1052, 'DS', '-1024'],
+      [0x0028, 0x1053, 'DS', '1'],
+      [0x0028, 0x1054, 'LO', 'HU'],
+    );
+  } else if (kind === 'us') {
+    rows = Math.round(size * 0.75);
+    px = Buffer.alloc(rows * cols * frames);
+    for (let f = 0; f < frames; f++) {
+      const r = rows * (0.15 + 0.25 * (0.5 + 0.5 * Math.sin((f / frames) * 2 * Math.PI)));
+      for (let y = 0; y < rows; y++) {
+        for (let x = 0; x < cols; x++) {
+          const d = Math.hypot(x - cols / 2, y - rows * 0.1);
+          const inFan = y > rows * 0.1 && Math.abs(x - cols / 2) < (y - rows * 0.1) * 0.9;
+          px[f * rows * cols + y * cols + x] = !inFan ? 0 : Math.abs(d - r - rows * 0.3) < 4 ? 240 : 40 + ((x * 31 + y * 17 + f * 7) % 50);
+        }
+      }
+    }
+    extra.push(
+      [0x0018, 0x1063, 'DS', ds(frameTime)],
+      [0x0028, 0x0002, 'US', us(1)],
+      [0x0028, 0x0004, 'CS', 'MONOCHROME2'],
+      [0x0028, 0x0008, 'IS', ds(frames)],
+      [0x0028, 0x0009, 'AT', Buffer.from([0x18, 0x00, 0x63, 0x10])],
+      [0x0028, 0x0010, 'US', us(rows)],
+      [0x0028, 0x0011, 'US', us(cols)],
+      [0x0028, 0x0100, 'US', us(8)],
+      [0x0028, 0x0101, 'US', us(8)],
+      [0x0028, 0x0102, 'US', us(7)],
+      [0x0028, 0x0103, 'US', us(0)],
+    );
+  } else {
+    rows = Math.round(size * 1.2);
+    px = Buffer.alloc(rows * cols * 2);
+    for (let y = 0; y < rows; y++) {
+      for (let x = 0; x < cols; x++) {
+        const bx = (x - cols / 2) / (cols * 0.4);
+        const by = (y - rows / 2) / (rows * 0.45);
+        let v = 300;
+        if (bx * bx + by * by < 1) {
+          v = 2200;
+          for (const side of [-1, 1]) {
+            const lx = (x - cols / 2 - side * cols * 0.18) / (cols * 0.14);
+            const ly = (y - rows * 0.45) / (rows * 0.28);
+            if (lx * lx + ly * ly < 1) v = 900 + 300 * Math.abs(Math.sin(y / 14));
+          }
+          if (Math.abs(x - cols / 2) < cols * 0.04) v = 3200;
+        }
+        px.writeUInt16LE(Math.min(4095, Math.round(v + ((x * 13 + y * 7) % 60))), (y * cols + x) * 2);
+      }
+    }
+    extra.push(
+      [0x0028, 0x0002, 'US', us(1)],
+      [0x0028, 0x0004, 'CS', 'MONOCHROME2'],
+      [0x0028, 0x0010, 'US', us(rows)],
+      [0x0028, 0x0011, 'US', us(cols)],
+      [0x0028, 0x0100, 'US', us(16)],
+      [0x0028, 0x0101, 'US', us(12)],
+      [0x0028, 0x0102, 'US', us(11)],
+      [0x0028, 0x0103, 'US', us(0)],
+      [0x0028, 0x1050, 'DS', '1900'],
+      [0x0028, 0x1051, 'DS', '3000'],
+    );
+  }
+  const meta = Buffer.concat([
+    element(0x0002, 0x0001, 'OB', Buffer.from([0, 1])),
+    element(0x0002, 0x0002, 'UI', sopClass),
+    element(0x0002, 0x0003, 'UI', instance),
+    element(0x0002, 0x0010, 'UI', '1.2.840.10008.1.2.1'),
+    element(0x0002, 0x0012, 'UI', '1.2.826.0.1.3680043.10.1'),
+  ]);
+  const items = [
+    [0x0008, 0x0005, 'CS', 'ISO_IR 192'],
+    [0x0008, 0x0016, 'UI', sopClass],
+    [0x0008, 0x0018, 'UI', instance],
+    [0x0008, 0x0020, 'DA', '20261201'],
+    [0x0008, 0x0030, 'TM', '101500'],
+    [0x0008, 0x0060, 'CS', modality],
+    [0x0008, 0x1030, 'LO', '胸部 CT 平扫'],
+    [0x0008, 0x103e, 'LO', description || modality],
+    [0x0010, 0x0010, 'PN', patientName],
+    [0x0010, 0x0020, 'LO', patientId],
+    [0x0010, 0x0030, 'DA', birthDate],
+    [0x0010, 0x0040, 'CS', sex],
+    [0x0020, 0x000d, 'UI', study],
+    [0x0020, 0x000e, 'UI', series],
+    [0x0020, 0x0011, 'IS', ds(seriesNumber)],
+    [0x0020, 0x0013, 'IS', ds(number)],
+    ...extra,
+  ].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const body = Buffer.concat([...items.map(([g, e, vr, v]) => element(g, e, vr, v)), element(0x7fe0, 0x0010, kind === 'us' ? 'OB' : 'OW', px)]);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), element(0x0002, 0x0000, 'UL', sl(meta.length)), meta, body]);
+}
+
+/** stowMany stores files in batches (one request per batch), a few batches at a time. */
+export async function stowMany(base, token, files, batch = 20) {
+  const chunks = [];
+  for (let i = 0; i < files.length; i += batch) chunks.push(files.slice(i, i + batch));
+  for (let i = 0; i < chunks.length; i += 3) await Promise.all(chunks.slice(i, i + 3).map((c) => stow(base, token, c)));
+}

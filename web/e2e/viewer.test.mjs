@@ -1,0 +1,240 @@
+// The diagnostic viewer (web/src/viewer/) in real headless Chromium against bin/sanping: a CT
+// series of 60 slices (512x512, 16-bit signed, rescale -1024, Pixel Spacing), a multi-frame
+// ultrasound clip and a DR without Pixel Spacing in one study; a doctor opens the
+// consultation and reads it. Screenshots: web/test-output/viewer-*.png.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { startServer, launchBrowser, shoot, DESKTOP, PHONE, dicomImage, stowMany, tokenSecret, apiSession } from './server.mjs';
+
+const PW = 'viewer-' + randomUUID().slice(0, 8);
+const ROOT = '2.25.' + BigInt('0x' + randomUUID().replace(/-/g, '')).toString().slice(0, 30);
+const STUDY = `${ROOT}.1`;
+const CT = `${STUDY}.1`;
+const US = `${STUDY}.2`;
+const DR = `${STUDY}.3`;
+const SLICES = 60;
+const FRAMES = 24;
+const PATIENT = '覃桂兰';
+
+let server;
+let browser;
+let page;
+let consultation;
+const pageErrors = [];
+const cspViolations = [];
+
+before(async () => {
+  let token = '';
+  server = await startServer((cli) => {
+    cli(['site', 'add', '-kind', 'hospital', '-department', '放射科', 'dahua', '大化县人民医院']);
+    cli(['site', 'add', '-kind', 'clinic', '-parent', 'dahua', 'longshan', '龙山村卫生室']);
+    cli(['user', 'add', '-roles', 'clinic', '-institution', 'longshan', '-name', '蓝秀英', 'lan.xiuying'], PW + '\n');
+    cli(['user', 'add', '-roles', 'doctor', '-institution', 'dahua', '-name', '韦东平', '-title', '主治医师', '-years', '8', 'wei.dongping'], PW + '\n');
+    token = tokenSecret(cli(['token', 'create', '-institution', 'longshan', '龙山村卫生室-CT']));
+  });
+  const common = { study: STUDY, patientName: PATIENT, patientId: 'LS-0108', sex: 'F', birthDate: '19610305' };
+  const files = [];
+  for (let n = 1; n <= SLICES; n++) files.push(dicomImage({ ...common, kind: 'ct', series: CT, instance: `${CT}.${n}`, number: n, slices: SLICES, seriesNumber: 2, description: '胸部 平扫 5mm' }));
+  files.push(dicomImage({ ...common, kind: 'us', series: US, instance: `${US}.1`, frames: FRAMES, frameTime: 40, size: 320, seriesNumber: 3, description: '心脏 超声' }));
+  files.push(dicomImage({ ...common, kind: 'dr', series: DR, instance: `${DR}.1`, size: 800, seriesNumber: 1, description: '胸部 正位' }));
+  await stowMany(server.base, token, files);
+
+  const clinic = await apiSession(server.base, 'lan.xiuying', PW);
+  const dahua = (await clinic('GET', '/api/institutions')).body.find((i) => i.code === 'dahua');
+  const r = await clinic('POST', '/api/consultations', {
+    patient: { id: 'LS-0108', name: PATIENT, sex: 'F', birthDate: '19610305' }, studyUIDs: [STUDY], clinicalQuestion: '咳嗽两月，右肺结节？',
+    purpose: '明确诊断', urgency: 'urgent', targetInstitutionId: dahua.id, consentConfirmed: true, recordingConsent: false,
+  });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  consultation = r.body.id;
+
+  browser = await launchBrowser();
+  if (!browser) return;
+  page = await browser.context.newPage();
+  page.on('console', (msg) => {
+    if (/Content.Security.Policy/i.test(msg.text())) cspViolations.push(msg.text());
+  });
+  page.on('pageerror', (err) => pageErrors.push(String(err)));
+}, { timeout: 180_000 });
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const T = { timeout: 90_000 };
+const skip = () => !page && 'no Chromium at /usr/bin/chromium';
+const viewer = () => page.locator('.dicom-viewer');
+const attr = (name) => viewer().getAttribute(name);
+const num = async (name) => Number(await attr(name));
+
+/** waitAttr waits until the viewer's attribute satisfies pred (polled: the page's CSP forbids eval). */
+async function waitAttr(name, pred, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  let v = null;
+  for (;;) {
+    v = await viewer().getAttribute(name).catch(() => null);
+    if (v !== null && pred(v)) return v;
+    if (Date.now() > deadline) throw new Error(`data attribute ${name} is ${JSON.stringify(v)} after ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** painted: the fraction of the main canvas' pixels that are not black. */
+async function painted() {
+  return page.evaluate(() => {
+    const c = document.querySelector('.pane[data-pane="0"] canvas');
+    if (!c) return 0;
+    const w = c.width;
+    const h = c.height;
+    const tmp = document.createElement('canvas');
+    tmp.width = w;
+    tmp.height = h;
+    const ctx = tmp.getContext('2d');
+    ctx.drawImage(c, 0, 0);
+    const d = ctx.getImageData(0, 0, w, h).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 16) if (d[i] + d[i + 1] + d[i + 2] > 30) lit++;
+    return lit / (d.length / 16);
+  });
+}
+
+async function box() {
+  const b = await page.locator('.pane[data-pane="0"] .vp').boundingBox();
+  return { ...b, cx: b.x + b.width / 2, cy: b.y + b.height / 2 };
+}
+
+test('a doctor opens the consultation and the first CT image draws', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.goto(server.base + '/sign-in');
+  await page.getByRole('textbox', { name: '用户名' }).fill('wei.dongping');
+  await page.getByLabel('密码', { exact: true }).fill(PW);
+  await page.getByRole('button', { name: '登录', exact: true }).click();
+  await page.waitForURL(/\/doctor\/worklist$/);
+  await page.goto(`${server.base}/doctor/consultations/${consultation}`);
+  await page.getByRole('heading', { name: PATIENT }).waitFor();
+  await waitAttr('data-instance', (v) => v.length > 0, 30_000);
+  // Series are in Series Number order: the DR (1) first.
+  assert.equal(await attr('data-series'), DR);
+  await page.getByRole('button', { name: /CT 序列/ }).click();
+  await waitAttr('data-series', (v) => v.endsWith('.1.1'));
+  assert.equal(await attr('data-study'), STUDY);
+  assert.equal(await attr('data-instance'), `${CT}.1`);
+  assert.equal(await attr('data-frame'), '1');
+  assert.equal(await attr('data-total'), String(SLICES));
+  await page.waitForFunction(() => {
+    const c = document.querySelector('.pane[data-pane="0"] canvas');
+    return c && c.width > 0;
+  });
+  await page.waitForTimeout(300);
+  const lit = await painted();
+  assert.ok(lit > 0.1, `the canvas is blank (${lit})`);
+  // The CT's own window (40/400) is what "as stored" shows.
+  assert.equal(await num('data-window-center'), 40);
+  assert.equal(await num('data-window-width'), 400);
+  assert.equal(await attr('data-zoom'), '1');
+  await page.getByText(PATIENT).last().waitFor();
+  await shoot(page, 'viewer-ct-desktop', DESKTOP);
+});
+
+test('the wheel, the keyboard and a drag in scroll mode move through the series', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const b = await box();
+  await page.mouse.move(b.cx, b.cy);
+  for (let i = 0; i < 3; i++) await page.mouse.wheel(0, 100);
+  await waitAttr('data-index', (v) => Number(v) >= 3);
+  assert.notEqual(await attr('data-instance'), `${CT}.1`);
+  const afterWheel = await num('data-index');
+  await viewer().press('End');
+  await waitAttr('data-index', (v) => v === '60');
+  assert.equal(await attr('data-instance'), `${CT}.60`);
+  await viewer().press('Home');
+  await waitAttr('data-index', (v) => v === '1');
+  await viewer().press('PageDown');
+  await waitAttr('data-index', (v) => v === '11');
+  await viewer().press('ArrowUp');
+  await waitAttr('data-index', (v) => v === '10');
+  assert.ok(afterWheel >= 3);
+});
+
+test('window/level by drag, presets, rotate, invert and reset', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const b = await box();
+  const w0 = await num('data-window-width');
+  const c0 = await num('data-window-center');
+  await page.mouse.move(b.cx, b.cy);
+  await page.mouse.down();
+  await page.mouse.move(b.cx + 60, b.cy + 30, { steps: 6 });
+  await page.mouse.up();
+  await waitAttr('data-window-width', (v) => Number(v) !== 400);
+  assert.ok((await num('data-window-width')) > w0, 'dragging right widens the window');
+  assert.ok((await num('data-window-center')) > c0, 'dragging down raises the level');
+  await page.getByRole('button', { name: /^肺窗/ }).click();
+  await waitAttr('data-window-width', (v) => v === '1500');
+  assert.equal(await num('data-window-center'), -600);
+  await shoot(page, 'viewer-ct-lung-desktop', DESKTOP);
+  await page.getByRole('button', { name: /^骨窗/ }).click();
+  await waitAttr('data-window-center', (v) => v === '300');
+  await viewer().press('r');
+  await waitAttr('data-rotation', (v) => v === '90');
+  await viewer().press('i');
+  await waitAttr('data-invert', (v) => v === 'true');
+  await shoot(page, 'viewer-ct-rotated-inverted-desktop', DESKTOP);
+  await viewer().press('0');
+  await waitAttr('data-invert', (v) => v === 'false');
+  assert.equal(await attr('data-rotation'), '0');
+  assert.equal(await num('data-window-width'), 400);
+});
+
+test('a length measurement on the CT reads in mm', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.getByRole('button', { name: /^测距/ }).click();
+  const b = await box();
+  await page.mouse.move(b.cx - 100, b.cy);
+  await page.mouse.down();
+  await page.mouse.move(b.cx + 100, b.cy, { steps: 8 });
+  await page.mouse.up();
+  const text = page.locator('.pane[data-pane="0"] svg text', { hasText: /mm/ });
+  await text.first().waitFor({ timeout: 10_000 });
+  const mm = Number((await text.first().textContent()).match(/([\d.]+)\s*mm/)[1]);
+  // 200 CSS px across a 350 mm field of view fitted into the viewport's height.
+  const expect = (200 / Math.min(b.width, b.height)) * 350;
+  assert.ok(Math.abs(mm - expect) / expect < 0.1, `measured ${mm} mm, expected about ${expect.toFixed(1)}`);
+  await shoot(page, 'viewer-ct-length-desktop', DESKTOP);
+  await page.getByRole('button', { name: /^窗宽窗位/ }).click();
+});
+
+test('the DR without Pixel Spacing says it is uncalibrated', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.getByRole('button', { name: /DX 序列/ }).click();
+  await waitAttr('data-series', (v) => v.endsWith('.1.3'));
+  await page.getByRole('note').filter({ hasText: '未校准' }).waitFor();
+  assert.equal(await num('data-window-center'), 1900);
+  assert.equal(await num('data-window-width'), 3000);
+  await shoot(page, 'viewer-dr-desktop', DESKTOP);
+});
+
+test('cine plays the ultrasound clip', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.getByRole('button', { name: /US 序列/ }).click();
+  await waitAttr('data-series', (v) => v.endsWith('.1.2'));
+  assert.equal(await attr('data-total'), String(FRAMES));
+  assert.equal(await attr('data-frame'), '1');
+  await page.getByRole('button', { name: /^电影播放/ }).click();
+  await waitAttr('data-frame', (v) => Number(v) >= 5, 10_000);
+  await shoot(page, 'viewer-us-cine-desktop', DESKTOP);
+  await page.getByRole('button', { name: /^电影播放/ }).click();
+  await waitAttr('data-cine', (v) => v === 'false');
+  const f = await attr('data-frame');
+  await page.waitForTimeout(300);
+  assert.equal(await attr('data-frame'), f, 'stopped');
+  await shoot(page, 'viewer-us-phone', PHONE);
+  await page.setViewportSize(DESKTOP);
+});
+
+test('no CSP violation and no uncaught error', T, (t) => {
+  if (skip()) return t.skip(skip());
+  assert.deepEqual(cspViolations, []);
+  assert.deepEqual(pageErrors, []);
+});

@@ -1,0 +1,229 @@
+// Cornerstone3D behind one small seam: initialised once (core, tools, the DICOM image loader
+// with its decode workers), series metadata registered with the loader's wadors
+// metaDataManager, frames fetched from /dicom-web in the background nearest-first, and the
+// measurement tools in one tool group per viewer. Components use this module, never
+// Cornerstone's globals directly.
+import {
+  cache,
+  Enums,
+  eventTarget,
+  imageLoader,
+  imageLoadPoolManager,
+  imageRetrievalPoolManager,
+  init as coreInit,
+  RenderingEngine,
+  type StackViewport,
+  type Types,
+} from '@cornerstonejs/core';
+import {
+  addTool,
+  AngleTool,
+  ArrowAnnotateTool,
+  EllipticalROITool,
+  init as toolsInit,
+  LabelTool,
+  LengthTool,
+  ToolGroupManager,
+  Enums as ToolEnums,
+  annotation as csAnnotation,
+} from '@cornerstonejs/tools';
+import dicomImageLoader from '@cornerstonejs/dicom-image-loader';
+import { fetchSeriesMetadata, buildSeries, type LoadedSeries, type DicomJSON } from './series';
+import { prefetchOrder } from './math';
+
+/** The in-memory image cache: a 300-slice 512x512 CT is 150 MB decoded; 1 GB holds several. */
+const CACHE_BYTES = 1024 * 1024 * 1024;
+
+/** The measurement and annotation tools, by Cornerstone tool name. */
+export const TOOL = {
+  length: LengthTool.toolName,
+  angle: AngleTool.toolName,
+  ellipse: EllipticalROITool.toolName,
+  arrow: ArrowAnnotateTool.toolName,
+  text: LabelTool.toolName,
+} as const;
+export type ToolKind = keyof typeof TOOL;
+
+/** The text a new arrow or label gets: set by the viewer (an Element Plus dialog). */
+export type AskText = (initial?: string) => Promise<string | null>;
+let askText: AskText = async () => null;
+export function setAskText(f: AskText): void {
+  askText = f;
+}
+
+let ready: Promise<void> | null = null;
+
+/** initCornerstone runs once per page. */
+export function initCornerstone(): Promise<void> {
+  ready ??= (async () => {
+    coreInit();
+    toolsInit();
+    const cores = typeof navigator !== 'undefined' ? navigator.hardwareConcurrency || 2 : 2;
+    dicomImageLoader.init({ maxWebWorkers: Math.max(1, Math.min(4, cores - 1)) });
+    cache.setMaxCacheSize(CACHE_BYTES);
+    // Six connections per origin over HTTP/1.1: keep them busy with what the user asked for
+    // first (interaction), then the prefetch.
+    imageRetrievalPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Interaction, 6);
+    imageRetrievalPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 6);
+    imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Interaction, 6);
+    imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 6);
+    for (const t of [LengthTool, AngleTool, EllipticalROITool, ArrowAnnotateTool, LabelTool]) addTool(t);
+  })();
+  return ready;
+}
+
+const seriesCache = new Map<string, Promise<LoadedSeries>>();
+
+/** loadSeries fetches a series' metadata once and registers each frame with the wadors loader. */
+export function loadSeries(study: string, series: string): Promise<LoadedSeries> {
+  const key = `${study}/${series}`;
+  let p = seriesCache.get(key);
+  if (!p) {
+    p = fetchSeriesMetadata(study, series).then((list) => {
+      const s = buildSeries(study, series, list);
+      const registered = new Set<string>();
+      for (const e of s.stack) {
+        if (registered.has(e.instance)) continue;
+        registered.add(e.instance);
+        // Multi-frame instances: frame 1's metadata serves all frames (the loader derives them).
+        dicomImageLoader.wadors.metaDataManager.add(e.imageId, s.meta.get(e.instance) as unknown as Parameters<typeof dicomImageLoader.wadors.metaDataManager.add>[1]);
+      }
+      return s;
+    });
+    p.catch(() => seriesCache.delete(key));
+    seriesCache.set(key, p);
+  }
+  return p;
+}
+
+export function instanceMeta(s: LoadedSeries, instance: string): DicomJSON | undefined {
+  return s.meta.get(instance);
+}
+
+/** isCached: the image is decoded in Cornerstone's cache. */
+export function isCached(imageId: string): boolean {
+  return cache.isLoaded(imageId);
+}
+
+export function cachedImage(imageId: string): Types.IImage | undefined {
+  return cache.getImage(imageId);
+}
+
+/**
+ * Prefetch loads a whole stack into the cache in the background, nearest to the shown image
+ * first, reporting progress. restart(from) reorders what is left around a new position.
+ */
+export class Prefetch {
+  private queue: number[] = [];
+  private inFlight = 0;
+  private stopped = false;
+  private readonly max = 6;
+  loaded = 0;
+
+  constructor(
+    private readonly stack: string[],
+    private readonly progress: (loaded: number, total: number) => void,
+  ) {
+    this.count();
+  }
+
+  private count(): void {
+    this.loaded = this.stack.filter((id) => cache.isLoaded(id)).length;
+    this.progress(this.loaded, this.stack.length);
+  }
+
+  restart(from: number): void {
+    this.queue = prefetchOrder(this.stack.length, from).filter((i) => !cache.isLoaded(this.stack[i] ?? ''));
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.stopped && this.inFlight < this.max && this.queue.length) {
+      const i = this.queue.shift() as number;
+      const id = this.stack[i];
+      if (!id || cache.isLoaded(id)) continue;
+      this.inFlight++;
+      const done = (): void => {
+        this.inFlight--;
+        if (this.stopped) return;
+        this.count();
+        this.pump();
+      };
+      imageLoadPoolManager.addRequest(
+        () => imageLoader.loadAndCacheImage(id, { priority: 0, requestType: Enums.RequestType.Prefetch }).then(done, done),
+        Enums.RequestType.Prefetch,
+        { imageId: id },
+        0,
+      );
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.queue = [];
+  }
+}
+
+let engineCount = 0;
+
+/** A rendering engine with one stack viewport per element, and a tool group for its tools. */
+export class Stage {
+  readonly engine: RenderingEngine;
+  readonly id: string;
+  private readonly groups = new Map<string, string>();
+
+  constructor() {
+    this.id = `sanping-viewer-${++engineCount}`;
+    this.engine = new RenderingEngine(this.id);
+  }
+
+  addViewport(viewportId: string, element: HTMLDivElement): StackViewport {
+    this.engine.enableElement({
+      viewportId,
+      element,
+      type: Enums.ViewportType.STACK,
+      defaultOptions: { background: [0, 0, 0] as Types.Point3 },
+    });
+    const groupId = `${this.id}-${viewportId}`;
+    const group = ToolGroupManager.createToolGroup(groupId);
+    if (group) {
+      group.addTool(TOOL.length);
+      group.addTool(TOOL.angle);
+      group.addTool(TOOL.ellipse);
+      const ask = (done: (text: string | null) => void): void => {
+        void askText().then(done);
+      };
+      const change = (_a: unknown, _e: unknown, done: (text: string | null) => void): void => {
+        void askText().then(done);
+      };
+      group.addTool(TOOL.arrow, { getTextCallback: ask, changeTextCallback: change, arrowFirst: true });
+      group.addTool(TOOL.text, { getTextCallback: ask, changeTextCallback: change });
+      group.addViewport(viewportId, this.id);
+      for (const name of Object.values(TOOL)) group.setToolEnabled(name);
+    }
+    this.groups.set(viewportId, groupId);
+    return this.engine.getViewport(viewportId) as StackViewport;
+  }
+
+  /** setTool makes one tool draw with the primary button (others editable), or none (all drawn only). */
+  setTool(viewportId: string, kind: ToolKind | null): void {
+    const group = ToolGroupManager.getToolGroup(this.groups.get(viewportId) ?? '');
+    if (!group) return;
+    for (const [k, name] of Object.entries(TOOL)) {
+      if (k === kind) group.setToolActive(name, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Primary }] });
+      else if (kind) group.setToolPassive(name);
+      else group.setToolEnabled(name);
+    }
+  }
+
+  resize(): void {
+    this.engine.resize(true, true);
+  }
+
+  destroy(): void {
+    for (const g of this.groups.values()) ToolGroupManager.destroyToolGroup(g);
+    this.engine.destroy();
+  }
+}
+
+export { csAnnotation, eventTarget, Enums, ToolEnums };
