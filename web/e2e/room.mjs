@@ -146,7 +146,7 @@ export function percentile(xs, p) {
 export function viewerPixels(page) {
   return page.evaluate(() => {
     const root = document.querySelector('.room-viewer');
-    const src = root?.querySelector('canvas') ?? root?.querySelector('img');
+    const src = root?.querySelector('.pane[data-pane="0"] canvas') ?? root?.querySelector('canvas') ?? root?.querySelector('img');
     if (!src) return null;
     const n = 32;
     const c = document.createElement('canvas');

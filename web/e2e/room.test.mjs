@@ -7,7 +7,7 @@
 // web/test-output/room-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, shoot, DESKTOP } from './server.mjs';
+import { startServer, startProxy, launchBrowser, shoot, DESKTOP } from './server.mjs';
 import {
   PEOPLE, county, liveConsultation, signIn, waitFor, decodesOthers, viewerAttrs, watchSeq, delays, percentile, viewerPixels, pixelDiff, sideBySide,
 } from './room.mjs';
@@ -49,10 +49,13 @@ async function sameView(driver, others, what) {
   const want = await viewerAttrs(driver.page);
   for (const o of others) {
     await waitFor(o.page, (w) => {
+      window.lastAttrs = { ...document.querySelector('.room-viewer [data-seq]')?.dataset };
       const el = document.querySelector('.room-viewer [data-seq]');
       const d = el?.dataset;
       return d && Number(d.seq) >= w.seq && d.frame === w.frame && d.instance === w.instance && d.windowCenter === w.windowCenter && d.windowWidth === w.windowWidth;
-    }, want, `${what}: a follower shows the driver's view ${JSON.stringify(want)}`);
+    }, want, `${what}: a follower shows the driver's view ${JSON.stringify(want)}`).catch(async (err) => {
+      throw new Error(`${err.message}; it shows ${JSON.stringify(await o.page.evaluate(() => window.lastAttrs))}`);
+    });
   }
   return want;
 }
@@ -77,6 +80,10 @@ test('the three join (the clinic through the pre-call check) and each decodes th
   for (const [k, w] of Object.entries(who)) await decodesOthers(w.page, 2, 20, `${k} decodes both others' video`);
   // The county doctor is the consultation's assigned doctor: the default driver.
   for (const w of Object.values(who)) await w.page.getByText(`主控：${w === who.county ? '您正在主控' : PEOPLE.county.name}`).waitFor();
+  // Every viewer shows the room's first image.
+  for (const [k, w] of Object.entries(who)) {
+    await waitFor(w.page, () => document.querySelector('.room-viewer [data-seq]')?.dataset.instance, null, `${k}'s viewer shows an image`, 60_000);
+  }
 });
 
 test("the county doctor drives the viewer; the others follow (attributes, pixels), quickly", T, async (t) => {
@@ -89,10 +96,11 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
   const viewer = await d.locator('.room-viewer [data-seq]').evaluate((el) => el.classList.contains('stand-in') ? 'stand-in' : 'viewer');
   t.diagnostic(`viewer: ${viewer}`);
   if (viewer === 'viewer') {
-    // Scroll through the series with the wheel, window by dragging, draw an arrow.
+    // Scroll through the series with the wheel (half notches: one image each), window by
+    // dragging, draw an arrow.
     await d.mouse.move(cx, cy);
-    for (let i = 0; i < 5; i++) {
-      await d.mouse.wheel(0, 120);
+    for (let i = 0; i < 4; i++) {
+      await d.mouse.wheel(0, 50);
       await d.waitForTimeout(120);
     }
     await d.mouse.move(cx, cy);
@@ -104,6 +112,9 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
     await d.mouse.down();
     await d.mouse.move(cx - 20, cy - 20, { steps: 5 });
     await d.mouse.up();
+    const ask = d.getByRole('dialog', { name: '标注文字' });
+    await ask.getByRole('textbox').fill('病灶');
+    await ask.getByRole('textbox').press('Enter');
   } else {
     // The diagnostic viewer is not in this tree yet: the same ops through the page's hook.
     for (let i = 1; i <= 5; i++) {
@@ -118,6 +129,7 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
   }
   const want = await sameView(who.county, followers(), 'after scroll, window and arrow');
   assert.notEqual(want.instance, '', 'an image is shown');
+  if (viewer === 'viewer') assert.match(want.instance, /\.5$/, 'four wheel steps from the first image');
   assert.ok(want.seq > 3, `ops were applied (seq ${want.seq})`);
   // Annotations reached both.
   for (const f of followers()) {
@@ -127,6 +139,8 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
   await d.waitForTimeout(500);
   const mine = await viewerPixels(d);
   assert.ok(mine, 'the driver shows pixels');
+  const spread = Math.max(...mine) - Math.min(...mine);
+  assert.ok(spread > 100, `the driver's canvas shows an image (grey levels spread ${spread})`);
   for (const f of followers()) {
     const theirs = await viewerPixels(f.page);
     const diff = pixelDiff(mine, theirs);
@@ -200,6 +214,43 @@ test('an unfollowed screen is not moved; following again jumps to the room', T, 
   await c.getByLabel('跟随主控画面').check();
   await sameView(who.county, [who.clinic], 'following again');
   assert.equal((await viewerAttrs(c)).windowCenter, '77');
+});
+
+test('chat reaches everyone', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const c = who.clinic.page;
+  await c.getByRole('textbox', { name: '输入消息，回车发送' }).fill('患者咳嗽一个月，请看右肺。');
+  await c.getByRole('textbox', { name: '输入消息，回车发送' }).press('Enter');
+  for (const w of Object.values(who)) await w.page.getByRole('region', { name: '文字交流' }).getByText('患者咳嗽一个月，请看右肺。').waitFor();
+});
+
+test("the websocket cut for 3 s: a banner meanwhile, then the room's view again; chat goes on", T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const proxy = await startProxy(server.base);
+  try {
+    // The clinic's page over a link that can be cut (a new participant: another origin, another tab's token).
+    const c = who.clinic.page;
+    await c.goto(`${proxy.base}${room()}?auto=1`);
+    const me = await waitFor(c, () => window.sanping?.status === 'connected' && window.sanping.me, null, 'the clinic joins over the proxy');
+    // The viewer has its images before the cut (this test is about the room's socket).
+    await waitFor(c, () => {
+      const d = document.querySelector('.room-viewer [data-seq]')?.dataset;
+      return d?.instance && d.loaded && d.loaded === d.total;
+    }, null, "the clinic's viewer has the series", 60_000);
+    const cut = proxy.cut(3000);
+    await c.getByText('网络中断，正在重新连接。恢复后会回到会诊中的画面。').waitFor({ timeout: 5000 });
+    await who.county.page.evaluate(() => window.sanping.sendOp({ kind: 'window', window: { center: 555, width: 1555 } }));
+    await cut;
+    await waitFor(c, (me) => window.sanping.status === 'connected' && window.sanping.me === me && window.sanping.view.window.center === 555 && window.sanping.reconnects >= 1,
+      me, 'the clinic is back as itself with the view it missed', 15_000);
+    await c.getByText('网络中断，正在重新连接').waitFor({ state: 'hidden' });
+    await sameView(who.county, [who.clinic], 'after the cut');
+    await c.getByRole('textbox', { name: '输入消息，回车发送' }).fill('网络恢复了。');
+    await c.getByRole('textbox', { name: '输入消息，回车发送' }).press('Enter');
+    await who.county.page.getByText('网络恢复了。').waitFor();
+  } finally {
+    await proxy.close();
+  }
 });
 
 test("a user who may not see it, and a consultation not in session, are told in words", T, async (t) => {

@@ -60,7 +60,8 @@ export function counters(report: RTCStatsReport | Map<string, StatLike>, partici
 
 /**
  * received turns two samples into quality: lost when nothing arrived in the interval, weak
- * above 5% loss or below 10 frames a second of video, good otherwise.
+ * above 5% loss or below 5 frames a second of video (the SFU's lowest layer still gives
+ * 7-15), good otherwise.
  */
 export function received(prev: Counters | null, cur: Counters): Record<string, ReceivedQuality> {
   const out: Record<string, ReceivedQuality> = {};
@@ -75,7 +76,7 @@ export function received(prev: Counters | null, cur: Counters): Record<string, R
     const bitrate = ((c.bytes - b.bytes) * 8) / dt;
     let level: QualityLevel = 'good';
     if (packets <= 0) level = 'lost';
-    else if (loss > 0.05 || (c.video && fps < 10)) level = 'weak';
+    else if (loss > 0.05 || (c.video && fps < 5)) level = 'weak';
     out[p] = { level, loss, fps: Math.round(fps * 10) / 10, bitrate: Math.round(bitrate) };
   }
   return out;
