@@ -27,7 +27,7 @@ describe('LiveClient', () => {
     s.last().open();
     const [hello] = s.last().of('hello');
     expect(hello).toMatchObject({ protocol: 1, resume: '', keepMedia: false });
-    expect(hello.client).toMatch(/^sanping-web\/1/);
+    expect(hello!.client).toMatch(/^sanping-web\/1/);
     s.last().serve('welcome', welcome('p1', { chat: [{ id: 1, participant: 'p2', name: '蓝秀英', text: '您好', time: '2026-12-07T08:00:00Z' }] }));
     expect(client.me).toBe('p1');
     expect(client.seq).toBe(3);
@@ -64,7 +64,7 @@ describe('LiveClient', () => {
     s.last().serve('welcome', welcome('p1'));
     s.last().serve('op.applied', applied(5)); // 4 is missing
     expect(s.all).toHaveLength(2);
-    expect(s.all[0].closed).toBe(true);
+    expect(s.all[0]!.closed).toBe(true);
     expect(client.seq).toBe(3);
     s.last().open();
     expect(s.last().of('hello')[0]).toMatchObject({ resume: 'token-p1', keepMedia: false });
@@ -74,7 +74,7 @@ describe('LiveClient', () => {
     expect(client.view.window.center).toBe(9);
     expect(client.reconnects).toBe(1);
     // Ops from the old socket no longer count.
-    s.all[0].serve('op.applied', applied(10));
+    s.all[0]!.serve('op.applied', applied(10));
     expect(client.seq).toBe(9);
   });
 
@@ -142,7 +142,7 @@ describe('LiveClient', () => {
     const ops = s.last().sent.filter((m) => m.type === 'op');
     expect(ops.map((m) => m.id)).toEqual([a, b]);
     const sent = s.last().of('op').map((o) => o.sent!);
-    expect(sent[1]).toBeGreaterThan(sent[0]);
+    expect(sent[1]).toBeGreaterThan(sent[0]!);
   });
 
   it('sends control and chat, and follows control.state, chat and participants', () => {
@@ -186,7 +186,7 @@ describe('LiveClient', () => {
     now = 45_000;
     vi.advanceTimersByTime(5000);
     expect(s.all).toHaveLength(2);
-    expect(s.all[0].closed).toBe(true);
+    expect(s.all[0]!.closed).toBe(true);
   });
 
   it('leaves for good: leave sent, token forgotten, no reconnect', () => {
@@ -195,7 +195,7 @@ describe('LiveClient', () => {
     s.last().open();
     s.last().serve('welcome', welcome('p1'));
     client.leave();
-    expect(s.all[0].sent.at(-1)?.type).toBe('leave');
+    expect(s.all[0]!.sent.at(-1)?.type).toBe('leave');
     expect(storage.getItem(resumeKey(7))).toBeNull();
     vi.advanceTimersByTime(10_000);
     expect(s.all).toHaveLength(1);

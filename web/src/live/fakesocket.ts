@@ -53,7 +53,7 @@ export function sockets(): { all: FakeSocket[]; last: () => FakeSocket; make: (u
   const all: FakeSocket[] = [];
   return {
     all,
-    last: () => all[all.length - 1],
+    last: () => all[all.length - 1]!,
     make: (url: string) => {
       const s = new FakeSocket(url);
       all.push(s);

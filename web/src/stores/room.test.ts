@@ -34,7 +34,7 @@ describe('room store', () => {
     expect(room.shownView.window).toEqual({ center: 40, width: 400 });
     expect(room.view.window).toEqual({ center: 0, width: 0 });
     const [op] = s.last().of('op');
-    s.last().serve('op.applied', { seq: 4, by: 'p1', op, time: '2026-12-07T08:00:00Z' });
+    s.last().serve('op.applied', { seq: 4, by: 'p1', op: op!, time: '2026-12-07T08:00:00Z' });
     expect(room.view.window).toEqual({ center: 40, width: 400 });
     expect(room.shownView.window).toEqual({ center: 40, width: 400 });
     expect(room.seq).toBe(4);

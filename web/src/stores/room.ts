@@ -2,6 +2,7 @@ import { defineStore } from 'pinia';
 import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue';
 import { LiveClient, type ClientOptions, type ClientStatus, type ControlAction, type LocalMedia, type RemoteTrack, type AppliedRecord } from '@/live/client';
 import { counters, connectionType, received, type ConnectionType, type Counters, type ReceivedQuality } from '@/live/quality';
+import { checkReachability, type Reachability } from '@/live/precall';
 import { applyOp, cloneViewState, defaultViewState } from '@/live/viewstate';
 import type { ChatMessage, ControlState, Op, OpApplied, Participant, ProtocolError, ViewState } from '@/live/protocol';
 
@@ -57,6 +58,8 @@ export const useRoomStore = defineStore('room', () => {
   const pending = shallowRef<PendingOp[]>([]);
   const quality = shallowRef<Record<string, ReceivedQuality>>({});
   const myConnection = ref<ConnectionType | null>(null);
+  /** What the reachability check found (before joining, or after it with the welcome's ICE servers). */
+  const reach = ref<Reachability | 'checking'>('unknown');
   const mediaState = ref<{ pub: RTCPeerConnectionState | ''; sub: RTCPeerConnectionState | '' }>({ pub: '', sub: '' });
   const local = shallowRef<LocalMedia>({});
   const micOn = ref(true);
@@ -151,7 +154,8 @@ export const useRoomStore = defineStore('room', () => {
   }
 
   /** join connects to a consultation's room; media is what to publish once captured. */
-  function join(id: number, media: Promise<LocalMedia> | LocalMedia, options: Partial<ClientOptions> = {}): LiveClient {
+  function join(id: number, media: Promise<LocalMedia> | LocalMedia, options: Partial<ClientOptions> = {}, checked: Reachability = 'unknown'): LiveClient {
+    reach.value = checked;
     if (client.value) client.value.close();
     for (const f of off.splice(0)) f();
     consultation.value = id;
@@ -167,9 +171,14 @@ export const useRoomStore = defineStore('room', () => {
     });
     off.push(
       c.on('status', (s) => (status.value = s)),
-      c.on('welcome', () => {
+      c.on('welcome', (w) => {
         syncFromClient(c);
         pending.value = [];
+        // No check before joining (no GET /api/ice-servers): check with the welcome's servers.
+        if (reach.value === 'unknown' && w.iceServers?.length && typeof RTCPeerConnection !== 'undefined') {
+          reach.value = 'checking';
+          void checkReachability(w.iceServers).then((r) => (reach.value = r), () => (reach.value = 'unknown'));
+        }
       }),
       c.on('snapshot', () => syncFromClient(c)),
       c.on('op', onApplied),
@@ -308,6 +317,7 @@ export const useRoomStore = defineStore('room', () => {
     shownView,
     quality,
     myConnection,
+    reach,
     mediaState,
     local,
     micOn,
