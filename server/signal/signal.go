@@ -225,7 +225,38 @@ func (s *Service) Routes() []auth.Route {
 		{Pattern: "POST /api/consultations/{id}/whip", Action: auth.ActConsultRead, Object: cons, Handler: http.HandlerFunc(s.whipPost)},
 		{Pattern: "DELETE /api/consultations/{id}/whip/{peer}", Action: auth.ActConsultRead, Object: cons, Handler: http.HandlerFunc(s.whipDelete)},
 		{Pattern: "OPTIONS /api/consultations/{id}/whip", Action: auth.ActPublic, Handler: http.HandlerFunc(whipOptions)},
+		// The browser's check before a call: can it reach the SFU, directly or through TURN?
+		{Pattern: "GET /api/ice-servers", Action: auth.ActSelf, Handler: http.HandlerFunc(s.serveICEServers)},
 	}
+}
+
+// iceServers are what a client's peer connections may use, as the welcome gives them: TURN
+// on each configured transport, with credentials valid an hour and issued to who.
+func (s *Service) iceServers(who string) []protocol.ICEServer {
+	servers := []protocol.ICEServer{}
+	if s.cfg.TURN != nil {
+		servers = append(servers, s.cfg.TURN.Credentials(who))
+	}
+	return servers
+}
+
+// ICEServersAnswer is the body of GET /api/ice-servers.
+type ICEServersAnswer struct {
+	ICEServers []protocol.ICEServer `json:"iceServers"`
+}
+
+// serveICEServers answers the ICE servers of a pre-call check, with TURN credentials issued
+// to the caller: "user-ID" or "token-ID", never a name, since TURN over UDP and TCP carries
+// the username in clear.
+func (s *Service) serveICEServers(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	who := fmt.Sprintf("user-%d", p.UserID)
+	if p.Method == "token" {
+		who = fmt.Sprintf("token-%d", p.TokenID)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store") // credentials
+	json.NewEncoder(w).Encode(ICEServersAnswer{ICEServers: s.iceServers(who)})
 }
 
 // liveConsultation returns the consultation if it is live; else it answers 409.
@@ -331,12 +362,7 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 		closeWith(conn, websocket.CloseInternalServerErr, "media unavailable")
 		return
 	}
-	if s.cfg.TURN != nil {
-		welcome.ICEServers = append(welcome.ICEServers, s.cfg.TURN.Credentials(member.ID()))
-	}
-	if welcome.ICEServers == nil {
-		welcome.ICEServers = []protocol.ICEServer{}
-	}
+	welcome.ICEServers = s.iceServers(member.ID())
 	b, err := protocol.Encode(protocol.TypeWelcome, first.ID, welcome)
 	if err != nil {
 		member.Leave()
