@@ -355,12 +355,15 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 	// joining a room with publishers is offered their tracks at once, and an offer sent with
 	// nowhere to go was lost. What is queued goes out after the welcome.
 	direct := make(chan []byte, 256)
-	se, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia, direct)
+	se, fresh, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia, direct)
 	if err != nil {
 		s.log.Error("live: connecting media failed", "consultation", c.ID, "err", err)
 		member.Leave()
 		closeWith(conn, websocket.CloseInternalServerErr, "media unavailable")
 		return
+	}
+	if fresh && welcome.Resumed {
+		member.SetQuality("") // new peer connections: not measured yet
 	}
 	welcome.ICEServers = s.iceServers(member.ID())
 	b, err := protocol.Encode(protocol.TypeWelcome, first.ID, welcome)
@@ -547,8 +550,8 @@ func truncate(s string, n int) string {
 }
 
 // attach finds or makes the participant's session and its SFU peer. keepMedia keeps the peer
-// of a resumed participant; otherwise a fresh one replaces it.
-func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool, out chan []byte) (*session, error) {
+// of a resumed participant; otherwise a fresh one replaces it (fresh).
+func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool, out chan []byte) (se *session, fresh bool, err error) {
 	key := sessionKey{c.ID, member.ID()}
 	s.mu.Lock()
 	se, ok := s.sessions[key]
@@ -562,7 +565,7 @@ func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.I
 	defer se.mu.Unlock()
 	se.out = out
 	if se.peer != nil && keepMedia {
-		return se, nil
+		return se, false, nil
 	}
 	if se.peer != nil {
 		se.peer.Close()
@@ -574,10 +577,10 @@ func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.I
 		}
 	}, sfu.PeerOptions{Record: c.RecordingConsent})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	se.peer = peer
-	return se, nil
+	return se, true, nil
 }
 
 // gone is the room telling that a participant left for good: its media ends.
@@ -616,6 +619,10 @@ func (s *Service) sfuEvent(e sfu.Event) {
 	case "connection":
 		if se != nil {
 			se.member.SetConnection(e.Connection)
+		}
+	case sfu.EventLevel:
+		if se != nil {
+			se.member.SetQuality(e.Detail)
 		}
 	case "quality":
 		if e.Quality != nil {
