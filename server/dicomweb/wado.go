@@ -156,8 +156,9 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	accept := r.Header.Get("Accept")
-	// What is sent follows from the stored bytes, the frame list (in the path) and Accept.
-	if fresh(w, r, s.etag("frames", in.SHA256, r.URL.Path, accept), cacheFixed) {
+	// What is sent follows from the stored bytes, the frame list (in the path), Accept and
+	// the base URL (multipart parts carry Content-Location).
+	if fresh(w, r, s.etag("frames", in.SHA256, r.URL.Path, accept, s.baseURL(r)), cacheFixed) {
 		s.record(r, "image.read", studyObject(study), "success")
 		return
 	}
