@@ -71,14 +71,17 @@ type clientReport struct {
 }
 
 // ReportQuality takes the participant's own view of its connection (the protocol's optional
-// quality message): for a while its loss, RTT and jitter count when they are worse than
-// what the SFU measures, which it cannot see of, say, the client's decoding side.
+// quality message). For 2 QualityIntervals its RTT counts where it is higher than the SFU's
+// (a client behind a relay measures its whole path). Its loss and jitter do not: a browser
+// measures them on what it receives, which carries what the publishers lost before the SFU,
+// and the SFU tells its own link's apart (TWCC, jitter less the publisher's).
 func (p *Peer) ReportQuality(q protocol.Quality) {
 	p.client.Store(&clientReport{q: q, at: p.s.nanotime()})
 }
 
 // maybeQuality runs every tick: the level's silence check, every QualityInterval a "quality"
-// event and a sample for the level, and a "level" event when the level changed.
+// event (the SFU's own figures) and a sample for the level, and a "level" event when the
+// level changed.
 func (p *Peer) maybeQuality(now time.Time) {
 	nowNs := p.s.nanotime()
 	p.level.media(p.silent(nowNs))
@@ -90,7 +93,7 @@ func (p *Peer) maybeQuality(now time.Time) {
 		p.s.emit(Event{Room: p.roomID, Peer: p.id, Kind: EventQuality, Quality: &q})
 		if measured {
 			if c := p.client.Load(); c != nil && nowNs-c.at < int64(2*p.s.cfg.QualityInterval) {
-				q.Loss, q.RTTms, q.JitterMs = max(q.Loss, c.q.Loss), max(q.RTTms, c.q.RTTms), max(q.JitterMs, c.q.JitterMs)
+				q.RTTms = max(q.RTTms, c.q.RTTms)
 			}
 			p.level.sample(q)
 		}

@@ -163,8 +163,8 @@ func testQualityLevel(t *testing.T) {
 	}
 }
 
-// TestClientQualityReport: the participant's own report counts when it is worse than what the
-// SFU measures.
+// TestClientQualityReport: the participant's own RTT counts when it is higher than what the
+// SFU measures; its loss, which carries the publishers' too, does not.
 func TestClientQualityReport(t *testing.T) { synctest.Test(t, testClientQualityReport) }
 
 func testClientQualityReport(t *testing.T) {
@@ -188,6 +188,11 @@ func testClientQualityReport(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the doctor to be good", func() bool { return level() == protocol.QualityGood })
 	p, _ := s.Peer(room, "doctor")
+	p.ReportQuality(protocol.Quality{Loss: 0.2, JitterMs: 200})
+	time.Sleep(3 * time.Second)
+	if l := level(); l != protocol.QualityGood {
+		t.Fatalf("the doctor's reported loss made it %s", l)
+	}
 	p.ReportQuality(protocol.Quality{RTTms: 650})
 	waitFor(t, 3*time.Second, "the doctor's own report to make it weak", func() bool { return level() == protocol.QualityWeak })
 }
