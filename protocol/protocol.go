@@ -103,8 +103,16 @@ type Participant struct {
 	Connected   bool      `json:"connected"` // false while in the grace period
 	Tracks      []Track   `json:"tracks"`
 	Connection  string    `json:"connection,omitempty"` // udp, tcp or relay, once media flows
+	Quality     string    `json:"quality,omitempty"`    // good, weak or lost (QualityGood, ...); absent until measured and while not connected
 	JoinedAt    time.Time `json:"joinedAt"`
 }
+
+// Participant quality levels, from the server's figures every 5 s (docs/protocol.md).
+const (
+	QualityGood = "good"
+	QualityWeak = "weak" // loss over 3%, RTT over 400 ms or jitter over 50 ms
+	QualityLost = "lost" // nothing received for 5 s while media should flow
+)
 
 // Track is a published media track.
 type Track struct {
@@ -291,7 +299,7 @@ type ChatMessage struct {
 	Time        time.Time `json:"time"`
 }
 
-// ParticipantEvent says someone joined, changed (tracks, connection) or left.
+// ParticipantEvent says someone joined, changed (tracks, connection, quality) or left.
 type ParticipantEvent struct {
 	Event       string      `json:"event"` // joined, updated, disconnected, left
 	Participant Participant `json:"participant"`

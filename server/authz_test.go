@@ -401,6 +401,7 @@ func routeTable() map[string]routeCase {
 		"GET /api/consultations/{id}/report/print": {path: "/api/consultations/{id}/report/print", pre: "draft", anon: "401", admin: "200/200", doctor: "200/404", clinic: "200/404"},
 
 		"GET /api/consultations/{id}/live": {path: "/api/consultations/{id}/live", pre: "live", anon: "401", admin: "400/400", doctor: "400/404", clinic: "400/404"},
+		"GET /api/ice-servers":             {path: "/api/ice-servers", anon: "401", admin: "200", doctor: "200", clinic: "200"},
 		"POST /api/consultations/{id}/whip": {path: "/api/consultations/{id}/whip", pre: "live", body: func(*authzFixture, string, bool) (string, []byte) {
 			return "application/sdp", []byte("v=0\r\n")
 		}, anon: "401", admin: "400/400", doctor: "400/404", clinic: "400/404"},

@@ -339,3 +339,30 @@ func TestLiveSubscribersJoinTogether(t *testing.T) {
 		wcancel()
 	}
 }
+
+// TestLiveQualityLevel: once the server has measured a participant's media, the others hear of
+// its quality level in a participant event, and the session log has it.
+func TestLiveQualityLevel(t *testing.T) {
+	f := newAuthzFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id := f.consultation(false, "live")
+	doctor := f.join(ctx, t, f.users["doctor"], id, true)
+	clinic := f.join(ctx, t, f.users["clinic"], id, true)
+	deadline := time.After(30 * time.Second)
+	for level := ""; level != protocol.QualityGood; {
+		select {
+		case m := <-doctor.Events():
+			var e protocol.ParticipantEvent
+			if m.Type == protocol.TypeParticipant && json.Unmarshal(m.Data, &e) == nil && e.Participant.ID == clinic.ID() {
+				level = e.Participant.Quality
+			}
+		case <-deadline:
+			t.Fatalf("the doctor heard of no quality level of the clinic's over loopback")
+		}
+	}
+	waitUntil(t, 10*time.Second, "the quality level in the session log", func() bool {
+		entries, err := f.app.trail.List(ctx, audit.Filter{ObjectPrefix: fmt.Sprintf("consultation:%d", id), Action: "live.quality.level"})
+		return err == nil && len(entries) > 0
+	})
+}

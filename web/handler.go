@@ -33,7 +33,8 @@ const (
 // /assets/ cached for a year, index.html revalidated on every load, and index.html for any
 // other path that is not a file and not the server's own (/api, /dicom-web, /healthz), so
 // that reloading /clinic/upload works (history-API routing). Without a built app it serves
-// a page saying how to build it. The live test page (/live.html) is served either way.
+// a page saying how to build it. The old live test page's address (/live.html?c=N) redirects
+// to the app's room (/consultations/N/live); its script and style are still served.
 func Handler() http.Handler {
 	app, _ := App()
 	legacy, err := fs.Sub(static, "static")
@@ -90,6 +91,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case name == "" || name == "index.html":
 		h.serveIndex(w, r)
+	case name == "live.html":
+		redirectLive(w, r)
 	case strings.HasPrefix(name, "assets/"):
 		if h.app == nil || !isFile(h.app, name) {
 			writeProblem(w, http.StatusNotFound, "not found")
@@ -109,6 +112,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.serveIndex(w, r)
 	}
+}
+
+// redirectLive sends the first live test page's address, which links and bookmarks still
+// carry, to the app's room: /live.html?c=12&auto=1 -> /consultations/12/live?auto=1. Without a
+// consultation number (or with one that is not a number) it goes to the app's home, so c never
+// shapes the path beyond digits (no open redirect through "//host").
+func redirectLive(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("c")
+	q.Del("c")
+	target := "/"
+	if n, err := strconv.ParseUint(id, 10, 63); err == nil && n > 0 {
+		target = "/consultations/" + strconv.FormatUint(n, 10) + "/live"
+	}
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusFound)
 }
 
 // reserved: the server's own paths, never the app's screens. (/api/ and /dicom-web/ have

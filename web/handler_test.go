@@ -53,7 +53,6 @@ func TestServeBuiltApp(t *testing.T) {
 		{"br refused with q=0", "/assets/index-AbC123.js", "br;q=0, gzip", 200, "gzipped", "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", "gzip"},
 		{"stylesheet without a compressed copy", "/assets/index-9z8Y.css", "br", 200, "body{}", "public, max-age=31536000, immutable", "text/css; charset=utf-8", ""},
 		{"file at the top", "/favicon.svg", "", 200, "<svg/>", "no-cache", "image/svg+xml", ""},
-		{"live test page", "/live.html", "", 200, string(testLegacy["live.html"].Data), "no-cache", "text/html; charset=utf-8", ""},
 		{"live test script", "/live.js", "", 200, "// live", "no-cache", "text/javascript; charset=utf-8", ""},
 		{"missing asset", "/assets/index-old.js", "", 404, "", "", "application/problem+json", ""},
 		{"assets folder", "/assets/", "", 404, "", "", "application/problem+json", ""},
@@ -119,6 +118,31 @@ func TestOnlyGetAndHead(t *testing.T) {
 	}
 }
 
+// TestOldLivePage: the first live test page's address, still in links and bookmarks, goes
+// to the app's room with the other query parameters kept; c never becomes anything but digits.
+func TestOldLivePage(t *testing.T) {
+	h := newHandler(testApp, testLegacy)
+	for _, c := range []struct{ method, target, want string }{
+		{"GET", "/live.html?c=12", "/consultations/12/live"},
+		{"GET", "/live.html?c=12&auto=1", "/consultations/12/live?auto=1"},
+		{"HEAD", "/live.html?auto=1&c=7&lang=en", "/consultations/7/live?auto=1&lang=en"},
+		{"GET", "/live.html", "/"},
+		{"GET", "/live.html?auto=1", "/?auto=1"},
+		{"GET", "/live.html?c=//evil.example/x", "/"},
+		{"GET", "/live.html?c=-1", "/"},
+		{"GET", "/live.html?c=0", "/"},
+		{"GET", "/live.html?c=12%2F..%2F..%2Fapi", "/"},
+	} {
+		rec := get(t, h, c.method, c.target, nil)
+		if rec.Code != http.StatusFound || rec.Header().Get("Location") != c.want {
+			t.Errorf("%s %s: %d Location %q, want 302 %q", c.method, c.target, rec.Code, rec.Header().Get("Location"), c.want)
+		}
+	}
+	if rec := get(t, h, "POST", "/live.html?c=1", nil); rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /live.html: %d", rec.Code)
+	}
+}
+
 func TestNotBuilt(t *testing.T) {
 	h := newHandler(nil, testLegacy)
 	for _, p := range []string{"/", "/index.html", "/clinic/upload"} {
@@ -134,8 +158,8 @@ func TestNotBuilt(t *testing.T) {
 	if rec := get(t, h, "GET", "/assets/index-AbC123.js", nil); rec.Code != 404 {
 		t.Errorf("asset without an app: %d", rec.Code)
 	}
-	if rec := get(t, h, "GET", "/live.html", nil); rec.Code != 200 {
-		t.Errorf("live test page without the app: %d", rec.Code)
+	if rec := get(t, h, "GET", "/live.html?c=3", nil); rec.Code != http.StatusFound || rec.Header().Get("Location") != "/consultations/3/live" {
+		t.Errorf("old live page without the app: %d %q", rec.Code, rec.Header().Get("Location"))
 	}
 	// An app folder without index.html (a build that failed half way) is not an app.
 	if rec := get(t, newHandler(fstest.MapFS{"assets/x.js": {Data: []byte("x")}}, testLegacy), "GET", "/", nil); !strings.Contains(rec.Body.String(), "make run") {
@@ -170,8 +194,8 @@ func TestEmbedded(t *testing.T) {
 	if rec := get(t, h, "GET", "/", nil); rec.Code != 200 {
 		t.Errorf("/: %d", rec.Code)
 	}
-	if rec := get(t, h, "GET", "/live.html", nil); rec.Code != 200 || !strings.Contains(rec.Body.String(), "live.js") {
-		t.Errorf("/live.html: %d", rec.Code)
+	if rec := get(t, h, "GET", "/live.js", nil); rec.Code != 200 {
+		t.Errorf("/live.js: %d", rec.Code)
 	}
 	if _, built := App(); built {
 		rec := get(t, h, "GET", "/", nil)

@@ -36,6 +36,7 @@ var unions = []struct{ prefix, name string }{
 	{"Op", "OpKind"},
 	{"Err", "ErrorCode"},
 	{"Outcome", "UploadOutcome"},
+	{"Quality", "QualityLevel"},
 }
 
 func main() {

@@ -36,9 +36,10 @@ type Config struct {
 
 // Service is the DICOMweb HTTP handler.
 type Service struct {
-	cfg Config
-	st  *store.Store
-	log *slog.Logger
+	cfg   Config
+	st    *store.Store
+	log   *slog.Logger
+	build string // in every ETag (cache.go)
 }
 
 // New builds the service and its routes.
@@ -52,7 +53,7 @@ func New(cfg Config) *Service {
 	if cfg.MaxResults <= 0 {
 		cfg.MaxResults = 1000
 	}
-	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger}
+	return &Service{cfg: cfg, st: cfg.Store, log: cfg.Logger, build: buildTag()}
 }
 
 // Routes lists the service's routes with their authorization (auth.Guard serves them). HTTP
@@ -115,8 +116,11 @@ func (s *Service) baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host + s.cfg.Base
 }
 
-// problem answers with an RFC 9457 problem document.
+// problem answers with an RFC 9457 problem document, never cached (a representation that
+// failed after its caching headers were set loses them).
 func problem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Del("ETag")
+	w.Header().Del("Cache-Control")
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

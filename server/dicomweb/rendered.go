@@ -123,7 +123,7 @@ func (s *Service) renderedInstance(thumbnail bool) http.HandlerFunc {
 			}
 			frame = n
 		}
-		s.renderOne(w, r, study, series, instance, frame, thumbnail)
+		s.renderOne(w, r, study, series, instance, frame, thumbnail, cacheFixed)
 	}
 }
 
@@ -162,11 +162,13 @@ func (s *Service) renderedSeries(thumbnail bool) http.HandlerFunc {
 		if thumbnail {
 			pick = images[len(images)/2]
 		}
-		s.renderOne(w, r, study, pick.SeriesUID, pick.SOPUID, 1, thumbnail)
+		// The pick changes as instances arrive: revalidated on every use.
+		s.renderOne(w, r, study, pick.SeriesUID, pick.SOPUID, 1, thumbnail, cacheChanges)
 	}
 }
 
-func (s *Service) renderOne(w http.ResponseWriter, r *http.Request, study, series, instance string, frame int, thumbnail bool) {
+// renderOne renders one frame of an instance; policy is its Cache-Control.
+func (s *Service) renderOne(w http.ResponseWriter, r *http.Request, study, series, instance string, frame int, thumbnail bool, policy string) {
 	rr, err := parseRenderRequest(r, thumbnail)
 	if errors.Is(err, errNotAcceptable) {
 		problem(w, http.StatusNotAcceptable, err.Error())
@@ -186,6 +188,12 @@ func (s *Service) renderOne(w http.ResponseWriter, r *http.Request, study, serie
 	}
 	if frame > len(layout.Frames) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("frame %d: the instance has %d frames", frame, len(layout.Frames)))
+		return
+	}
+	// The image follows from the stored bytes, the frame, the query (viewport, window,
+	// quality) and Accept; the instance's UID and SHA-256 cover a series' pick.
+	if fresh(w, r, s.etag("rendered", in.SOPUID, in.SHA256, strconv.Itoa(frame), r.URL.Path, r.URL.RawQuery, r.Header.Get("Accept")), policy) {
+		s.record(r, "image.read", studyObject(study), "success")
 		return
 	}
 	cacheable := thumbnail && rr.window == nil

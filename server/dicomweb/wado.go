@@ -27,6 +27,22 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotAcceptable, "metadata is application/dicom+json")
 		return
 	}
+	// The instances in scope name the answer: stored metadata never changes, but a study or
+	// series gains instances, and BulkDataURIs are made from the base URL.
+	list, err := s.st.Instances(r.Context(), study, series, instance)
+	if err != nil {
+		s.storeError(w, r, err, "study, series or instance")
+		return
+	}
+	parts := make([]string, 0, 4+2*len(list))
+	parts = append(parts, "metadata", s.baseURL(r), r.URL.Path, r.Header.Get("Accept"))
+	for _, in := range list {
+		parts = append(parts, in.SOPUID, in.SHA256)
+	}
+	if fresh(w, r, s.etag(parts...), cacheChanges) {
+		s.record(r, "study.read", studyObject(study), "success")
+		return
+	}
 	prefix := []byte(dcm.BulkDataPrefix)
 	abs := []byte(dcm.BulkDataPrefix + s.baseURL(r))
 	var scratch []byte
@@ -36,7 +52,7 @@ func (s *Service) metadata(w http.ResponseWriter, r *http.Request) {
 	}
 	// Buffered so that "not found" can still be a clean 404 before anything is sent.
 	bw := &lazyWriter{w: w, contentType: "application/dicom+json"}
-	err := s.st.WriteMetadata(r.Context(), bw, study, series, instance, rewrite)
+	err = s.st.WriteMetadata(r.Context(), bw, study, series, instance, rewrite)
 	if err != nil && !bw.started {
 		s.storeError(w, r, err, "study, series or instance")
 		return
@@ -139,13 +155,19 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	accept := r.Header.Get("Accept")
+	// What is sent follows from the stored bytes, the frame list (in the path), Accept and
+	// the base URL (multipart parts carry Content-Location).
+	if fresh(w, r, s.etag("frames", in.SHA256, r.URL.Path, accept, s.baseURL(r)), cacheFixed) {
+		s.record(r, "image.read", studyObject(study), "success")
+		return
+	}
 	f, err := os.Open(s.st.FilePath(in))
 	if err != nil {
 		s.storeError(w, r, err, "instance")
 		return
 	}
 	defer f.Close()
-	accept := r.Header.Get("Accept")
 	ts, partType, single, ok := negotiateFrames(accept, in.TransferSyntax, layout.Encapsulated)
 	// PS3.18 8.7.3.5.2: octet-stream without a transfer syntax means explicit VR little endian.
 	// Lossless frames (RLE, JPEG lossless) are decoded for such a request; lossy ones are sent
@@ -331,6 +353,10 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		}
 		r.SetPathValue("frames", strings.Join(all, ","))
 		s.frames(w, r)
+		return
+	}
+	if fresh(w, r, s.etag("bulkdata", in.SHA256, r.URL.Path, r.Header.Get("Accept")), cacheFixed) {
+		s.record(r, "image.read", studyObject(study), "success")
 		return
 	}
 	single := false

@@ -303,6 +303,28 @@ func (mb *Member) SetConnection(kind string) {
 	r.event(p, "live.connection", kind)
 }
 
+// SetQuality is the media side telling how the participant's media gets through:
+// protocol.QualityGood, QualityWeak, QualityLost, or "" when not known (new peer connections).
+// A change is broadcast while the participant is connected; during its grace period it is
+// kept for when it resumes.
+func (mb *Member) SetQuality(level string) {
+	r := mb.room
+	r.mu.Lock()
+	defer r.unlock()
+	p := mb.p
+	if p.gone || r.closed || p.quality == level {
+		return
+	}
+	p.quality = level
+	if p.conn == nil {
+		return
+	}
+	r.broadcast(protocol.TypeParticipant, protocol.ParticipantEvent{Event: "updated", Participant: r.view(p)}, nil)
+	if level != "" {
+		r.event(p, "live.quality.level", level)
+	}
+}
+
 // truncate cuts s to at most n bytes at a UTF-8 boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {

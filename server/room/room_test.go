@@ -418,6 +418,56 @@ func TestTracksAndConnection(t *testing.T) {
 	}
 }
 
+// TestQuality: a change of a participant's quality level reaches the others as "updated",
+// once per change; while its websocket is down the level is kept, not shown, and comes back
+// with the resume.
+func TestQuality(t *testing.T) {
+	f := newFixture(t, Config{})
+	doc, _ := f.join(doctor)
+	cli, w := f.join(clinic)
+	queued(t, doc)
+	quality := func(ms []protocol.Message) []string {
+		var got []string
+		for _, m := range ofType(ms, protocol.TypeParticipant) {
+			e := payload[protocol.ParticipantEvent](t, m)
+			got = append(got, e.Event+":"+e.Participant.Quality)
+		}
+		return got
+	}
+	cli.SetQuality(protocol.QualityGood)
+	cli.SetQuality(protocol.QualityGood)
+	cli.SetQuality(protocol.QualityWeak)
+	cli.SetQuality(protocol.QualityLost)
+	if got := quality(queued(t, doc)); !slices.Equal(got, []string{"updated:good", "updated:weak", "updated:lost"}) {
+		t.Errorf("events %q", got)
+	}
+	if ps := f.r.Participants(); ps[1].Quality != protocol.QualityLost {
+		t.Errorf("participants %+v", ps)
+	}
+	cli.Disconnected()
+	cli.SetQuality(protocol.QualityWeak)
+	if got := quality(queued(t, doc)); !slices.Equal(got, []string{"disconnected:"}) {
+		t.Errorf("while away: events %q", got)
+	}
+	cli2, w2, err := f.r.Join(context.Background(), clinic, w.ResumeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := quality(queued(t, doc)); !slices.Equal(got, []string{"updated:weak"}) {
+		t.Errorf("after the resume: events %q", got)
+	}
+	if w2.Participants[1].Quality != protocol.QualityWeak {
+		t.Errorf("welcome after the resume: %+v", w2.Participants)
+	}
+	cli2.SetQuality("") // new peer connections: not known yet
+	if got := quality(queued(t, doc)); !slices.Equal(got, []string{"updated:"}) {
+		t.Errorf("unknown again: events %q", got)
+	}
+	if got := f.events.details("live.quality.level"); !slices.Equal(got, []string{"good", "weak", "lost"}) {
+		t.Errorf("recorded %q", got)
+	}
+}
+
 func TestPing(t *testing.T) {
 	f := newFixture(t, Config{})
 	doc, _ := f.join(doctor)

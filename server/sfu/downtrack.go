@@ -56,8 +56,9 @@ type downTrack struct {
 	rrAt           atomic.Int64  // nanotime of the last receiver report
 
 	// Owned by the peer's allocation (allocMu) and quality (tick goroutine).
-	upSince time.Time // since when the estimate allows the next layer up
-	qBytes  int64
+	upSince  time.Time // since when the estimate allows the next layer up
+	qBytes   int64
+	qPackets int64 // forwarded as of the last tick (the level's silence check)
 	// A camera paused for lack of bandwidth: since when, when its lowest layer was last
 	// tried again, and how long to wait before the next try.
 	pausedAt, probeAt time.Time
@@ -295,6 +296,7 @@ func (d *downTrack) readRTCP() {
 		if err != nil {
 			return
 		}
+		d.sub.heardAt.Store(d.sub.s.nanotime())
 		// The interceptors have parsed the packets already and left them in attr.
 		pkts, err := attr.GetRTCPPackets(buf[:n])
 		if err != nil {

@@ -143,7 +143,9 @@ func codecPreferences(c webrtc.RTPCodecCapability) []webrtc.RTPCodecParameters {
 // subscriber's ("sub") gets a GCC estimator (handed to onBWE), TWCC sequence numbers, the NACK
 // responder (nack.go) and sender reports. Each gets its own registry so the estimator is known to
 // belong to this connection without matching pion's connection IDs.
-func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
+// newPeerConnection makes one of a participant's connections. sent (sub only; nil: a log of its
+// own) is where the connection logs what it sends and counts what TWCC feedback says arrived.
+func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator), sent *transportLog) (*webrtc.PeerConnection, error) {
 	me, err := newMediaEngine(pc)
 	if err != nil {
 		return nil, err
@@ -193,7 +195,9 @@ func (s *SFU) newPeerConnection(pc string, onBWE func(cc.BandwidthEstimator)) (*
 		reg.Add(&countingFactory{s: s})
 		// One log per connection of what went out under each transport-wide sequence number,
 		// written by the sequencer and read by the responder on TWCC feedback.
-		sent := &transportLog{}
+		if sent == nil {
+			sent = &transportLog{}
+		}
 		reg.Add(twccSeqFactory{log: sent})
 		reg.Add(nackResponderFactory{retransmits: &s.stats.retransmits, now: s.nanotime, log: sent})
 		sr, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))

@@ -67,6 +67,9 @@ func (f nackResponderFactory) NewInterceptor(string) (interceptor.Interceptor, e
 type transportLog struct {
 	mu      sync.Mutex
 	entries [8192]transportEntry
+	// Packets the feedback said arrived and did not: the subscriber's own link loss, which
+	// its receiver reports mix with what the publishers lost before the SFU (quality).
+	received, lost atomic.Int64
 }
 
 type transportEntry struct {
@@ -249,6 +252,8 @@ func (n *nackResponder) onFeedback(fb *rtcp.TransportLayerCC) {
 		return
 	}
 	received, lost := twccStatuses(fb)
+	n.log.received.Add(int64(len(received)))
+	n.log.lost.Add(int64(len(lost)))
 	// What arrived, first transmission or repair, is not sent again on a NACK the receiver
 	// sent before it arrived.
 	for _, twcc := range received {

@@ -195,7 +195,7 @@ func TestNACKResponderNoAlloc(t *testing.T) {
 func TestRTXNegotiation(t *testing.T) {
 	s := newTestSFU(t, Config{})
 	noBWE := func(cc.BandwidthEstimator) {}
-	sub, err := s.newPeerConnection(pcSubscribe, noBWE)
+	sub, err := s.newPeerConnection(pcSubscribe, noBWE, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestRTXNegotiation(t *testing.T) {
 		}
 	}
 
-	pub, err := s.newPeerConnection(pcPublish, nil)
+	pub, err := s.newPeerConnection(pcPublish, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,8 @@ type Peer struct {
 	pub *webrtc.PeerConnection
 	sub *webrtc.PeerConnection // nil for WHIP
 	bwe cc.BandwidthEstimator  // the sub connection's estimator
+	// sent counts, from TWCC feedback, what the sub connection's packets did (quality).
+	sent *transportLog
 	// maxBitrate caps the estimate used for layer choice (0 = none).
 	maxBitrate atomic.Int64
 	queue      atomic.Pointer[sendQueue] // set while the sub connection runs over TCP
@@ -75,6 +77,17 @@ type Peer struct {
 
 	allocMu sync.Mutex // layer allocation
 	qAt     time.Time  // last quality event (tick goroutine)
+
+	// heardAt is the nanotime of the last RTCP from the participant, on either connection
+	// (its RTP is in its layers' lastPacket); client is its own last quality report.
+	heardAt atomic.Int64
+	client  atomic.Pointer[clientReport]
+	// Owned by the tick goroutine: the quality level and what was last said of it.
+	level       levelState
+	levelSent   string
+	qRecv       int64 // p.sent's counts at the last sample
+	qLost       int64
+	expectSince int64 // nanotime since when media should be arriving, 0 = none expected
 }
 
 func (s *SFU) newPeer(roomID int64, id string, send func(protocol.Signal), opts PeerOptions, whip bool) (*Peer, error) {
@@ -97,14 +110,15 @@ func (s *SFU) newPeer(roomID int64, id string, send func(protocol.Signal), opts 
 		qAt:         time.Now(),
 	}
 	var err error
-	p.pub, err = s.newPeerConnection(pcPublish, nil)
+	p.pub, err = s.newPeerConnection(pcPublish, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	p.watch(p.pub, pcPublish)
 	p.pub.OnTrack(p.onTrack)
 	if !whip {
-		p.sub, err = s.newPeerConnection(pcSubscribe, func(e cc.BandwidthEstimator) { p.bwe = e })
+		p.sent = &transportLog{}
+		p.sub, err = s.newPeerConnection(pcSubscribe, func(e cc.BandwidthEstimator) { p.bwe = e }, p.sent)
 		if err != nil {
 			_ = p.pub.Close()
 			return nil, err

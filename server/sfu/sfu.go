@@ -64,6 +64,7 @@ const (
 	EventTracks     = "tracks"     // Tracks: the peer's published set changed
 	EventConnection = "connection" // Connection: udp, tcp or relay
 	EventQuality    = "quality"    // Quality
+	EventLevel      = "level"      // Detail: protocol.QualityGood, QualityWeak or QualityLost, when it changes
 	EventRecording  = "recording"  // File, Detail: a recording was finalized
 	EventState      = "state"      // PC, Detail: connected, disconnected, failed, closed
 )

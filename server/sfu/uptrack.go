@@ -285,7 +285,7 @@ func (l *layer) readRTP(tr *webrtc.TrackRemote) {
 }
 
 // readRTCP drains the layer's RTCP (the publisher's sender reports), which pion's
-// interceptors need read to produce receiver reports.
+// interceptors need read to produce receiver reports; each one says the publisher is there.
 func (l *layer) readRTCP(rcv *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, 1500)
 	for {
@@ -298,6 +298,7 @@ func (l *layer) readRTCP(rcv *webrtc.RTPReceiver, rid string) {
 		if err != nil {
 			return
 		}
+		l.ut.pub.heardAt.Store(l.ut.pub.s.nanotime())
 	}
 }
 

@@ -36,6 +36,15 @@ func (s *Service) Event(e room.Event) {
 		var q protocol.Quality
 		if json.Unmarshal([]byte(e.Detail), &q) == nil {
 			s.queue(auditEvent{quality: &qualitySample{consultation: e.Consultation, participant: e.Participant, username: e.Username, q: q, source: "client", t: e.Time}})
+			// The client's own RTT counts towards its quality level where higher (sfu.ReportQuality).
+			if se := s.session(e.Consultation, e.Participant); se != nil {
+				se.mu.Lock()
+				peer := se.peer
+				se.mu.Unlock()
+				if peer != nil {
+					peer.ReportQuality(q)
+				}
+			}
 		}
 		return
 	}

@@ -225,7 +225,38 @@ func (s *Service) Routes() []auth.Route {
 		{Pattern: "POST /api/consultations/{id}/whip", Action: auth.ActConsultRead, Object: cons, Handler: http.HandlerFunc(s.whipPost)},
 		{Pattern: "DELETE /api/consultations/{id}/whip/{peer}", Action: auth.ActConsultRead, Object: cons, Handler: http.HandlerFunc(s.whipDelete)},
 		{Pattern: "OPTIONS /api/consultations/{id}/whip", Action: auth.ActPublic, Handler: http.HandlerFunc(whipOptions)},
+		// The browser's check before a call: can it reach the SFU, directly or through TURN?
+		{Pattern: "GET /api/ice-servers", Action: auth.ActSelf, Handler: http.HandlerFunc(s.serveICEServers)},
 	}
+}
+
+// iceServers are what a client's peer connections may use, as the welcome gives them: TURN
+// on each configured transport, with credentials valid an hour and issued to who.
+func (s *Service) iceServers(who string) []protocol.ICEServer {
+	servers := []protocol.ICEServer{}
+	if s.cfg.TURN != nil {
+		servers = append(servers, s.cfg.TURN.Credentials(who))
+	}
+	return servers
+}
+
+// ICEServersAnswer is the body of GET /api/ice-servers.
+type ICEServersAnswer struct {
+	ICEServers []protocol.ICEServer `json:"iceServers"`
+}
+
+// serveICEServers answers the ICE servers of a pre-call check, with TURN credentials issued
+// to the caller: "user-ID" or "token-ID", never a name, since TURN over UDP and TCP carries
+// the username in clear.
+func (s *Service) serveICEServers(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	who := fmt.Sprintf("user-%d", p.UserID)
+	if p.Method == "token" {
+		who = fmt.Sprintf("token-%d", p.TokenID)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store") // credentials
+	json.NewEncoder(w).Encode(ICEServersAnswer{ICEServers: s.iceServers(who)})
 }
 
 // liveConsultation returns the consultation if it is live; else it answers 409.
@@ -324,19 +355,17 @@ func (s *Service) serveLive(w http.ResponseWriter, r *http.Request) {
 	// joining a room with publishers is offered their tracks at once, and an offer sent with
 	// nowhere to go was lost. What is queued goes out after the welcome.
 	direct := make(chan []byte, 256)
-	se, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia, direct)
+	se, fresh, err := s.attach(c, member, in, welcome.Resumed && hello.KeepMedia, direct)
 	if err != nil {
 		s.log.Error("live: connecting media failed", "consultation", c.ID, "err", err)
 		member.Leave()
 		closeWith(conn, websocket.CloseInternalServerErr, "media unavailable")
 		return
 	}
-	if s.cfg.TURN != nil {
-		welcome.ICEServers = append(welcome.ICEServers, s.cfg.TURN.Credentials(member.ID()))
+	if fresh && welcome.Resumed {
+		member.SetQuality("") // new peer connections: not measured yet
 	}
-	if welcome.ICEServers == nil {
-		welcome.ICEServers = []protocol.ICEServer{}
-	}
+	welcome.ICEServers = s.iceServers(member.ID())
 	b, err := protocol.Encode(protocol.TypeWelcome, first.ID, welcome)
 	if err != nil {
 		member.Leave()
@@ -521,8 +550,8 @@ func truncate(s string, n int) string {
 }
 
 // attach finds or makes the participant's session and its SFU peer. keepMedia keeps the peer
-// of a resumed participant; otherwise a fresh one replaces it.
-func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool, out chan []byte) (*session, error) {
+// of a resumed participant; otherwise a fresh one replaces it (fresh).
+func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.Info, keepMedia bool, out chan []byte) (se *session, fresh bool, err error) {
 	key := sessionKey{c.ID, member.ID()}
 	s.mu.Lock()
 	se, ok := s.sessions[key]
@@ -536,7 +565,7 @@ func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.I
 	defer se.mu.Unlock()
 	se.out = out
 	if se.peer != nil && keepMedia {
-		return se, nil
+		return se, false, nil
 	}
 	if se.peer != nil {
 		se.peer.Close()
@@ -548,10 +577,10 @@ func (s *Service) attach(c *consult.Consultation, member *room.Member, in room.I
 		}
 	}, sfu.PeerOptions{Record: c.RecordingConsent})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	se.peer = peer
-	return se, nil
+	return se, true, nil
 }
 
 // gone is the room telling that a participant left for good: its media ends.
@@ -590,6 +619,10 @@ func (s *Service) sfuEvent(e sfu.Event) {
 	case "connection":
 		if se != nil {
 			se.member.SetConnection(e.Connection)
+		}
+	case sfu.EventLevel:
+		if se != nil {
+			se.member.SetQuality(e.Detail)
 		}
 	case "quality":
 		if e.Quality != nil {

@@ -808,6 +808,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ice-servers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The ICE servers for a check of the media path before joining a live room.
+         * @description Any signed-in user or API token (403 while a password change is pending). The same list
+         *     the room's `welcome` gives (docs/protocol.md): the TURN server on each configured
+         *     transport (UDP and TCP, TLS on 443 when configured), with credentials valid one hour and
+         *     issued to the caller (`user-ID` or `token-ID`); `[]` when TURN is off. Not cached
+         *     (`Cache-Control: no-store`).
+         */
+        get: operations["getICEServers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/consultations/{id}/whip": {
         parameters: {
             query?: never;
@@ -1947,6 +1971,21 @@ export interface components {
         SessionLog: {
             consultation: components["schemas"]["Consultation"];
             timeline: components["schemas"]["AuditEntry"][];
+        };
+        /** @description A STUN or TURN server for RTCPeerConnection (RTCIceServer). */
+        ICEServer: {
+            /**
+             * @example [
+             *       "turn:203.0.113.5:3478?transport=udp",
+             *       "turn:203.0.113.5:3478?transport=tcp",
+             *       "turns:sanping.example:443?transport=tcp"
+             *     ]
+             */
+            urls: string[];
+            /** @description TURN REST username: expiry (Unix seconds) and whom it was issued to, e.g. `1767225600:user-12`. */
+            username?: string;
+            /** @description The TURN password (HMAC of the username). */
+            credential?: string;
         };
         /** @description A DICOM UID. */
         UID: string;
@@ -3490,6 +3529,30 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+        };
+    };
+    getICEServers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ICE servers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        iceServers: components["schemas"]["ICEServer"][];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     whipIngest: {

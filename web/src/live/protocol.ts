@@ -119,8 +119,17 @@ export interface Participant {
   tracks: Track[];
   /** udp, tcp or relay, once media flows */
   connection?: string;
+  /** good, weak or lost (QualityGood, ...); absent until measured and while not connected */
+  quality?: string;
   joinedAt: string;
 }
+
+// Participant quality levels, from the server's figures every 5 s (docs/protocol.md).
+export const QualityGood = 'good';
+/** loss over 3%, RTT over 400 ms or jitter over 50 ms */
+export const QualityWeak = 'weak';
+/** nothing received for 5 s while media should flow */
+export const QualityLost = 'lost';
 
 /** Track is a published media track. */
 export interface Track {
@@ -335,7 +344,7 @@ export interface ChatMessage {
   time: string;
 }
 
-/** ParticipantEvent says someone joined, changed (tracks, connection) or left. */
+/** ParticipantEvent says someone joined, changed (tracks, connection, quality) or left. */
 export interface ParticipantEvent {
   /** joined, updated, disconnected, left */
   event: string;
@@ -480,6 +489,11 @@ export type UploadOutcome =
   | typeof OutcomeAlreadyStored
   | typeof OutcomeConflict
   | typeof OutcomeFailed;
+
+export type QualityLevel =
+  | typeof QualityGood
+  | typeof QualityWeak
+  | typeof QualityLost;
 
 /** The data each message type carries (undefined: none). */
 export interface MessagePayloads {
