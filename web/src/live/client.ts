@@ -21,6 +21,7 @@ import {
   TypeOpApplied,
   TypeParticipant,
   TypePing,
+  TypeQuality,
   TypePong,
   TypeSignal,
   TypeSnapshot,
@@ -37,6 +38,7 @@ import {
   type Participant,
   type ParticipantEvent,
   type ProtocolError,
+  type Quality,
   type Signal,
   type Snapshot,
   type Track,
@@ -393,6 +395,11 @@ export class LiveClient {
 
   sendChat(text: string): boolean {
     return this.send(TypeChat, { text }, this.nextId++);
+  }
+
+  /** sendQuality tells the server this page's own figures (getStats); they count towards its level. */
+  sendQuality(q: Quality): boolean {
+    return this.send(TypeQuality, q);
   }
 
   /** leave leaves for good: no resume, the peer connections closed, local tracks stopped. */

@@ -1,6 +1,8 @@
-// Connection quality from getStats: per remote participant (what this page receives of them)
-// and this page's own connection type. The server's participant info says only whether a
-// participant is connected and its connection type; loss and frame rate are measured here.
+// Connection quality from getStats: per remote participant (what this page receives of them),
+// this page's own figures (sent to the server as a quality message, which counts towards its
+// level) and its connection type. The server's level (Participant.quality) comes first where
+// it has one; these stand in until it has measured.
+import type { Quality } from './protocol';
 
 export type QualityLevel = 'good' | 'weak' | 'lost';
 export type ConnectionType = 'udp' | 'tcp' | 'relay';
@@ -23,6 +25,10 @@ export interface Counters {
 }
 
 interface StatLike {
+  bytesSent?: number;
+  jitter?: number;
+  framesPerSecond?: number;
+  currentRoundTripTime?: number;
   type: string;
   id?: string;
   kind?: string;
@@ -98,4 +104,57 @@ export function connectionType(report: RTCStatsReport | Map<string, StatLike>): 
   if (!local) return null;
   if (local.candidateType === 'relay') return 'relay';
   return local.protocol === 'tcp' ? 'tcp' : 'udp';
+}
+
+/** This page's own counters, summed over both connections. */
+export interface OwnCounters {
+  at: number;
+  bytesIn: number;
+  bytesOut: number;
+  packetsIn: number;
+  lostIn: number;
+  jitter: number;
+  rttMs: number;
+  fps: number;
+}
+
+export function ownCounters(sub: RTCStatsReport | Map<string, StatLike> | null, pub: RTCStatsReport | Map<string, StatLike> | null, at: number): OwnCounters {
+  const c: OwnCounters = { at, bytesIn: 0, bytesOut: 0, packetsIn: 0, lostIn: 0, jitter: 0, rttMs: 0, fps: 0 };
+  let jitters = 0;
+  const rtt = (s: StatLike) => {
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime) c.rttMs = Math.max(c.rttMs, s.currentRoundTripTime * 1000);
+  };
+  sub?.forEach((s: StatLike) => {
+    rtt(s);
+    if (s.type !== 'inbound-rtp') return;
+    c.bytesIn += s.bytesReceived ?? 0;
+    c.packetsIn += s.packetsReceived ?? 0;
+    c.lostIn += Math.max(0, s.packetsLost ?? 0);
+    if (s.jitter !== undefined) {
+      c.jitter += s.jitter * 1000;
+      jitters++;
+    }
+    if (s.kind === 'video') c.fps = Math.max(c.fps, s.framesPerSecond ?? 0);
+  });
+  pub?.forEach((s: StatLike) => {
+    rtt(s);
+    if (s.type === 'outbound-rtp') c.bytesOut += s.bytesSent ?? 0;
+  });
+  if (jitters) c.jitter /= jitters;
+  return c;
+}
+
+/** ownQuality is the protocol's quality message from two samples of this page's counters. */
+export function ownQuality(prev: OwnCounters, cur: OwnCounters): Quality {
+  const dt = Math.max(0.001, (cur.at - prev.at) / 1000);
+  const packets = Math.max(0, cur.packetsIn - prev.packetsIn);
+  const lost = Math.max(0, cur.lostIn - prev.lostIn);
+  return {
+    bitrateIn: Math.max(0, Math.round(((cur.bytesIn - prev.bytesIn) * 8) / dt)),
+    bitrateOut: Math.max(0, Math.round(((cur.bytesOut - prev.bytesOut) * 8) / dt)),
+    loss: packets + lost > 0 ? Math.min(1, lost / (packets + lost)) : 0,
+    rttMs: Math.round(cur.rttMs),
+    jitterMs: Math.round(cur.jitter * 10) / 10,
+    fps: Math.round(cur.fps * 10) / 10,
+  };
 }

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { createPinia, setActivePinia } from 'pinia';
 import { useRoomStore } from './room';
-import { memoryStorage, sockets, welcome } from '@/live/fakesocket';
+import { memoryStorage, participant, sockets, welcome } from '@/live/fakesocket';
 
 function joined(driver = 'p1') {
   const s = sockets();
@@ -82,6 +82,15 @@ describe('room store', () => {
     expect(s.last().of('control')).toEqual([{ action: 'give', to: 'p2' }]);
     s.last().serve('control.state', { driver: 'p2', requests: [] });
     expect(room.driving).toBe(false);
+  });
+
+  it("takes the server's quality level, lost while away", () => {
+    const { s, room } = joined();
+    expect(room.levelOf('p2')).toBe('');
+    s.last().serve('participant', { event: 'updated', participant: { ...participant('p2', '蓝秀英', 'clinic'), quality: 'weak' } });
+    expect(room.levelOf('p2')).toBe('weak');
+    s.last().serve('participant', { event: 'disconnected', participant: { ...participant('p2', '蓝秀英', 'clinic'), connected: false } });
+    expect(room.levelOf('p2')).toBe('lost');
   });
 
   it('shows reconnecting while the socket is gone and the snapshot after', () => {

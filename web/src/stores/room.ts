@@ -1,7 +1,18 @@
 import { defineStore } from 'pinia';
 import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue';
 import { LiveClient, type ClientOptions, type ClientStatus, type ControlAction, type LocalMedia, type RemoteTrack, type AppliedRecord } from '@/live/client';
-import { counters, connectionType, received, type ConnectionType, type Counters, type ReceivedQuality } from '@/live/quality';
+import {
+  counters,
+  connectionType,
+  ownCounters,
+  ownQuality,
+  received,
+  type ConnectionType,
+  type Counters,
+  type OwnCounters,
+  type QualityLevel,
+  type ReceivedQuality,
+} from '@/live/quality';
 import { checkReachability, type Reachability } from '@/live/precall';
 import { applyOp, cloneViewState, defaultViewState } from '@/live/viewstate';
 import type { ChatMessage, ControlState, Op, OpApplied, Participant, ProtocolError, ViewState } from '@/live/protocol';
@@ -67,6 +78,9 @@ export const useRoomStore = defineStore('room', () => {
   const remoteMuted = ref<Record<string, boolean>>({});
   const cameraOn = ref(true);
   let lastCounters: Counters | null = null;
+  let lastOwn: OwnCounters | null = null;
+  /** This page's figures go to the server every 5 s (docs/protocol.md: at most every few seconds). */
+  const QUALITY_SEND_EVERY = 5000;
   let qualityTimer: ReturnType<typeof setInterval> | null = null;
   let pendingTimer: ReturnType<typeof setInterval> | null = null;
   const off: (() => void)[] = [];
@@ -83,6 +97,19 @@ export const useRoomStore = defineStore('room', () => {
     for (const p of pending.value) s = applyOp(s, { seq: 0, by: me.value, op: p.op, time: new Date().toISOString() });
     return s;
   });
+
+  /**
+   * levelOf is a participant's quality: lost while away, else the server's level where it has
+   * measured one, else what this page receives of them.
+   */
+  function levelOf(id: string): QualityLevel | '' {
+    const p = participants.value.get(id);
+    if (p && !p.connected) return 'lost';
+    const server = p?.quality;
+    if (server === 'good' || server === 'weak' || server === 'lost') return server;
+    if (id === me.value) return '';
+    return quality.value[id]?.level ?? '';
+  }
 
   function nameOf(id: string): string {
     return participants.value.get(id)?.name ?? id;
@@ -205,10 +232,18 @@ export const useRoomStore = defineStore('room', () => {
     if (!c?.sub) return;
     try {
       const stats = await c.sub.getStats();
-      const cur = counters(stats, (trackId) => c.remote.get(trackId)?.participant, Date.now());
+      const pubStats = c.pub ? await c.pub.getStats() : null;
+      const now = Date.now();
+      const cur = counters(stats, (trackId) => c.remote.get(trackId)?.participant, now);
       quality.value = received(lastCounters, cur);
       lastCounters = cur;
-      myConnection.value = connectionType(stats) ?? (c.pub ? connectionType(await c.pub.getStats()) : null);
+      myConnection.value = connectionType(stats) ?? (pubStats ? connectionType(pubStats) : null);
+      const own = ownCounters(stats, pubStats, now);
+      if (!lastOwn) lastOwn = own;
+      else if (now - lastOwn.at >= QUALITY_SEND_EVERY) {
+        c.sendQuality(ownQuality(lastOwn, own));
+        lastOwn = own;
+      }
     } catch {
       // a connection closed meanwhile
     }
@@ -326,6 +361,7 @@ export const useRoomStore = defineStore('room', () => {
     driving,
     asking,
     nameOf,
+    levelOf,
     join,
     leave,
     close,
