@@ -13,13 +13,6 @@ import (
 //go:embed all:dist
 var dist embed.FS
 
-// The first live-consultation test page (live.html, live.js, live.css). Its address,
-// /live.html?c=N, now redirects to the app's room (/consultations/N/live); the files stay
-// until the tests that drove them have moved to the app's room.
-//
-//go:embed static
-var static embed.FS
-
 //go:embed notbuilt.html
 var notBuilt []byte
 

@@ -34,25 +34,20 @@ const (
 // other path that is not a file and not the server's own (/api, /dicom-web, /healthz), so
 // that reloading /clinic/upload works (history-API routing). Without a built app it serves
 // a page saying how to build it. The old live test page's address (/live.html?c=N) redirects
-// to the app's room (/consultations/N/live); its script and style are still served.
+// to the app's room (/consultations/N/live).
 func Handler() http.Handler {
 	app, _ := App()
-	legacy, err := fs.Sub(static, "static")
-	if err != nil {
-		panic(err) // static is embedded at compile time
-	}
-	return newHandler(app, legacy)
+	return newHandler(app)
 }
 
 type handler struct {
-	app    fs.FS // nil: the app was not built
-	legacy fs.FS
-	index  []byte
-	etags  map[string]string // file name in app -> strong ETag
+	app   fs.FS // nil: the app was not built
+	index []byte
+	etags map[string]string // file name in app -> strong ETag
 }
 
-func newHandler(app, legacy fs.FS) *handler {
-	h := &handler{app: app, legacy: legacy, etags: map[string]string{}}
+func newHandler(app fs.FS) *handler {
+	h := &handler{app: app, etags: map[string]string{}}
 	if app != nil {
 		if b, err := fs.ReadFile(app, "index.html"); err == nil {
 			h.index = b
@@ -98,13 +93,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusNotFound, "not found")
 			return
 		}
-		h.serveFile(w, r, h.app, true, name, cacheImmutable)
+		h.serveFile(w, r, name, cacheImmutable)
 	case reserved(name):
 		writeProblem(w, http.StatusNotFound, "not found")
 	case h.app != nil && isFile(h.app, name):
-		h.serveFile(w, r, h.app, true, name, cacheRevalidate)
-	case isFile(h.legacy, name):
-		h.serveFile(w, r, h.legacy, false, name, cacheRevalidate)
+		h.serveFile(w, r, name, cacheRevalidate)
 	case strings.Contains(path.Base(name), "."):
 		// A missing file, not a screen: index.html would answer a script or image request
 		// with HTML.
@@ -157,9 +150,9 @@ func (h *handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(h.index))
 }
 
-// serveFile serves name from fsys, or (for the built app) its precompressed .br or .gz sibling
-// when the client accepts that encoding.
-func (h *handler) serveFile(w http.ResponseWriter, r *http.Request, fsys fs.FS, built bool, name, cache string) {
+// serveFile serves name from the built app, or its precompressed .br or .gz sibling when the
+// client accepts that encoding.
+func (h *handler) serveFile(w http.ResponseWriter, r *http.Request, name, cache string) {
 	hd := w.Header()
 	hd.Set("Cache-Control", cache)
 	ctype := mime.TypeByExtension(path.Ext(name))
@@ -168,20 +161,18 @@ func (h *handler) serveFile(w http.ResponseWriter, r *http.Request, fsys fs.FS, 
 	}
 	hd.Set("Content-Type", ctype)
 	send := name
-	if built {
-		hd.Add("Vary", "Accept-Encoding")
-		for _, enc := range []struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
-			if accepts(r.Header.Get("Accept-Encoding"), enc.token) && isFile(fsys, name+enc.ext) {
-				hd.Set("Content-Encoding", enc.token)
-				send = name + enc.ext
-				break
-			}
-		}
-		if tag, ok := h.etags[send]; ok {
-			hd.Set("ETag", tag)
+	hd.Add("Vary", "Accept-Encoding")
+	for _, enc := range []struct{ token, ext string }{{"br", ".br"}, {"gzip", ".gz"}} {
+		if accepts(r.Header.Get("Accept-Encoding"), enc.token) && isFile(h.app, name+enc.ext) {
+			hd.Set("Content-Encoding", enc.token)
+			send = name + enc.ext
+			break
 		}
 	}
-	b, err := fs.ReadFile(fsys, send)
+	if tag, ok := h.etags[send]; ok {
+		hd.Set("ETag", tag)
+	}
+	b, err := fs.ReadFile(h.app, send)
 	if err != nil {
 		writeProblem(w, http.StatusNotFound, "not found")
 		return

@@ -18,11 +18,6 @@ var testApp = fstest.MapFS{
 	"assets/index-9z8Y.css":     {Data: []byte(`body{}`)},
 }
 
-var testLegacy = fstest.MapFS{
-	"live.html": {Data: []byte(`<!doctype html><title>live</title>`)},
-	"live.js":   {Data: []byte(`// live`)},
-}
-
 func get(t *testing.T, h http.Handler, method, target string, header map[string]string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, target, nil)
@@ -35,7 +30,7 @@ func get(t *testing.T, h http.Handler, method, target string, header map[string]
 }
 
 func TestServeBuiltApp(t *testing.T) {
-	h := newHandler(testApp, testLegacy)
+	h := newHandler(testApp)
 	index := string(testApp["index.html"].Data)
 	for _, c := range []struct {
 		name, path, accept string
@@ -53,7 +48,7 @@ func TestServeBuiltApp(t *testing.T) {
 		{"br refused with q=0", "/assets/index-AbC123.js", "br;q=0, gzip", 200, "gzipped", "public, max-age=31536000, immutable", "text/javascript; charset=utf-8", "gzip"},
 		{"stylesheet without a compressed copy", "/assets/index-9z8Y.css", "br", 200, "body{}", "public, max-age=31536000, immutable", "text/css; charset=utf-8", ""},
 		{"file at the top", "/favicon.svg", "", 200, "<svg/>", "no-cache", "image/svg+xml", ""},
-		{"live test script", "/live.js", "", 200, "// live", "no-cache", "text/javascript; charset=utf-8", ""},
+		{"the old live page's script, gone", "/live.js", "", 404, "", "", "application/problem+json", ""},
 		{"missing asset", "/assets/index-old.js", "", 404, "", "", "application/problem+json", ""},
 		{"assets folder", "/assets/", "", 404, "", "", "application/problem+json", ""},
 		{"missing file", "/favicon.ico", "", 404, "", "", "application/problem+json", ""},
@@ -94,7 +89,7 @@ func TestServeBuiltApp(t *testing.T) {
 }
 
 func TestRevalidateIndex(t *testing.T) {
-	h := newHandler(testApp, testLegacy)
+	h := newHandler(testApp)
 	first := get(t, h, "GET", "/", nil)
 	etag := first.Header().Get("ETag")
 	if etag == "" {
@@ -109,7 +104,7 @@ func TestRevalidateIndex(t *testing.T) {
 }
 
 func TestOnlyGetAndHead(t *testing.T) {
-	h := newHandler(testApp, testLegacy)
+	h := newHandler(testApp)
 	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
 		rec := get(t, h, m, "/index.html", nil)
 		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
@@ -121,7 +116,7 @@ func TestOnlyGetAndHead(t *testing.T) {
 // TestOldLivePage: the first live test page's address, still in links and bookmarks, goes
 // to the app's room with the other query parameters kept; c never becomes anything but digits.
 func TestOldLivePage(t *testing.T) {
-	h := newHandler(testApp, testLegacy)
+	h := newHandler(testApp)
 	for _, c := range []struct{ method, target, want string }{
 		{"GET", "/live.html?c=12", "/consultations/12/live"},
 		{"GET", "/live.html?c=12&auto=1", "/consultations/12/live?auto=1"},
@@ -144,7 +139,7 @@ func TestOldLivePage(t *testing.T) {
 }
 
 func TestNotBuilt(t *testing.T) {
-	h := newHandler(nil, testLegacy)
+	h := newHandler(nil)
 	for _, p := range []string{"/", "/index.html", "/clinic/upload"} {
 		rec := get(t, h, "GET", p, nil)
 		body, _ := io.ReadAll(rec.Body)
@@ -162,7 +157,7 @@ func TestNotBuilt(t *testing.T) {
 		t.Errorf("old live page without the app: %d %q", rec.Code, rec.Header().Get("Location"))
 	}
 	// An app folder without index.html (a build that failed half way) is not an app.
-	if rec := get(t, newHandler(fstest.MapFS{"assets/x.js": {Data: []byte("x")}}, testLegacy), "GET", "/", nil); !strings.Contains(rec.Body.String(), "make run") {
+	if rec := get(t, newHandler(fstest.MapFS{"assets/x.js": {Data: []byte("x")}}), "GET", "/", nil); !strings.Contains(rec.Body.String(), "make run") {
 		t.Errorf("half-built app: %.200s", rec.Body)
 	}
 }
@@ -194,8 +189,8 @@ func TestEmbedded(t *testing.T) {
 	if rec := get(t, h, "GET", "/", nil); rec.Code != 200 {
 		t.Errorf("/: %d", rec.Code)
 	}
-	if rec := get(t, h, "GET", "/live.js", nil); rec.Code != 200 {
-		t.Errorf("/live.js: %d", rec.Code)
+	if rec := get(t, h, "GET", "/live.js", nil); rec.Code != 404 {
+		t.Errorf("/live.js: %d, want 404 (the old live page is gone)", rec.Code)
 	}
 	if _, built := App(); built {
 		rec := get(t, h, "GET", "/", nil)
