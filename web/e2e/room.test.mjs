@@ -71,13 +71,37 @@ test('the three join (the clinic through the pre-call check) and each decodes th
   await waitFor(c, () => document.querySelector('video.preview')?.videoWidth > 0, null, 'the preview shows the camera');
   await waitFor(c, () => Number(document.querySelector('[role=meter]')?.getAttribute('aria-valuenow')) > 0, null, 'the fake microphone moves the meter');
   await c.getByText(/^网络检查：(直连可用|只能中继|无法连接媒体|加入后再检查)/).waitFor();
+  // The imaging source: a second video device (an ultrasound capture card; here Chromium's
+  // fake camera opened a second time, at the imaging feed's size).
+  const imaging = c.getByRole('combobox', { name: /影像画面来源/ });
+  const device = await imaging.locator('option').nth(2).getAttribute('value');
+  await imaging.selectOption(device);
   await shoot(c, 'room-precall', DESKTOP);
   await c.getByRole('button', { name: '加入会诊' }).click();
+  const captured = await waitFor(c, () => {
+    const s = window.sanping?.pub?.getSenders().find((x) => x.track?.contentHint === 'detail')?.track?.getSettings();
+    return s && `${s.width}x${s.height}@${s.frameRate}`;
+  }, null, 'the clinic sends its imaging feed');
+  t.diagnostic(`the clinic captures its imaging feed at ${captured}`);
 
   for (const [k, w] of Object.entries(who)) {
     w.me = await waitFor(w.page, () => window.sanping?.status === 'connected' && window.sanping.participants.size === 3 && window.sanping.me, null, `${k} sees three`);
   }
   for (const [k, w] of Object.entries(who)) await decodesOthers(w.page, 2, 20, `${k} decodes both others' video`);
+  // The clinic's imaging feed is a wide tile at the others, larger than its face.
+  for (const k of ['township', 'county']) {
+    const p = who[k].page;
+    const tile = p.locator('figure.tile.imaging', { hasText: `${PEOPLE.clinic.name} 的影像画面` });
+    await tile.waitFor();
+    const size = await waitFor(p, () => {
+      const v = document.querySelector('figure.tile.imaging video');
+      return v?.videoWidth > 0 && `${v.videoWidth}x${v.videoHeight}`;
+    }, null, `${k} plays the imaging feed`, 60_000);
+    t.diagnostic(`${k} receives the imaging feed at ${size}`);
+    const face = await p.locator('figure.tile', { hasText: PEOPLE.clinic.name }).first().boundingBox();
+    const wide = await tile.boundingBox();
+    assert.ok(wide.width > face.width, `imaging tile ${wide.width} px wide, face ${face.width}`);
+  }
   // The county doctor is the consultation's assigned doctor: the default driver.
   for (const w of Object.values(who)) await w.page.getByText(`主控：${w === who.county ? '您正在主控' : PEOPLE.county.name}`).waitFor();
   // Every viewer shows the room's first image.
