@@ -278,6 +278,12 @@ test("the websocket cut for 3 s: a banner meanwhile, then the room's view again;
     await waitFor(c, (me) => window.sanping.status === 'connected' && window.sanping.me === me && window.sanping.view.window.center === 555 && window.sanping.reconnects >= 1,
       me, 'the clinic is back as itself with the view it missed', 15_000);
     await c.getByText('网络中断，正在重新连接').waitFor({ state: 'hidden' });
+    // Only the websocket went: the peer connections were kept (keepMedia), video still decodes.
+    const before = await c.evaluate(() => window.sanping.framesDecoded());
+    await waitFor(c, async (b) => {
+      const now = await window.sanping.framesDecoded();
+      return Object.keys(b).length === 2 && Object.entries(b).every(([p, n]) => now[p] > n + 10);
+    }, before, 'the clinic still decodes both others after the cut', 30_000);
     await sameView(who.county, [who.clinic], 'after the cut');
     await c.getByRole('textbox', { name: '输入消息，回车发送' }).fill('网络恢复了。');
     await c.getByRole('textbox', { name: '输入消息，回车发送' }).press('Enter');
