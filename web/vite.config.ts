@@ -58,5 +58,8 @@ export default defineConfig({
   test: {
     environment: 'jsdom',
     include: ['src/**/*.test.ts'],
+    // Component tests import Element Plus' CSS (through unplugin-vue-components): let Vite
+    // handle it instead of Node.
+    server: { deps: { inline: ['element-plus'] } },
   },
 });

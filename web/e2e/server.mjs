@@ -350,18 +350,82 @@ export function makeDicom({ studyUID, seriesUID, sopUID, patientName = 'Test^Pat
 }
 
 /**
- * startProxy puts a TCP proxy between the browser and the server: cut(ms) drops every
- * connection and refuses new ones for ms, as a 4G link that goes away does.
+ * Link is one direction of an emulated link: bytes leave at rateBitsPerSecond (a token bucket
+ * shared by every connection in that direction, as a 4G cell's capacity is) and arrive delayMs
+ * later. Without a rate it only delays; without either it passes bytes through at once.
  */
-export async function startProxy(target) {
+class Link {
+  constructor(rateBitsPerSecond = 0, delayMs = 0) {
+    this.rate = rateBitsPerSecond;
+    this.delay = delayMs;
+    this.freeAt = 0; // when the link has sent everything queued so far (ms, performance.now())
+  }
+
+  get shaped() {
+    return this.rate > 0 || this.delay > 0;
+  }
+
+  /** send schedules chunk for dst no earlier than notBefore; done() runs once it is written. */
+  send(chunk, dst, notBefore, done) {
+    const now = performance.now();
+    // Pieces of 8 KB so that one large read does not hold the link in one block.
+    for (let off = 0; off < chunk.length; off += 8192) {
+      const piece = chunk.subarray(off, Math.min(chunk.length, off + 8192));
+      const start = Math.max(now, this.freeAt, notBefore);
+      this.freeAt = start + (this.rate > 0 ? (piece.length * 8 * 1000) / this.rate : 0);
+      const at = this.freeAt + this.delay;
+      const last = off + 8192 >= chunk.length;
+      setTimeout(() => {
+        if (!dst.destroyed) dst.write(piece);
+        if (last) done();
+      }, Math.max(0, at - now));
+    }
+  }
+}
+
+/**
+ * startProxy puts a TCP proxy between the browser and the server: cut(ms) drops every
+ * connection and refuses new ones for ms, as a 4G link that goes away does. With options
+ * { rateBitsPerSecond, delayMs } it also emulates the link: each direction is limited to that
+ * rate (shared by all connections) and delayed by delayMs one way, and a new connection waits
+ * one round trip before its first byte goes up (TCP's handshake). Timers in node, no netem.
+ */
+export async function startProxy(target, { rateBitsPerSecond = 0, delayMs = 0 } = {}) {
   const { port: targetPort, hostname } = new URL(target);
   const sockets = new Set();
+  const up = new Link(rateBitsPerSecond, delayMs);
+  const down = new Link(rateBitsPerSecond, delayMs);
   let downUntil = 0;
+  let bytesUp = 0;
+  let bytesDown = 0;
+  // pipe copies src to dst through a link, pausing src while much is queued (backpressure).
+  const pipe = (src, dst, link, notBefore, count) => {
+    if (!link.shaped) {
+      src.on('data', (d) => count(d.length));
+      src.pipe(dst);
+      return;
+    }
+    let queued = 0;
+    src.on('data', (d) => {
+      count(d.length);
+      queued += d.length;
+      if (queued > 256 * 1024) src.pause();
+      link.send(d, dst, notBefore(), () => {
+        queued -= d.length;
+        if (queued <= 256 * 1024 && src.isPaused()) src.resume();
+      });
+    });
+    src.on('end', () => {
+      const wait = Math.max(0, link.freeAt + link.delay - performance.now());
+      setTimeout(() => dst.end(), wait);
+    });
+  };
   const server = net.createServer((client) => {
     if (Date.now() < downUntil) {
       client.destroy();
       return;
     }
+    const opened = performance.now();
     const upstream = net.connect(Number(targetPort), hostname);
     sockets.add(client);
     sockets.add(upstream);
@@ -373,8 +437,8 @@ export async function startProxy(target) {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    pipe(client, upstream, up, () => opened + 2 * delayMs, (n) => (bytesUp += n));
+    pipe(upstream, client, down, () => 0, (n) => (bytesDown += n));
   });
   const port = await freePort();
   await new Promise((r) => server.listen(port, '127.0.0.1', r));
@@ -389,6 +453,10 @@ export async function startProxy(target) {
     },
     get connections() {
       return sockets.size / 2;
+    },
+    /** Bytes that went through, browser to server and back. */
+    get bytes() {
+      return { up: bytesUp, down: bytesDown };
     },
     close() {
       for (const s of sockets) s.destroy();

@@ -3,8 +3,17 @@
 // measurement text (`value`) is the author's, from Cornerstone's stats.
 import { utilities, type Types } from '@cornerstonejs/core';
 import type { Annotation, ImageRef, Point } from '@/live/protocol';
-import { TOOL } from './cornerstone';
 import { denormalize, ellipseBox, ellipseHandles, normalize } from './math';
+
+/** The measurement and annotation tools, by Cornerstone tool name (tools.ts registers them). */
+export const TOOL = {
+  length: 'Length',
+  angle: 'Angle',
+  ellipse: 'EllipticalROI',
+  arrow: 'ArrowAnnotate',
+  text: 'Label',
+} as const;
+export type ToolKind = keyof typeof TOOL;
 
 /** The tool that draws a protocol kind ('line' is a length without a value of its own). */
 export const TOOL_OF_KIND: Record<string, string | undefined> = {

@@ -1,7 +1,7 @@
-// Cornerstone3D behind one small seam: initialised once (core, tools, the DICOM image loader
-// with its decode workers), series metadata registered with the loader's wadors
-// metaDataManager, frames fetched from /dicom-web in the background nearest-first, and the
-// measurement tools in one tool group per viewer. Components use this module, never
+// Cornerstone3D behind one small seam: initialised once (core and the DICOM image loader with
+// its decode workers), series metadata registered with the loader's wadors metaDataManager,
+// and frames fetched from /dicom-web in the background nearest-first. The measurement tools
+// are tools.ts, loaded after the first image. Components use these modules, never
 // Cornerstone's globals directly.
 import {
   cache,
@@ -15,18 +15,6 @@ import {
   type StackViewport,
   type Types,
 } from '@cornerstonejs/core';
-import {
-  addTool,
-  AngleTool,
-  ArrowAnnotateTool,
-  EllipticalROITool,
-  init as toolsInit,
-  LabelTool,
-  LengthTool,
-  ToolGroupManager,
-  Enums as ToolEnums,
-  annotation as csAnnotation,
-} from '@cornerstonejs/tools';
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader';
 import { fetchSeriesMetadata, buildSeries, type LoadedSeries, type DicomJSON } from './series';
 import { prefetchOrder } from './math';
@@ -34,30 +22,12 @@ import { prefetchOrder } from './math';
 /** The in-memory image cache: a 300-slice 512x512 CT is 150 MB decoded; 1 GB holds several. */
 const CACHE_BYTES = 1024 * 1024 * 1024;
 
-/** The measurement and annotation tools, by Cornerstone tool name. */
-export const TOOL = {
-  length: LengthTool.toolName,
-  angle: AngleTool.toolName,
-  ellipse: EllipticalROITool.toolName,
-  arrow: ArrowAnnotateTool.toolName,
-  text: LabelTool.toolName,
-} as const;
-export type ToolKind = keyof typeof TOOL;
-
-/** The text a new arrow or label gets: set by the viewer (an Element Plus dialog). */
-export type AskText = (initial?: string) => Promise<string | null>;
-let askText: AskText = async () => null;
-export function setAskText(f: AskText): void {
-  askText = f;
-}
-
 let ready: Promise<void> | null = null;
 
-/** initCornerstone runs once per page. */
+/** initCornerstone runs once per page (the tools come later: see tools.ts). */
 export function initCornerstone(): Promise<void> {
   ready ??= (async () => {
     coreInit();
-    toolsInit();
     const cores = typeof navigator !== 'undefined' ? navigator.hardwareConcurrency || 2 : 2;
     dicomImageLoader.init({ maxWebWorkers: Math.max(1, Math.min(4, cores - 1)) });
     cache.setMaxCacheSize(CACHE_BYTES);
@@ -67,7 +37,6 @@ export function initCornerstone(): Promise<void> {
     imageRetrievalPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 6);
     imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Interaction, 6);
     imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, 6);
-    for (const t of [LengthTool, AngleTool, EllipticalROITool, ArrowAnnotateTool, LabelTool]) addTool(t);
   })();
   return ready;
 }
@@ -166,11 +135,10 @@ export class Prefetch {
 
 let engineCount = 0;
 
-/** A rendering engine with one stack viewport per element, and a tool group for its tools. */
+/** A rendering engine with one stack viewport per element. */
 export class Stage {
   readonly engine: RenderingEngine;
   readonly id: string;
-  private readonly groups = new Map<string, string>();
 
   constructor() {
     this.id = `sanping-viewer-${++engineCount}`;
@@ -184,36 +152,7 @@ export class Stage {
       type: Enums.ViewportType.STACK,
       defaultOptions: { background: [0, 0, 0] as Types.Point3 },
     });
-    const groupId = `${this.id}-${viewportId}`;
-    const group = ToolGroupManager.createToolGroup(groupId);
-    if (group) {
-      group.addTool(TOOL.length);
-      group.addTool(TOOL.angle);
-      group.addTool(TOOL.ellipse);
-      const ask = (done: (text: string | null) => void): void => {
-        void askText().then(done);
-      };
-      const change = (_a: unknown, _e: unknown, done: (text: string | null) => void): void => {
-        void askText().then(done);
-      };
-      group.addTool(TOOL.arrow, { getTextCallback: ask, changeTextCallback: change, arrowFirst: true });
-      group.addTool(TOOL.text, { getTextCallback: ask, changeTextCallback: change });
-      group.addViewport(viewportId, this.id);
-      for (const name of Object.values(TOOL)) group.setToolEnabled(name);
-    }
-    this.groups.set(viewportId, groupId);
     return this.engine.getViewport(viewportId) as StackViewport;
-  }
-
-  /** setTool makes one tool draw with the primary button (others editable), or none (all drawn only). */
-  setTool(viewportId: string, kind: ToolKind | null): void {
-    const group = ToolGroupManager.getToolGroup(this.groups.get(viewportId) ?? '');
-    if (!group) return;
-    for (const [k, name] of Object.entries(TOOL)) {
-      if (k === kind) group.setToolActive(name, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Primary }] });
-      else if (kind) group.setToolPassive(name);
-      else group.setToolEnabled(name);
-    }
   }
 
   resize(): void {
@@ -221,9 +160,8 @@ export class Stage {
   }
 
   destroy(): void {
-    for (const g of this.groups.values()) ToolGroupManager.destroyToolGroup(g);
     this.engine.destroy();
   }
 }
 
-export { csAnnotation, eventTarget, Enums, ToolEnums };
+export { eventTarget, Enums };

@@ -28,12 +28,18 @@ function age(m: DicomJSON | undefined): number | undefined {
   return ageAt(str(m, tag.PatientBirthDate), str(m, tag.StudyDate));
 }
 
+/** Family^Given as people write it: 覃桂兰 with no space, Qin Guilan with one. */
+function personName(pn: string): string {
+  const cjk = /[\u3400-\u9fff]/.test(pn);
+  return pn.replace(/\^+/g, cjk ? '' : ' ').trim();
+}
+
 export function overlayOf(m: DicomJSON | undefined): Overlay {
   const ipp = nums(m, tag.ImagePositionPatient);
   const loc = num(m, tag.SliceLocation);
   const sex = str(m, tag.PatientSex);
   return {
-    patientName: str(m, tag.PatientName).replace(/\^/g, ' ').trim(),
+    patientName: personName(str(m, tag.PatientName)),
     patientId: str(m, tag.PatientID),
     sex: ['M', 'F', 'O'].includes(sex) ? sex : '',
     age: age(m),

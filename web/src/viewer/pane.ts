@@ -118,7 +118,8 @@ export class Pane {
     }
     if (!this.series) return;
     const imageChanged = force || !sameJSON(prev.image, next.image);
-    const windowChanged = force || imageChanged || !sameJSON(prev.window, next.window) || prev.transform.invert !== next.transform.invert;
+    const photometric = this.photometric();
+    let windowChanged = force || !sameJSON(prev.window, next.window) || prev.transform.invert !== next.transform.invert;
     const transformChanged = force || !sameJSON(prev.transform, next.transform);
     if (imageChanged) {
       const i = this.indexOf(ref);
@@ -130,6 +131,9 @@ export class Pane {
           this.imageLoading--;
         }
         if (this.view !== next) return;
+        // A set window stays with the viewport from image to image; the image's own window
+        // and the invert of a MONOCHROME1 image are the new image's.
+        if (next.window.width === 0 || this.photometric() !== photometric) windowChanged = true;
       }
     }
     if (windowChanged) this.applyWindow(next.window, next.transform.invert);

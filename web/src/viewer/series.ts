@@ -79,7 +79,48 @@ async function getJSON(url: string): Promise<DicomJSON[]> {
   return (await res.json()) as DicomJSON[];
 }
 
-export async function seriesOfStudy(study: string): Promise<SeriesSummary[]> {
+// Reads started ahead (warmStudy) and taken once by the viewer: the consultation page asks
+// for the study's series and the first series' metadata while the viewer's code downloads.
+const warm = new Map<string, Promise<unknown>>();
+function take<T>(key: string, fetcher: () => Promise<T>): Promise<T> {
+  const p = warm.get(key) as Promise<T> | undefined;
+  warm.delete(key);
+  return p ?? fetcher();
+}
+
+/** Modalities without pixels to show: structured reports, key object selections, presentation states, documents. */
+const NOT_IMAGES = ['SR', 'KO', 'PR', 'DOC'];
+
+/** viewable: the series the viewer shows, in Series Number order. */
+export function viewable(list: SeriesSummary[]): SeriesSummary[] {
+  return list.filter((s) => !NOT_IMAGES.includes(s.modality));
+}
+
+/**
+ * warmStudy starts the viewer's first reads (the study's series, then the first series'
+ * metadata) so that they overlap the download of the viewer's code.
+ */
+export function warmStudy(study: string): void {
+  const seriesKey = `series ${study}`;
+  if (warm.has(seriesKey)) return;
+  const list = fetchSeriesList(study);
+  list.catch(() => warm.delete(seriesKey));
+  warm.set(seriesKey, list);
+  void list.then((l) => {
+    const first = viewable(l)[0];
+    if (!first) return;
+    const key = `metadata ${study} ${first.uid}`;
+    const m = getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(first.uid)}/metadata`);
+    m.catch(() => warm.delete(key));
+    warm.set(key, m);
+  }, () => undefined);
+}
+
+export function seriesOfStudy(study: string): Promise<SeriesSummary[]> {
+  return take(`series ${study}`, () => fetchSeriesList(study));
+}
+
+async function fetchSeriesList(study: string): Promise<SeriesSummary[]> {
   const list = await getJSON(`/dicom-web/studies/${enc(study)}/series`);
   return list
     .map((o) => ({
@@ -128,7 +169,7 @@ function positionAlongNormal(o: DicomJSON): number | undefined {
 
 /** fetchSeriesMetadata: WADO-RS series metadata, one DICOM JSON data set per instance. */
 export function fetchSeriesMetadata(study: string, series: string): Promise<DicomJSON[]> {
-  return getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(series)}/metadata`);
+  return take(`metadata ${study} ${series}`, () => getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(series)}/metadata`));
 }
 
 /** buildSeries orders a series' metadata into a stack (no I/O). */
