@@ -45,8 +45,9 @@ type Peer struct {
 	// maxBitrate caps the estimate used for layer choice (0 = none).
 	maxBitrate atomic.Int64
 	queue      atomic.Pointer[sendQueue] // set while the sub connection runs over TCP
-	// subConnected: the sub connection is up (ICE and DTLS), so forwarded packets reach it.
-	subConnected atomic.Bool
+	// subConnected: the sub connection is up (ICE and DTLS), so forwarded packets reach it;
+	// subWasUp: it has been, so media to it can stop (quality).
+	subConnected, subWasUp atomic.Bool
 
 	sendMu sync.Mutex
 	send   func(protocol.Signal)
@@ -149,6 +150,7 @@ func (p *Peer) watch(pc *webrtc.PeerConnection, name string) {
 		if name == pcSubscribe {
 			p.subConnected.Store(st == webrtc.PeerConnectionStateConnected)
 			if st == webrtc.PeerConnectionStateConnected {
+				p.subWasUp.Store(true)
 				// SRTP keys at last: what it receives can start, from a keyframe.
 				go p.requestKeyframes()
 			}

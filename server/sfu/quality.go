@@ -107,7 +107,9 @@ func (p *Peer) maybeQuality(now time.Time) {
 // silent reports whether media should be arriving from the participant and nothing has for
 // lostAfter: neither RTP on what it publishes nor RTCP on either connection; and whether
 // something has within lostAfter (flowing). Media should arrive while it publishes, and
-// while the SFU forwards to it (its receiver reports and congestion feedback come back).
+// while the SFU forwards to it over a sub connection that has been up (its receiver reports
+// and congestion feedback come back): one still connecting, over a slow relay, has not
+// stopped anything.
 func (p *Peer) silent(nowNs int64) (silent, flowing bool) {
 	heard := p.heardAt.Load()
 	expected := false
@@ -120,7 +122,7 @@ func (p *Peer) silent(nowNs int64) (silent, flowing bool) {
 	for _, d := range p.downList() {
 		if n := d.packets.Load(); n != d.qPackets {
 			d.qPackets = n
-			expected = true
+			expected = expected || p.subWasUp.Load()
 		}
 	}
 	flowing = heard != 0 && nowNs-heard <= int64(lostAfter)

@@ -74,6 +74,7 @@ func TestLevelHysteresis(t *testing.T) {
 // ends, lost within about lostAfter of its link being cut, and weak then good when it comes
 // back. The doctor, whose link stays clean and who publishes nothing, stays good throughout:
 // while the clinic is cut, nothing is sent to the doctor, and nothing is expected of it.
+// Then the doctor's own link is cut: it is lost, and the clinic is not.
 //
 // On synctest's clock, with a sample every second.
 func TestQualityLevel(t *testing.T) { synctest.Test(t, testQualityLevel) }
@@ -87,6 +88,8 @@ func testQualityLevel(t *testing.T) {
 	serverIP, clinicIP, doctorIP := net.ParseIP("10.0.0.1"), net.ParseIP("10.0.0.2"), net.ParseIP("10.0.0.3")
 	imp := &impairment{rng: rand.New(rand.NewSource(1)), loss: map[string]*lossBlock{}, cutIP: clinicIP}
 	wan.AddChunkFilter(imp.filter)
+	toDoctor := &impairment{loss: map[string]*lossBlock{}, cutIP: doctorIP}
+	wan.AddChunkFilter(toDoctor.filter)
 	nets := map[string]*vnet.Net{}
 	for _, ip := range []net.IP{serverIP, clinicIP, doctorIP} {
 		n, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip.String()}})
@@ -160,6 +163,20 @@ func testQualityLevel(t *testing.T) {
 	waitLevel("clinic", protocol.QualityGood, 10*time.Second)
 	if ls := levels("doctor"); !slices.Equal(ls, []string{"good"}) {
 		t.Errorf("doctor's levels %q, want good throughout", ls)
+	}
+
+	// The doctor only receives: cut off, it sends no more receiver reports and feedback on
+	// what the SFU keeps sending it. The clinic's link is not the doctor's.
+	toDoctor.cut.Store(true)
+	if d := waitLevel("doctor", protocol.QualityLost, 10*time.Second); d < lostAfter || d > lostAfter+time.Second {
+		t.Errorf("the doctor lost %v after its cut", d)
+	}
+	time.Sleep(time.Second)
+	toDoctor.cut.Store(false)
+	waitLevel("doctor", protocol.QualityWeak, 5*time.Second)
+	waitLevel("doctor", protocol.QualityGood, 10*time.Second)
+	if ls := levels("clinic"); !slices.Equal(ls, []string{"good", "weak", "good", "lost", "weak", "good"}) {
+		t.Errorf("clinic's levels %q", ls)
 	}
 }
 
