@@ -7,9 +7,9 @@
 // web/test-output/room-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, startProxy, launchBrowser, shoot, DESKTOP, PHONE } from './server.mjs';
+import { startServer, startProxy, launchBrowser, shoot, apiSession, DESKTOP, PHONE } from './server.mjs';
 import {
-  PEOPLE, county, liveConsultation, signIn, waitFor, decodesOthers, viewerAttrs, watchSeq, delays, percentile, viewerPixels, pixelDiff, sideBySide,
+  PEOPLE, PW, county, liveConsultation, signIn, waitFor, decodesOthers, viewerAttrs, watchSeq, delays, percentile, viewerPixels, pixelDiff, sideBySide,
 } from './room.mjs';
 
 let server;
@@ -324,6 +324,17 @@ test('the room on a phone: the viewer first, then videos, participants and chat'
   const chat = await p.getByRole('region', { name: '文字交流' }).boundingBox();
   assert.ok(viewer.width >= PHONE.width - 2 && chat.y > viewer.y + viewer.height - 1, `viewer ${JSON.stringify(viewer)}, chat ${JSON.stringify(chat)}`);
   await p.setViewportSize(DESKTOP);
+});
+
+test('ending the session closes the room on every screen, in words', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const api = await apiSession(server.base, PEOPLE.county.username, PW);
+  const r = await api('POST', `/api/consultations/${ids.id}/finish`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  for (const k of ['township', 'county']) {
+    await who[k].page.getByRole('alert').filter({ hasText: '会诊已结束，会诊室已关闭。' }).waitFor();
+    assert.equal(await who[k].page.evaluate(() => window.sanping.status), 'ended');
+  }
 });
 
 test('no uncaught error and no CSP violation in any room screen', (t) => {

@@ -321,6 +321,8 @@ export class LiveClient {
       this.clearTimers();
       // 1008: the server refused what we sent three times; trying again would do the same.
       if (this.ending || e.code === 1008) {
+        // The room is gone for this page (closed, replaced elsewhere, refused): so is its media.
+        this.closeMedia();
         this.setStatus('ended');
         return;
       }

@@ -197,7 +197,10 @@ export const useRoomStore = defineStore('room', () => {
       local.value = m ?? {};
     });
     off.push(
-      c.on('status', (s) => (status.value = s)),
+      c.on('status', (s) => {
+        status.value = s;
+        if (s === 'ended') stopLocal();
+      }),
       c.on('welcome', (w) => {
         syncFromClient(c);
         pending.value = [];
@@ -255,20 +258,23 @@ export const useRoomStore = defineStore('room', () => {
     qualityTimer = pendingTimer = null;
   }
 
-  /** leave leaves for good and stops the camera and microphone. */
-  function leave(): void {
+  /** stopLocal stops the timers, the camera, the microphone and the imaging source. */
+  function stopLocal(): void {
     stopTimers();
-    client.value?.leave();
     for (const s of [local.value.camera, local.value.imaging]) s?.getTracks().forEach((t) => t.stop());
-    local.value = {};
+  }
+
+  /** leave leaves for good. */
+  function leave(): void {
     ended.value = ended.value || 'left';
+    client.value?.leave();
+    stopLocal();
   }
 
   /** close stops this page's side without leaving (navigating away keeps the place for the grace period). */
   function close(): void {
-    stopTimers();
     client.value?.close();
-    for (const s of [local.value.camera, local.value.imaging]) s?.getTracks().forEach((t) => t.stop());
+    stopLocal();
   }
 
   /**
