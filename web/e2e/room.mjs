@@ -4,6 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { chromium } from 'playwright-core';
 import { apiSession, dicomInstance, outputDir, stow, tokenSecret } from './server.mjs';
 
 export const PW = 'room-' + randomUUID().slice(0, 8);
@@ -18,6 +20,7 @@ export const PEOPLE = {
   township: { username: 'meng.zhiqiang', name: '蒙志强' },
   county: { username: 'wei.dongping', name: '韦东平' },
   other: { username: 'huang.li', name: '黄丽' },
+  admin: { username: 'lu.jianhua', name: '陆建华' },
 };
 
 /** county sets up the sites and users with the CLI, as a county's IT person would; returns the station's token. */
@@ -29,6 +32,7 @@ export function county(cli) {
   cli(['user', 'add', '-roles', 'clinic', '-institution', 'longshan', '-name', PEOPLE.clinic.name, PEOPLE.clinic.username], PW + '\n');
   cli(['user', 'add', '-roles', 'clinic', '-institution', 'nongla', '-name', PEOPLE.other.name, PEOPLE.other.username], PW + '\n');
   cli(['user', 'add', '-roles', 'doctor', '-institution', 'duyang', '-name', PEOPLE.township.name, '-title', '主治医师', '-years', '6', PEOPLE.township.username], PW + '\n');
+  cli(['user', 'add', '-roles', 'admin', '-name', PEOPLE.admin.name, PEOPLE.admin.username], PW + '\n');
   cli(['user', 'add', '-roles', 'doctor', '-institution', 'dahua', '-name', PEOPLE.county.name, '-title', '副主任医师', '-years', '12', PEOPLE.county.username], PW + '\n');
   return tokenSecret(cli(['token', 'create', '-institution', 'longshan', '龙山村卫生室-CT']));
 }
@@ -196,4 +200,39 @@ export async function sideBySide(page, pngs, labels, name) {
   const file = path.join(outputDir, `${name}.png`);
   fs.writeFileSync(file, Buffer.from(dataURL.split(',')[1], 'base64'));
   return file;
+}
+
+/**
+ * launchBrowserWithoutMedia is launchBrowser (server.mjs) on a network where media cannot reach
+ * the server: every peer connection may use relay candidates only, and the test server has no
+ * TURN, as when UDP is blocked and no relay answers. (Chromium's
+ * --force-webrtc-ip-handling-policy did not keep loopback media from connecting.)
+ */
+export async function launchBrowserWithoutMedia() {
+  const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) return null;
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sanping-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1366, height: 768 },
+    locale: 'zh-CN',
+  });
+  await context.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends Native {
+      constructor(config = {}) {
+        super({ ...config, iceTransportPolicy: 'relay' });
+      }
+    };
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
 }

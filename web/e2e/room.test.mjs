@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, startProxy, launchBrowser, shoot, apiSession, DESKTOP, PHONE } from './server.mjs';
 import {
-  PEOPLE, PW, county, liveConsultation, signIn, waitFor, decodesOthers, viewerAttrs, watchSeq, delays, percentile, viewerPixels, pixelDiff, sideBySide,
+  PEOPLE, PW, county, liveConsultation, launchBrowserWithoutMedia, signIn, waitFor, decodesOthers, viewerAttrs, watchSeq, delays, percentile, viewerPixels, pixelDiff, sideBySide,
 } from './room.mjs';
 
 let server;
@@ -46,6 +46,13 @@ const room = () => `/consultations/${ids.id}/live`;
 const followers = () => [who.clinic, who.township];
 
 async function sameView(driver, others, what) {
+  // The driver's viewer first shows the room's latest (its attributes follow its render).
+  await waitFor(driver.page, () => {
+    const d = document.querySelector('.room-viewer [data-seq]')?.dataset;
+    const v = window.sanping.shown;
+    return d && Number(d.seq) === window.sanping.seq && d.instance === (v.image.instance ?? d.instance) &&
+      (v.window.width === 0 || (d.windowCenter === String(v.window.center) && d.windowWidth === String(v.window.width)));
+  }, null, `${what}: the driver's viewer shows the room's view`);
   const want = await viewerAttrs(driver.page);
   for (const o of others) {
     await waitFor(o.page, (w) => {
@@ -324,6 +331,31 @@ test('the room on a phone: the viewer first, then videos, participants and chat'
   const chat = await p.getByRole('region', { name: '文字交流' }).boundingBox();
   assert.ok(viewer.width >= PHONE.width - 2 && chat.y > viewer.y + viewer.height - 1, `viewer ${JSON.stringify(viewer)}, chat ${JSON.stringify(chat)}`);
   await p.setViewportSize(DESKTOP);
+});
+
+test('where media cannot reach the server, the page says so; view sync and chat go on', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const b = await launchBrowserWithoutMedia();
+  try {
+    const p = await b.context.newPage();
+    p.on('pageerror', (err) => pageErrors.push(`admin: ${err}`));
+    await signIn(p, server.base, PEOPLE.admin.username, room() + '?auto=1');
+    await waitFor(p, () => window.sanping?.status === 'connected', null, 'the admin joins');
+    await p.getByText('音视频暂时无法连接，看图和文字交流仍可使用。').waitFor({ timeout: 30_000 }).catch(async (err) => {
+      const d = await p.evaluate(async () => ({ sub: window.sanping.sub?.connectionState, pub: window.sanping.pub?.connectionState, tl: window.sanping.timeline,
+        frames: await window.sanping.framesDecoded() }));
+      throw new Error(`${err.message.split('\n')[0]} ${JSON.stringify(d)}`);
+    });
+    await waitFor(p, () => document.querySelector('.room-viewer [data-seq]')?.dataset.instance, null, "the admin's viewer shows an image", 60_000);
+    await who.county.page.evaluate(() => window.sanping.sendOp({ kind: 'window', window: { center: 66, width: 666 } }));
+    await sameView(who.county, [{ page: p }], 'without media');
+    await p.getByRole('textbox', { name: '输入消息，回车发送' }).fill('我这里没有视频，但能看到图像。');
+    await p.getByRole('textbox', { name: '输入消息，回车发送' }).press('Enter');
+    await who.county.page.getByText('我这里没有视频，但能看到图像。').waitFor();
+    await shoot(p, 'room-no-media', DESKTOP);
+  } finally {
+    await b.close();
+  }
 });
 
 test('ending the session closes the room on every screen, in words', T, async (t) => {

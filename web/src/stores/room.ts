@@ -44,6 +44,8 @@ export interface RoomError {
 /** How long an own op may wait for the room before it is no longer shown (pointer ops may be coalesced away). */
 const PENDING_FOR = 3000;
 const QUALITY_EVERY = 2000;
+/** ICE on loopback connects in well under a second, over 4G in one or two: 10 s means it will not. */
+const MEDIA_WITHIN = 10_000;
 
 /**
  * useRoomStore wraps the live client (web/src/live/client.ts) with the state the room's
@@ -72,6 +74,9 @@ export const useRoomStore = defineStore('room', () => {
   /** What the reachability check found (before joining, or after it with the welcome's ICE servers). */
   const reach = ref<Reachability | 'checking'>('unknown');
   const mediaState = ref<{ pub: RTCPeerConnectionState | ''; sub: RTCPeerConnectionState | '' }>({ pub: '', sub: '' });
+  /** Media did not come up within MEDIA_WITHIN of the welcome, or failed: images and chat still work. */
+  const mediaDown = ref(false);
+  let mediaTimer: ReturnType<typeof setTimeout> | null = null;
   const local = shallowRef<LocalMedia>({});
   const micOn = ref(true);
   /** Remote microphones that send nothing (muted), by participant. */
@@ -204,6 +209,12 @@ export const useRoomStore = defineStore('room', () => {
       c.on('welcome', (w) => {
         syncFromClient(c);
         pending.value = [];
+        if (mediaTimer) clearTimeout(mediaTimer);
+        mediaTimer = setTimeout(() => {
+          const up = c.sub?.connectionState === 'connected' || c.pub?.connectionState === 'connected';
+          const expected = !!(local.value.camera || local.value.imaging) || [...c.participants.values()].some((p) => p.id !== c.me && p.tracks?.length);
+          if (!up && expected) mediaDown.value = true;
+        }, MEDIA_WITHIN);
         // No check before joining (no GET /api/ice-servers): check with the welcome's servers.
         if (reach.value === 'unknown' && w.iceServers?.length && typeof RTCPeerConnection !== 'undefined') {
           reach.value = 'checking';
@@ -219,7 +230,11 @@ export const useRoomStore = defineStore('room', () => {
       c.on('bye', (b) => (ended.value = b.reason)),
       c.on('track', onTrack),
       c.on('trackended', onTrackEnded),
-      c.on('media', (m) => (mediaState.value = { ...mediaState.value, [m.pc]: m.state })),
+      c.on('media', (m) => {
+        mediaState.value = { ...mediaState.value, [m.pc]: m.state };
+        if (m.state === 'connected') mediaDown.value = false;
+        else if (m.pc === 'sub' && m.state === 'failed') mediaDown.value = true;
+      }),
     );
     c.join(media);
     qualityTimer = setInterval(() => void sampleQuality(), QUALITY_EVERY);
@@ -253,6 +268,8 @@ export const useRoomStore = defineStore('room', () => {
   }
 
   function stopTimers(): void {
+    if (mediaTimer) clearTimeout(mediaTimer);
+    mediaTimer = null;
     if (qualityTimer) clearInterval(qualityTimer);
     if (pendingTimer) clearInterval(pendingTimer);
     qualityTimer = pendingTimer = null;
@@ -360,6 +377,7 @@ export const useRoomStore = defineStore('room', () => {
     myConnection,
     reach,
     mediaState,
+    mediaDown,
     local,
     micOn,
     remoteMuted,
