@@ -205,6 +205,75 @@ test('a length measurement on the CT reads in mm', T, async (t) => {
   await page.getByRole('button', { name: /^窗宽窗位/ }).click();
 });
 
+test('an elliptical ROI reads its mean and SD in HU, an arrow takes its text from a dialog', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.getByRole('button', { name: /^椭圆 ROI/ }).click();
+  const b = await box();
+  // Soft tissue between the lungs (40 HU in the phantom, ±8).
+  await page.mouse.move(b.cx - 12, b.cy + 60);
+  await page.mouse.down();
+  await page.mouse.move(b.cx + 12, b.cy + 80, { steps: 5 });
+  await page.mouse.up();
+  const hu = page.locator('.pane[data-pane="0"] svg text', { hasText: /HU/ });
+  await hu.first().waitFor({ timeout: 10_000 });
+  const stats = (await page.locator('.pane[data-pane="0"] svg').textContent()) ?? '';
+  const mean = Number(/Mean:\s*(-?[\d.]+)\s*HU/.exec(stats)?.[1]);
+  assert.ok(Math.abs(mean - 40) < 10, `mean ${mean} HU in: ${stats}`);
+  assert.match(stats, /Std Dev:\s*[\d.]+\s*HU/);
+
+  await page.getByRole('button', { name: /^箭头标注/ }).click();
+  await page.mouse.move(b.cx + 150, b.cy - 120);
+  await page.mouse.down();
+  await page.mouse.move(b.cx + 90, b.cy - 40, { steps: 5 });
+  await page.mouse.up();
+  const dialog = page.getByRole('dialog', { name: '标注文字' });
+  await dialog.getByRole('textbox').fill('右肺结节');
+  await dialog.getByRole('button', { name: '确定' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await page.locator('.pane[data-pane="0"] svg text', { hasText: '右肺结节' }).waitFor();
+  await shoot(page, 'viewer-ct-annotations-desktop', DESKTOP);
+  await page.getByRole('button', { name: /^窗宽窗位/ }).click();
+});
+
+test('the laser pointer shows a red dot where the mouse is', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  await page.getByRole('button', { name: /^激光笔/ }).click();
+  const b = await box();
+  await page.mouse.move(b.cx + 40, b.cy + 20, { steps: 3 });
+  const dot = page.locator('.pane[data-pane="0"] .laser');
+  await dot.waitFor();
+  // The pointer is sent at most ~30 times a second: the last position lands within 33 ms.
+  let d;
+  for (let i = 0; i < 40; i++) {
+    d = await dot.boundingBox();
+    if (Math.abs(d.x + d.width / 2 - (b.cx + 40)) < 4 && Math.abs(d.y + d.height / 2 - (b.cy + 20)) < 4) break;
+    await page.waitForTimeout(25);
+  }
+  assert.ok(Math.abs(d.x + d.width / 2 - (b.cx + 40)) < 4 && Math.abs(d.y + d.height / 2 - (b.cy + 20)) < 4, `${JSON.stringify(d)} vs ${b.cx + 40},${b.cy + 20}`);
+  assert.equal(await dot.textContent(), '我');
+  await page.mouse.move(b.x - 20, b.y - 20);
+  await dot.waitFor({ state: 'detached' });
+  await page.getByRole('button', { name: /^窗宽窗位/ }).click();
+});
+
+test('two viewports: the second shows another series and scrolls on its own', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const before = await attr('data-instance');
+  await page.getByRole('button', { name: /^双屏/ }).click();
+  const second = page.locator('.pane[data-pane="1"]');
+  await second.locator('canvas').waitFor();
+  await page.getByRole('button', { name: /DX 序列/ }).click();
+  await second.locator('.ov.tl').waitFor();
+  await second.getByRole('note').filter({ hasText: '未校准' }).waitFor();
+  const sb = await second.boundingBox();
+  await page.mouse.move(sb.x + sb.width / 2, sb.y + sb.height / 2);
+  await page.mouse.wheel(0, 100);
+  assert.equal(await attr('data-instance'), before, 'the first viewport did not move');
+  await shoot(page, 'viewer-two-viewports-desktop', DESKTOP);
+  await page.getByRole('button', { name: /^双屏/ }).click();
+  await second.waitFor({ state: 'detached' });
+});
+
 test('the DR without Pixel Spacing says it is uncalibrated', T, async (t) => {
   if (skip()) return t.skip(skip());
   await page.getByRole('button', { name: /DX 序列/ }).click();

@@ -69,6 +69,7 @@ vi.mock('./cornerstone', async () => {
         },
         getZoom: () => 1,
         getFrameOfReferenceUID: () => '1.2.9',
+        resetCamera: () => h.calls.push('resetCamera'),
         canvasToWorld: (p: number[]) => [(p[0] ?? 0) / 2, (p[1] ?? 0) / 2, 0],
         worldToCanvas: (w: number[]) => [(w[0] ?? 0) * 2, (w[1] ?? 0) * 2],
       };

@@ -206,6 +206,14 @@ export class Pane {
     this.vp.setCamera({ focalPoint: focal, position: [focal[0] + d[0], focal[1] + d[1], focal[2] + d[2]] });
   }
 
+  /** refit: after the viewport's size changed, zoom 1 fits the new size; the transform stays. */
+  refit(): void {
+    if (!this.imageId()) return;
+    this.vp.resetCamera();
+    this.applyTransform(this.view.transform);
+    this.vp.render();
+  }
+
   /** The image point at the viewport's centre, normalized (the protocol's pan). */
   centre(): Point | null {
     const canvas = this.vp.canvas;
