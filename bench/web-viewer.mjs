@@ -112,8 +112,21 @@ try {
         }),
       [wholeSeries, 120_000],
     );
+    const logs = [];
+    page.on('console', (msg) => logs.push(`${msg.type()}: ${msg.text()}`));
+    page.on('pageerror', (err) => logs.push(`pageerror: ${err}`));
+    page.on('requestfailed', (r) => logs.push(`failed: ${r.url()} ${r.failure()?.errorText}`));
+    const pending = new Map();
+    page.on('request', (r) => pending.set(r, performance.now()));
+    page.on('requestfinished', (r) => pending.delete(r));
+    page.on('requestfailed', (r) => pending.delete(r));
     await link.click();
-    const m = await marks;
+    const m = await marks.catch(async (err) => {
+      await page.screenshot({ path: '/tmp/web-viewer-timeout.png' }).catch(() => undefined);
+      const text = await page.locator('.study').innerText().catch(() => '(no study section)');
+      const open = [...pending].map(([r, t]) => `pending since ${(t - start).toFixed(0)} ms: ${r.url().slice(0, 160)}`);
+      throw new Error(`${err.message}\n${text.slice(-200)}\n${logs.slice(-30).join('\n')}\n${open.join('\n')}`);
+    });
     const res = { first: m.first - start, all: m.all ? m.all - start : undefined };
     if (process.env.TRACE) {
       // Where the time went: each request's start and end after the click (ms).
@@ -170,6 +183,10 @@ try {
   }
   const b = [];
   for (let run = 0; run < RUNS; run++) {
+    // Each run on new connections: the last run's page closed with frames in flight, and a
+    // connection it left behind once stalled the next run's first frame (issue noted in
+    // bench/README.md).
+    await proxy.cut(50);
     const before = proxy.bytes.down;
     const res = await open(proxy.base);
     b.push(res.first);
