@@ -79,8 +79,9 @@ async function getJSON(url: string): Promise<DicomJSON[]> {
   return (await res.json()) as DicomJSON[];
 }
 
-// Reads started ahead (warmStudy) and taken once by the viewer: the consultation page asks
-// for the study's series and the first series' metadata while the viewer's code downloads.
+// The series list started ahead (warmStudy) and taken once by the viewer: the consultation
+// page asks for the study's series and the first series' metadata while the viewer's code
+// downloads. The list is asked again each time the viewer opens (a series may have arrived).
 const warm = new Map<string, Promise<unknown>>();
 function take<T>(key: string, fetcher: () => Promise<T>): Promise<T> {
   const p = warm.get(key) as Promise<T> | undefined;
@@ -108,11 +109,7 @@ export function warmStudy(study: string): void {
   warm.set(seriesKey, list);
   void list.then((l) => {
     const first = viewable(l)[0];
-    if (!first) return;
-    const key = `metadata ${study} ${first.uid}`;
-    const m = getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(first.uid)}/metadata`);
-    m.catch(() => warm.delete(key));
-    warm.set(key, m);
+    if (first) fetchSeriesMetadata(study, first.uid).catch(() => undefined);
   }, () => undefined);
 }
 
@@ -168,8 +165,19 @@ function positionAlongNormal(o: DicomJSON): number | undefined {
 }
 
 /** fetchSeriesMetadata: WADO-RS series metadata, one DICOM JSON data set per instance. */
+// A series' metadata is read once per page: the viewer's stack and Cornerstone's loader both
+// keep using it, and a study opened again shows without asking again.
+const metadata = new Map<string, Promise<DicomJSON[]>>();
+
 export function fetchSeriesMetadata(study: string, series: string): Promise<DicomJSON[]> {
-  return take(`metadata ${study} ${series}`, () => getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(series)}/metadata`));
+  const key = `${study}/${series}`;
+  let p = metadata.get(key);
+  if (!p) {
+    p = getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(series)}/metadata`);
+    p.catch(() => metadata.delete(key));
+    metadata.set(key, p);
+  }
+  return p;
 }
 
 /** buildSeries orders a series' metadata into a stack (no I/O). */
