@@ -117,50 +117,35 @@ test('the three join (the clinic through the pre-call check) and each decodes th
   }
 });
 
-test("the county doctor drives the viewer; the others follow (attributes, pixels), quickly", T, async (t) => {
+test("the county doctor drives the viewer; the others follow (attributes, pixels)", T, async (t) => {
   if (skip()) return t.skip(skip());
   const d = who.county.page;
   for (const f of followers()) await watchSeq(f.page);
   const box = await d.locator('.room-viewer').boundingBox();
   const cx = box.x + box.width / 2;
   const cy = box.y + box.height / 2;
-  const viewer = await d.locator('.room-viewer [data-seq]').evaluate((el) => el.classList.contains('stand-in') ? 'stand-in' : 'viewer');
-  t.diagnostic(`viewer: ${viewer}`);
-  if (viewer === 'viewer') {
-    // Scroll through the series with the wheel (half notches: one image each), window by
-    // dragging, draw an arrow.
-    await d.mouse.move(cx, cy);
-    for (let i = 0; i < 4; i++) {
-      await d.mouse.wheel(0, 50);
-      await d.waitForTimeout(120);
-    }
-    await d.mouse.move(cx, cy);
-    await d.mouse.down();
-    for (let i = 1; i <= 10; i++) await d.mouse.move(cx + i * 8, cy + i * 4);
-    await d.mouse.up();
-    await d.getByRole('button', { name: /箭头/ }).click();
-    await d.mouse.move(cx - 60, cy - 60);
-    await d.mouse.down();
-    await d.mouse.move(cx - 20, cy - 20, { steps: 5 });
-    await d.mouse.up();
-    const ask = d.getByRole('dialog', { name: '标注文字' });
-    await ask.getByRole('textbox').fill('病灶');
-    await ask.getByRole('textbox').press('Enter');
-  } else {
-    // The diagnostic viewer is not in this tree yet: the same ops through the page's hook.
-    for (let i = 1; i <= 5; i++) {
-      await d.evaluate((i) => window.sanping.sendOp({ kind: 'image', image: { ...window.sanping.view.image, frame: 0, instance: window.sanping.view.image.instance.replace(/\.\d+$/, `.${1 + i}`) } }), i);
-      await d.waitForTimeout(120);
-    }
-    for (let i = 1; i <= 10; i++) {
-      await d.evaluate((i) => window.sanping.sendOp({ kind: 'window', window: { center: 100 + i * 8, width: 200 + i * 4 } }), i);
-      await d.waitForTimeout(30);
-    }
-    await d.evaluate(() => window.sanping.sendOp({ kind: 'annotation.add', annotation: { id: `${window.sanping.me}-a1`, kind: 'arrow', image: window.sanping.view.image, points: [{ x: 0.3, y: 0.3 }, { x: 0.45, y: 0.45 }], text: '病灶' } }));
+  // Scroll through the series with the wheel (half notches: one image each), window by
+  // dragging, draw an arrow.
+  await d.mouse.move(cx, cy);
+  for (let i = 0; i < 4; i++) {
+    await d.mouse.wheel(0, 50);
+    await d.waitForTimeout(120);
   }
+  await d.mouse.move(cx, cy);
+  await d.mouse.down();
+  for (let i = 1; i <= 10; i++) await d.mouse.move(cx + i * 8, cy + i * 4);
+  await d.mouse.up();
+  await d.getByRole('button', { name: /箭头/ }).click();
+  await d.mouse.move(cx - 60, cy - 60);
+  await d.mouse.down();
+  await d.mouse.move(cx - 20, cy - 20, { steps: 5 });
+  await d.mouse.up();
+  const ask = d.getByRole('dialog', { name: '标注文字' });
+  await ask.getByRole('textbox').fill('病灶');
+  await ask.getByRole('textbox').press('Enter');
   const want = await sameView(who.county, followers(), 'after scroll, window and arrow');
   assert.notEqual(want.instance, '', 'an image is shown');
-  if (viewer === 'viewer') assert.match(want.instance, /\.5$/, 'four wheel steps from the first image');
+  assert.match(want.instance, /\.5$/, 'four wheel steps from the first image');
   assert.ok(want.seq > 3, `ops were applied (seq ${want.seq})`);
   // Annotations reached both.
   for (const f of followers()) {
@@ -200,9 +185,8 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
     for (const op of mineOps) (byKind[op.kind] ??= []).push(...delays([op], seen));
   }
   console.log(`# by kind (ms, sorted): ${Object.entries(byKind).map(([k, v]) => `${k} ${v.sort((a, b) => a - b).join(',')}`).join('; ')}`);
-  console.log(`# op delay driver -> follower's viewer: n=${all.length} p50=${p50} ms p95=${p95} ms (target p50 <= 50, p95 <= 150)`);
+  console.log(`# op delay driver -> follower's viewer: n=${all.length} p50=${p50} ms p95=${p95} ms (target p50 <= 50, p95 <= 150: bench/web-room-sync.mjs measures it)`);
   assert.ok(all.length >= mineOps.length, `a delay for every op (${all.length} of ${mineOps.length * 2})`);
-  assert.ok(p50 <= 250, `p50 ${p50} ms`); // generous on a shared 2-core machine; the log says whether the target was met
 
   const shots = [];
   for (const k of ['clinic', 'township', 'county']) {

@@ -33,6 +33,5 @@ declare module 'vue' {
     LanguageSwitch: typeof import('./components/LanguageSwitch.vue')['default']
     RouterLink: typeof import('vue-router')['RouterLink']
     RouterView: typeof import('vue-router')['RouterView']
-    SimpleImageView: typeof import('./components/SimpleImageView.vue')['default']
   }
 }

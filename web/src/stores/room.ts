@@ -116,6 +116,9 @@ export const useRoomStore = defineStore('room', () => {
     return quality.value[id]?.level ?? '';
   }
 
+  /** Display names by participant ID (others' laser pointers in the viewer). */
+  const names = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.name])));
+
   function nameOf(id: string): string {
     return participants.value.get(id)?.name ?? id;
   }
@@ -364,6 +367,7 @@ export const useRoomStore = defineStore('room', () => {
     view,
     participants,
     participantList,
+    names,
     others,
     control,
     chat,

@@ -25,6 +25,8 @@ export interface DicomViewerProps {
   me?: string;
   /** This participant drives (may edit anyone's annotations). */
   driver?: boolean;
+  /** Display names by participant ID, for others' laser pointers (the ID is shown without one). */
+  names?: Record<string, string>;
 }
 
 /** Events: `op` with a protocol Op (sent = Date.now()), for every change the user makes. */
