@@ -32,6 +32,7 @@ const (
 	TypeControl = "control" // Control: ask for, give or take the driver's seat
 	TypeChat    = "chat"    // ChatSend
 	TypeQuality = "quality" // Quality: the client's own view of its connection (optional)
+	TypeMedia   = "media"   // Media: which of its sources the participant has muted
 	TypeLeave   = "leave"   // no payload: leaving for good (no grace period)
 	TypePing    = "ping"    // no payload; answered with pong (latency probes)
 )
@@ -95,16 +96,19 @@ type Welcome struct {
 
 // Participant is someone in the room.
 type Participant struct {
-	ID          string    `json:"id"`
-	UserID      int64     `json:"userId,omitempty"`
-	Name        string    `json:"name"`
-	Role        string    `json:"role"` // doctor, clinic, admin
-	Institution string    `json:"institution,omitempty"`
-	Connected   bool      `json:"connected"` // false while in the grace period
-	Tracks      []Track   `json:"tracks"`
-	Connection  string    `json:"connection,omitempty"` // udp, tcp or relay, once media flows
-	Quality     string    `json:"quality,omitempty"`    // good, weak or lost (QualityGood, ...); absent until measured and while not connected
-	JoinedAt    time.Time `json:"joinedAt"`
+	ID          string  `json:"id"`
+	UserID      int64   `json:"userId,omitempty"`
+	Name        string  `json:"name"`
+	Role        string  `json:"role"` // doctor, clinic, admin
+	Institution string  `json:"institution,omitempty"`
+	Connected   bool    `json:"connected"` // false while in the grace period
+	Tracks      []Track `json:"tracks"`
+	Connection  string  `json:"connection,omitempty"` // udp, tcp or relay, once media flows
+	Quality     string  `json:"quality,omitempty"`    // good, weak or lost (QualityGood, ...); absent until measured and while not connected
+	// Muted names the sources (LabelMicrophone, LabelCamera, LabelImaging) the participant
+	// has turned off itself, as its last Media message said; its tracks stay published.
+	Muted    []string  `json:"muted,omitempty"`
+	JoinedAt time.Time `json:"joinedAt"`
 }
 
 // Participant quality levels, from the server's figures every 5 s (docs/protocol.md).
@@ -283,6 +287,12 @@ type Control struct {
 type ControlState struct {
 	Driver   string   `json:"driver"`
 	Requests []string `json:"requests"`
+}
+
+// Media tells the room which of the participant's sources it has turned off (muted
+// microphone, camera off), so the others show it instead of guessing from silence.
+type Media struct {
+	Muted []string `json:"muted"` // labels: microphone, camera, imaging; empty: nothing muted
 }
 
 // ChatSend is a chat message from a client.

@@ -32,6 +32,7 @@ func FuzzHandle(f *testing.F) {
 		{protocol.TypeControl, `{"action":"take"}`},
 		{protocol.TypeChat, `{"text":"你好"}`},
 		{protocol.TypeQuality, `{"bitrateIn":1,"bitrateOut":2,"loss":0.1,"rttMs":3,"jitterMs":4,"fps":5}`},
+		{protocol.TypeMedia, `{"muted":["microphone","camera"]}`},
 		{protocol.TypePing, ``},
 		{"leave", ``},
 		{"bogus", `{]`},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -63,6 +64,7 @@ type request struct {
 	control *protocol.Control
 	chat    string
 	quality *protocol.Quality
+	media   *protocol.Media
 }
 
 func parse(msg protocol.Message) (request, error) {
@@ -108,6 +110,17 @@ func parse(msg protocol.Message) (request, error) {
 			return req, refuse(protocol.ErrInvalid, "quality: figures out of range")
 		}
 		req.quality = &q
+	case protocol.TypeMedia:
+		var m protocol.Media
+		if err := protocol.Decode(msg.Data, &m); err != nil {
+			return req, refuse(protocol.ErrBadMessage, "media: %v", err)
+		}
+		muted, err := mutedLabels(m.Muted)
+		if err != nil {
+			return req, err
+		}
+		m.Muted = muted
+		req.media = &m
 	case protocol.TypePing, protocol.TypeLeave:
 	default:
 		return req, refuse(protocol.ErrBadMessage, "unknown message type %q", msg.Type)
@@ -151,6 +164,8 @@ func (mb *Member) Handle(msg protocol.Message) error {
 		case req.quality != nil:
 			b, _ := json.Marshal(req.quality)
 			r.event(mb.p, "live.quality", string(b))
+		case req.media != nil:
+			r.setMuted(mb.p, req.media.Muted)
 		case msg.Type == protocol.TypePing:
 			r.sendTo(mb, protocol.TypePong, msg.ID, nil)
 		}
@@ -166,6 +181,32 @@ func (mb *Member) Handle(msg protocol.Message) error {
 		}
 	}
 	return err
+}
+
+// mutedLabels checks a Media message's labels and puts them in one order, each once.
+func mutedLabels(labels []string) ([]string, error) {
+	var out []string
+	for _, l := range []string{protocol.LabelMicrophone, protocol.LabelCamera, protocol.LabelImaging} {
+		if slices.Contains(labels, l) {
+			out = append(out, l)
+		}
+	}
+	for _, l := range labels {
+		if !slices.Contains(out, l) {
+			return nil, refuse(protocol.ErrInvalid, "media: unknown source %q", l)
+		}
+	}
+	return out, nil
+}
+
+// setMuted records what the participant turned off and tells the others when it changed.
+func (r *Room) setMuted(p *participant, muted []string) {
+	if slices.Equal(p.muted, muted) {
+		return
+	}
+	p.muted = muted
+	r.broadcast(protocol.TypeParticipant, protocol.ParticipantEvent{Event: "updated", Participant: r.view(p)}, nil)
+	r.event(p, "live.muted", strings.Join(muted, " "))
 }
 
 // answer tells the member its message was refused and kicks one that gets nothing right.

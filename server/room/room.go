@@ -218,7 +218,8 @@ type participant struct {
 	token      string
 	tracks     []protocol.Track
 	connection string
-	quality    string  // protocol.QualityGood, ...; shown only while connected
+	quality    string // protocol.QualityGood, ...; shown only while connected
+	muted      []string
 	conn       *Member // the current connection; nil during the grace period
 	grace      *time.Timer
 	graceGen   int // tells a stale grace timer from the current one
@@ -414,7 +415,7 @@ func (r *Room) participants() []protocol.Participant {
 func (r *Room) view(p *participant) protocol.Participant {
 	v := protocol.Participant{ID: p.id, UserID: p.info.UserID, Name: p.info.Name, Role: p.info.Role,
 		Institution: p.info.Institution, Connected: p.conn != nil, Tracks: slices.Clone(p.tracks),
-		Connection: p.connection, JoinedAt: p.joined}
+		Connection: p.connection, Muted: slices.Clone(p.muted), JoinedAt: p.joined}
 	if p.conn != nil {
 		// Without its websocket a participant is "disconnected", which says more; "lost" is
 		// for media that stopped while the websocket is up.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -485,4 +486,53 @@ func TestPing(t *testing.T) {
 		t.Errorf("live.quality %q", got)
 	}
 	wantCode(t, doc.Handle(message(protocol.TypeQuality, 11, protocol.Quality{Loss: 2})), protocol.ErrInvalid)
+}
+
+func TestMuted(t *testing.T) {
+	f := newFixture(t, Config{})
+	doc, _ := f.join(doctor)
+	cli, w := f.join(clinic)
+	queued(t, doc)
+	queued(t, cli)
+	muted := func(ms []protocol.Message) []string {
+		var got []string
+		for _, m := range ofType(ms, protocol.TypeParticipant) {
+			e := payload[protocol.ParticipantEvent](t, m)
+			got = append(got, e.Event+":"+strings.Join(e.Participant.Muted, ","))
+		}
+		return got
+	}
+	media := func(labels ...string) error {
+		return cli.Handle(message(protocol.TypeMedia, 5, protocol.Media{Muted: labels}))
+	}
+	// In the room's order, each once; the same again changes nothing.
+	for _, m := range [][]string{{"camera", "microphone", "camera"}, {"microphone", "camera"}, {}, nil} {
+		if err := media(m...); err != nil {
+			t.Fatalf("%q: %v", m, err)
+		}
+	}
+	if got := muted(queued(t, doc)); !slices.Equal(got, []string{"updated:microphone,camera", "updated:"}) {
+		t.Errorf("events %q", got)
+	}
+	// A source the protocol does not know is refused, and nothing changes.
+	wantCode(t, media("microphone", "screen"), protocol.ErrInvalid)
+	wantCode(t, cli.Handle(protocol.Message{Type: protocol.TypeMedia, Data: []byte(`{"muted":["camera"],"extra":1}`)}), protocol.ErrBadMessage)
+	if q := queued(t, doc); len(q) != 0 {
+		t.Errorf("refused media messages told the others %v", q)
+	}
+	// What is muted holds across a resume and shows in the welcome.
+	if err := media("camera"); err != nil {
+		t.Fatal(err)
+	}
+	cli.Disconnected()
+	_, w2, err := f.r.Join(context.Background(), clinic, w.ResumeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w2.Participants[1].Muted; !slices.Equal(got, []string{"camera"}) {
+		t.Errorf("welcome after the resume: muted %q", got)
+	}
+	if got := f.events.details("live.muted"); !slices.Equal(got, []string{"microphone camera", "", "camera"}) {
+		t.Errorf("session log %q", got)
+	}
 }

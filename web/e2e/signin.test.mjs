@@ -218,7 +218,7 @@ test('an unknown address shows a not-found page, not a blank one', T, async (t) 
   if (skip()) return t.skip(skip());
   const res = await page.goto(server.base + '/no/such/screen');
   assert.equal(res.status(), 200);
-  assert.match(res.headers()['content-security-policy'], /script-src 'self';/);
+  assert.match(res.headers()['content-security-policy'], /script-src 'self' 'wasm-unsafe-eval';/);
   await page.getByRole('heading', { name: '页面不存在' }).waitFor();
   await page.getByRole('link', { name: '返回首页' }).waitFor();
 });

@@ -171,6 +171,23 @@ describe('LiveClient', () => {
     expect(errors).toEqual(['not-driver']);
   });
 
+  it('tells the room what it muted, and again to a room that forgot (a new participant)', async () => {
+    const { s, client } = setup();
+    client.join();
+    s.last().open();
+    s.last().serve('welcome', welcome('p1'));
+    expect(s.last().of('media')).toEqual([]); // nothing muted, and the room knows
+    await client.setSending('audio', false);
+    await client.setSending('video', false);
+    await client.setSending('audio', true);
+    expect(s.last().of('media')).toEqual([{ muted: ['microphone'] }, { muted: ['microphone', 'camera'] }, { muted: ['camera'] }]);
+    // A resume that kept it says nothing; a welcome that lost it is told again.
+    s.last().serve('welcome', welcome('p1', { resumed: true, participants: [{ ...participant('p1', '韦东平'), muted: ['camera'] }] }));
+    expect(s.last().of('media')).toHaveLength(3);
+    s.last().serve('welcome', welcome('p9'));
+    expect(s.last().of('media')).toEqual([{ muted: ['microphone'] }, { muted: ['microphone', 'camera'] }, { muted: ['camera'] }, { muted: ['camera'] }]);
+  });
+
   it('pings, and takes a silent socket for dead', () => {
     let now = 0;
     const { s, client } = setup({ now: () => now, pingEvery: 10_000, silentFor: 30_000 });

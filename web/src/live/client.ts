@@ -22,6 +22,7 @@ import {
   TypeParticipant,
   TypePing,
   TypeQuality,
+  TypeMedia,
   TypePong,
   TypeSignal,
   TypeSnapshot,
@@ -503,6 +504,9 @@ export class LiveClient {
     this.iceServers = w.iceServers ?? [];
     this.setStatus('connected');
     this.emit('welcome', w);
+    // A new participant starts unmuted at the server; a resumed one kept what it had.
+    const mine = w.participants.find((p) => p.id === w.participant);
+    if ((mine?.muted ?? []).join() !== this.mutedLabels().join()) this.sendMuted();
     if (w.resumed && this.pub) return; // the server kept our media
     void this.startMedia();
   }
@@ -642,11 +646,25 @@ export class LiveClient {
   async setSending(kind: 'audio' | 'video', on: boolean): Promise<void> {
     if (on) this.silenced.delete(kind);
     else this.silenced.add(kind);
+    this.sendMuted();
     for (const t of this.local.camera?.getTracks() ?? []) {
       if (t.kind !== kind) continue;
       t.enabled = on;
       await this.senders.get(t)?.replaceTrack(on ? t : null).catch(() => undefined);
     }
+  }
+
+  /** mutedLabels: the sources this page has turned off, as the protocol names them. */
+  private mutedLabels(): string[] {
+    const out: string[] = [];
+    if (this.silenced.has('audio')) out.push('microphone');
+    if (this.silenced.has('video')) out.push('camera');
+    return out;
+  }
+
+  /** sendMuted tells the room what is turned off, so the others show it (docs/protocol.md "media"). */
+  private sendMuted(): void {
+    this.send(TypeMedia, { muted: this.mutedLabels() });
   }
 
   /** restartIce asks for new ICE on both connections (after a network change). */

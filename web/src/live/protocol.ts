@@ -28,6 +28,8 @@ export const TypeControl = 'control';
 export const TypeChat = 'chat';
 /** Quality: the client's own view of its connection (optional) */
 export const TypeQuality = 'quality';
+/** Media: which of its sources the participant has muted */
+export const TypeMedia = 'media';
 /** no payload: leaving for good (no grace period) */
 export const TypeLeave = 'leave';
 /** no payload; answered with pong (latency probes) */
@@ -121,6 +123,11 @@ export interface Participant {
   connection?: string;
   /** good, weak or lost (QualityGood, ...); absent until measured and while not connected */
   quality?: string;
+  /**
+   * Muted names the sources (LabelMicrophone, LabelCamera, LabelImaging) the participant
+   * has turned off itself, as its last Media message said; its tracks stay published.
+   */
+  muted?: string[];
   joinedAt: string;
 }
 
@@ -330,6 +337,15 @@ export interface ControlState {
   requests: string[];
 }
 
+/**
+ * Media tells the room which of the participant's sources it has turned off (muted
+ * microphone, camera off), so the others show it instead of guessing from silence.
+ */
+export interface Media {
+  /** labels: microphone, camera, imaging; empty: nothing muted */
+  muted: string[];
+}
+
 /** ChatSend is a chat message from a client. */
 export interface ChatSend {
   text: string;
@@ -443,6 +459,7 @@ export type MessageType =
   | typeof TypeControl
   | typeof TypeChat
   | typeof TypeQuality
+  | typeof TypeMedia
   | typeof TypeLeave
   | typeof TypePing
   | typeof TypeWelcome
@@ -503,6 +520,7 @@ export interface MessagePayloads {
   [TypeControl]: Control;
   [TypeChat]: ChatSend;
   [TypeQuality]: Quality;
+  [TypeMedia]: Media;
   [TypeLeave]: undefined;
   [TypePing]: undefined;
   [TypeWelcome]: Welcome;

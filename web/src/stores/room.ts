@@ -79,8 +79,6 @@ export const useRoomStore = defineStore('room', () => {
   let mediaTimer: ReturnType<typeof setTimeout> | null = null;
   const local = shallowRef<LocalMedia>({});
   const micOn = ref(true);
-  /** Remote microphones that send nothing (muted), by participant. */
-  const remoteMuted = ref<Record<string, boolean>>({});
   const cameraOn = ref(true);
   let lastCounters: Counters | null = null;
   let lastOwn: OwnCounters | null = null;
@@ -116,6 +114,9 @@ export const useRoomStore = defineStore('room', () => {
     return quality.value[id]?.level ?? '';
   }
 
+  /** Sources each participant turned off (its last "media" message), by participant. */
+  const remoteMuted = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.muted ?? []])));
+
   /** Display names by participant ID (others' laser pointers in the viewer). */
   const names = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.name])));
 
@@ -148,13 +149,6 @@ export const useRoomStore = defineStore('room', () => {
       media.imaging.addTrack(r.track);
     } else {
       media.camera.addTrack(r.track);
-    }
-    if (r.track.kind === 'audio') {
-      const p = r.participant;
-      const set = () => (remoteMuted.value = { ...remoteMuted.value, [p]: r.track.muted });
-      r.track.addEventListener('mute', set);
-      r.track.addEventListener('unmute', set);
-      set();
     }
     remote.value = m;
     triggerRef(remote);
