@@ -344,6 +344,32 @@ test('the study opened again in the same session comes from memory, not the netw
   assert.deepEqual(fetched, []);
 });
 
+test("reloaded, the page takes the study's frames from the browser's HTTP cache", T, async (t) => {
+  if (skip()) return t.skip(skip());
+  // The CT's frames were all fetched above (private, max-age; docs/dicomweb.md). A reload
+  // empties Cornerstone's memory; what comes over the network is what the HTTP cache lacked.
+  const cdp = await browser.context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const seen = [];
+  cdp.on('Network.responseReceived', (e) => {
+    const m = /\/dicom-web\/.*\/(frames|metadata)/.exec(e.response.url);
+    if (m) seen.push({ what: m[1], status: e.response.status, cached: e.response.fromDiskCache || e.response.fromPrefetchCache || false });
+  });
+  await page.reload();
+  await waitAttr('data-instance', (v) => v.length > 0, 30_000);
+  await page.getByRole('button', { name: /CT 序列/ }).click();
+  await waitAttr('data-series', (v) => v.endsWith('.1.1'));
+  await waitAttr('data-loaded', (v) => v === String(SLICES), 30_000);
+  await cdp.detach();
+  const frames = seen.filter((s) => s.what === 'frames');
+  const fromNetwork = frames.filter((s) => !s.cached);
+  t.diagnostic(`frames: ${frames.length} read, ${fromNetwork.length} over the network; metadata: ${seen.filter((s) => s.what === 'metadata').map((s) => s.status).join(', ')}`);
+  assert.ok(frames.length >= SLICES, `the reloaded page read the CT's ${SLICES} frames (${frames.length})`);
+  assert.deepEqual(fromNetwork, [], 'every frame came from the HTTP cache');
+  // Metadata is revalidated (it grows as instances arrive): 304, or 200 from a changed series.
+  for (const m of seen.filter((s) => s.what === 'metadata')) assert.ok(m.status === 304 || m.status === 200 || m.cached, `metadata ${m.status}`);
+});
+
 test('no CSP violation and no uncaught error', T, (t) => {
   if (skip()) return t.skip(skip());
   assert.deepEqual(cspViolations, []);
