@@ -42,8 +42,9 @@ test: vet client test-go test-js test-web
 TIMING_TESTS := TestBrowsersInOneRoom|TestBrowserFirstFrame|TestLiveBadNetwork
 
 # A loaded 2-core machine takes several minutes for ./server under -race: the timeout is for
-# a hung test, not a slow one.
-test-go:
+# a hung test, not a slow one. The app is built first: the Chromium tests in ./server join the
+# live room of the app the test binary embeds.
+test-go: web
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) test-timing
 
