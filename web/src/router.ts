@@ -1,4 +1,4 @@
-import { createRouter, createWebHistory, type RouteLocationRaw, type Router, type RouteRecordRaw } from 'vue-router';
+import { createRouter, createWebHistory, type RouteLocationRaw, type Router, type RouteRecordRaw, type RouterHistory } from 'vue-router';
 import type { Pinia } from 'pinia';
 import { setUnauthorizedHandler } from '@/api/client';
 import { useAuthStore, type Role } from '@/stores/auth';
@@ -42,8 +42,8 @@ export const routes: RouteRecordRaw[] = [
   { path: '/:pathMatch(.*)*', name: 'not-found', component: () => import('@/views/NotFound.vue'), meta: { public: true, title: 'notFound.title' } },
 ];
 
-export function createAppRouter(pinia: Pinia): Router {
-  const router = createRouter({ history: createWebHistory(), routes });
+export function createAppRouter(pinia: Pinia, history: RouterHistory = createWebHistory()): Router {
+  const router = createRouter({ history, routes });
 
   router.beforeEach(async (to): Promise<boolean | RouteLocationRaw> => {
     const auth = useAuthStore(pinia);
