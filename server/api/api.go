@@ -31,8 +31,8 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxConsentForm bounds an uploaded consent form scan.
 	MaxConsentForm int64
-	// Quality returns a consultation's live quality samples for its session log (nil: none).
-	Quality func(ctx context.Context, consultation int64) (any, error)
+	// Live is what the session logs read of live rooms (nil: nothing).
+	Live LiveLog
 }
 
 // Service serves the REST API.

@@ -120,6 +120,25 @@ CREATE TABLE IF NOT EXISTS live_quality (
 	sample          TEXT NOT NULL  -- protocol.Quality as JSON
 ) STRICT;
 CREATE INDEX IF NOT EXISTS live_quality_consultation ON live_quality(consultation_id, time_ms);
+-- One row per participant per room visit (join to leave; a resume keeps the row), and one per
+-- finalized recording: the session log list reads these instead of the whole audit trail.
+CREATE TABLE IF NOT EXISTS live_attendance (
+	id              INTEGER PRIMARY KEY,
+	consultation_id INTEGER NOT NULL,
+	participant     TEXT NOT NULL,
+	username        TEXT NOT NULL,
+	joined_ms       INTEGER NOT NULL,
+	left_ms         INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS live_attendance_consultation ON live_attendance(consultation_id, participant);
+CREATE TABLE IF NOT EXISTS live_recordings (
+	id              INTEGER PRIMARY KEY,
+	consultation_id INTEGER NOT NULL,
+	participant     TEXT NOT NULL,
+	file            TEXT NOT NULL,
+	time_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS live_recordings_consultation ON live_recordings(consultation_id);
 CREATE TRIGGER IF NOT EXISTS live_quality_no_delete BEFORE DELETE ON live_quality
 BEGIN SELECT RAISE(ABORT, 'session logs are kept'); END;
 `
