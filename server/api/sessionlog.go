@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -268,8 +269,17 @@ func sessionEvents(entries []audit.Entry) []sessionEvent {
 				ev.Participant, ev.Detail = strings.TrimSuffix(e.Detail, ":"), ""
 			}
 		}
-		if ev.Type == "connection" {
+		switch ev.Type {
+		case "connection":
 			ev.Connection = ev.Detail
+		case "join", "resume":
+			// room.Room.add: "role, client, ip, user agent"; the entry's own fields are empty
+			// when the room spoke before the signal session was registered.
+			if f := strings.SplitN(ev.Detail, ", ", 4); len(f) == 4 {
+				ev.Role = cmp.Or(ev.Role, f[0])
+				ev.IP, ev.UserAgent = cmp.Or(ev.IP, f[2]), cmp.Or(ev.UserAgent, f[3])
+				ev.Detail = f[1]
+			}
 		}
 		out = append(out, ev)
 	}
