@@ -54,7 +54,7 @@ type pageQuality struct {
 }
 
 type sessionPageJSON struct {
-	Timeline []pageEvent           `json:"timeline"`
+	Timeline []pageEvent            `json:"timeline"`
 	Chat     []protocol.ChatMessage `json:"chat"`
 	Report   struct {
 		State    string    `json:"state"`
