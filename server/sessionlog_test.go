@@ -303,3 +303,113 @@ func TestSessionLogOfALiveSession(t *testing.T) {
 		t.Errorf("export entries: %d %v", len(entries), err)
 	}
 }
+
+// TestDashboard: consultations counted by day, institution and doctor with the median
+// times, storage, the room live now, and a station not seen for a day with its last upload.
+func TestDashboard(t *testing.T) {
+	f := newAuthzFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, doctorU := f.users["admin"], f.users["doctor"]
+	f.consultation(false, "signed")
+	f.consultation(false, "requested")
+	live := f.consultation(false, "live")
+	p := f.join(ctx, t, doctorU, live, false)
+
+	tok, _, err := f.app.auth.CreateToken(ctx, "DR工作站", f.inst["A"], auth.RoleClinic, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Now().Add(-50 * time.Hour).Truncate(time.Millisecond)
+	if _, err := f.st.DB().Exec(`UPDATE api_tokens SET last_used_at = ?, created_at = ? WHERE id = ?`, seen.UnixMilli(), seen.Add(-24*time.Hour).UnixMilli(), tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A token made now and never used is not stale yet.
+	if _, _, err := f.app.auth.CreateToken(ctx, "new", f.inst["A"], auth.RoleClinic, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	uploaded := seen.Add(-time.Hour)
+	if _, err := f.app.trail.Append(ctx, audit.Entry{Time: uploaded, Actor: "token:DR工作站", Role: "clinic", Action: "study.upload",
+		Object: "study:" + f.studyA.Study, Outcome: "success"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var d struct {
+		Consultations struct {
+			PerDay []struct {
+				Day   string
+				Count int
+			}
+			PerInstitution []struct {
+				InstitutionID       int64
+				Requested, Received int
+			}
+			PerDoctor []struct {
+				DoctorID int64
+				Count    int
+			}
+			MedianToStartSeconds  *int64
+			MedianToSignedSeconds *int64
+		}
+		Storage struct {
+			Bytes    int64
+			PerMonth []struct {
+				Month string
+				Bytes int64
+			}
+		}
+		LiveRooms []struct {
+			ConsultationID int64
+			Participants   []protocol.Participant
+		}
+		StaleStations []struct {
+			TokenID              int64
+			Name, Institution    string
+			LastSeen, LastUpload time.Time
+		}
+	}
+	code, body := f.json(admin, "GET", "/api/dashboard", nil, &d)
+	if code != 200 {
+		t.Fatalf("dashboard: %d %s", code, body)
+	}
+	c := d.Consultations
+	today := time.Now().In(time.FixedZone("CST", 8*3600)).Format("2006-01-02")
+	total := 0
+	for _, day := range c.PerDay {
+		total += day.Count
+	}
+	if len(c.PerDay) != 30 || c.PerDay[29].Day != today || c.PerDay[29].Count < 3 || total != c.PerDay[29].Count {
+		t.Errorf("per day: %+v", c.PerDay)
+	}
+	received := 0
+	for _, in := range c.PerInstitution {
+		if in.InstitutionID == f.inst["H"] {
+			received = in.Received
+		}
+	}
+	doctors := 0
+	for _, dc := range c.PerDoctor {
+		if dc.DoctorID == doctorU.p.UserID {
+			doctors = dc.Count
+		}
+	}
+	if received < 3 || doctors < 2 || c.MedianToStartSeconds == nil || c.MedianToSignedSeconds == nil {
+		t.Errorf("per institution %+v, per doctor %+v, medians %v %v", c.PerInstitution, c.PerDoctor, c.MedianToStartSeconds, c.MedianToSignedSeconds)
+	}
+	if d.Storage.Bytes <= 0 || len(d.Storage.PerMonth) == 0 || d.Storage.PerMonth[len(d.Storage.PerMonth)-1].Bytes <= 0 {
+		t.Errorf("storage: %+v", d.Storage)
+	}
+	i := slices.IndexFunc(d.LiveRooms, func(r struct {
+		ConsultationID int64
+		Participants   []protocol.Participant
+	}) bool {
+		return r.ConsultationID == live
+	})
+	if i < 0 || len(d.LiveRooms[i].Participants) != 1 || d.LiveRooms[i].Participants[0].ID != p.ID() {
+		t.Errorf("live rooms: %+v", d.LiveRooms)
+	}
+	if len(d.StaleStations) != 1 || d.StaleStations[0].TokenID != tok.ID || !d.StaleStations[0].LastSeen.Equal(seen) ||
+		!d.StaleStations[0].LastUpload.Equal(uploaded) || d.StaleStations[0].Institution == "" {
+		t.Errorf("stale stations: %+v (seen %v, uploaded %v)", d.StaleStations, seen, uploaded)
+	}
+}

@@ -23,6 +23,7 @@ type LiveLog interface {
 	LoadChat(ctx context.Context, consultation int64, limit int) ([]protocol.ChatMessage, error)
 	Attendances(ctx context.Context, ids []int64) (map[int64]signal.Attendance, error)
 	Recordings(ctx context.Context, consultation int64) ([]signal.Recording, error)
+	LiveRooms() []signal.LiveRoom
 }
 
 // Session logs: consultations that had live sessions, and one consultation's page.

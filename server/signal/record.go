@@ -269,3 +269,20 @@ func (s *Service) Recordings(ctx context.Context, consultation int64) ([]Recordi
 	}
 	return out, rows.Err()
 }
+
+// LiveRoom is an open room and who is in it.
+type LiveRoom struct {
+	Consultation int64                  `json:"consultationId"`
+	Participants []protocol.Participant `json:"participants"`
+}
+
+// LiveRooms lists the rooms open now with their participants (the admin dashboard).
+func (s *Service) LiveRooms() []LiveRoom {
+	out := []LiveRoom{}
+	for _, id := range s.rooms.Consultations() {
+		if r, ok := s.rooms.Get(id); ok {
+			out = append(out, LiveRoom{Consultation: id, Participants: r.Participants()})
+		}
+	}
+	return out
+}
