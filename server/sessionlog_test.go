@@ -17,6 +17,7 @@ import (
 	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/audit"
 	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/signal"
 )
 
 // get fetches path as u and returns the whole response with its body read.
@@ -411,5 +412,30 @@ func TestDashboard(t *testing.T) {
 	if len(d.StaleStations) != 1 || d.StaleStations[0].TokenID != tok.ID || !d.StaleStations[0].LastSeen.Equal(seen) ||
 		!d.StaleStations[0].LastUpload.Equal(uploaded) || d.StaleStations[0].Institution == "" {
 		t.Errorf("stale stations: %+v (seen %v, uploaded %v)", d.StaleStations, seen, uploaded)
+	}
+}
+
+// TestCutShortVisitsClosed: a room visit with no leave (the server was killed) is closed when
+// the live service starts again, at the participant's last quality sample.
+func TestCutShortVisitsClosed(t *testing.T) {
+	f := newAuthzFixture(t)
+	db := f.st.DB()
+	if _, err := db.Exec(`INSERT INTO live_attendance (consultation_id, participant, username, joined_ms) VALUES (9, 'p-a', 'doctor', 1000), (9, 'p-b', 'clinic', 2000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO live_quality (consultation_id, participant, username, time_ms, source, sample) VALUES (9, 'p-a', 'doctor', 61000, 'client', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	live, err := signal.New(f.ctx, signal.Config{DB: db, Consult: f.app.consult})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Close()
+	att, err := f.app.live.Attendances(f.ctx, []int64{9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := att[9]; a.Participants != 2 || a.FirstJoin.UnixMilli() != 1000 || a.LastLeave.UnixMilli() != 61000 {
+		t.Errorf("attendance: %+v", a)
 	}
 }

@@ -151,6 +151,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if _, err := cfg.DB.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("creating live tables: %w", err)
 	}
+	// No room is open yet: a visit without a leave was cut short by a crash or a kill. It ended
+	// at its participant's last quality sample, or as far as anyone can tell, when it began.
+	if _, err := cfg.DB.ExecContext(ctx, `UPDATE live_attendance SET left_ms = coalesce((SELECT max(q.time_ms) FROM live_quality q
+		WHERE q.consultation_id = live_attendance.consultation_id AND q.participant = live_attendance.participant
+		AND q.time_ms >= live_attendance.joined_ms), joined_ms) WHERE left_ms IS NULL`); err != nil {
+		return nil, fmt.Errorf("closing cut-short room visits: %w", err)
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger, db: cfg.DB, cons: cfg.Consult, trail: cfg.Trail,
 		events: make(chan auditEvent, 8192), sessions: map[sessionKey]*session{}}
 	sc := cfg.SFU
