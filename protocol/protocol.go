@@ -324,6 +324,9 @@ type Quality struct {
 	RTTms      float64 `json:"rttMs"`
 	JitterMs   float64 `json:"jitterMs"`
 	FPS        float64 `json:"fps"`
+	// Width and Height are the resolution of the video it sends, when known.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
 }
 
 // Error refuses one request; Ref is the request's ID.

@@ -106,9 +106,7 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	}
 	cons.SetOnTransition(live.OnTransition)
 	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", PublicURL: cfg.PublicURL, MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
-	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Quality: func(ctx context.Context, id int64) (any, error) {
-		return live.Quality(ctx, id)
-	}})
+	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Live: live, Storage: st})
 	routes := []auth.Route{
 		{Pattern: "GET /healthz", Action: auth.ActPublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")

@@ -144,4 +144,20 @@ func TestWHIPIngestAndRecording(t *testing.T) {
 		entries, _ := f.app.trail.List(ctx, audit.Filter{ObjectPrefix: fmt.Sprintf("consultation:%d", c.ID), Action: "live.recording"})
 		return len(ivf) > 0 && len(entries) > 0
 	})
+	// The session log lists it as recorded, and its page names the files.
+	var page struct {
+		Recordings []struct{ Participant, File string }
+	}
+	if code, body := f.json(f.users["admin"], "GET", fmt.Sprintf("/api/session-logs/%d", c.ID), nil, &page); code != 200 ||
+		len(page.Recordings) == 0 || page.Recordings[0].Participant != participant || !strings.HasSuffix(page.Recordings[0].File, ".ivf") {
+		t.Errorf("session log recordings: %d %+v %s", code, page.Recordings, body)
+	}
+	var rows []struct {
+		ConsultationID int64 `json:"consultationId"`
+		HasRecording   bool  `json:"hasRecording"`
+	}
+	f.json(f.users["admin"], "GET", "/api/session-logs?patient=P7", nil, &rows)
+	if len(rows) != 1 || rows[0].ConsultationID != c.ID || !rows[0].HasRecording {
+		t.Errorf("session log list: %+v", rows)
+	}
 }

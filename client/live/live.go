@@ -265,6 +265,13 @@ func (p *Participant) Chat(text string) error {
 	return err
 }
 
+// ReportQuality sends the participant's own figures for its connection; the server keeps them
+// as the session log's quality samples.
+func (p *Participant) ReportQuality(q protocol.Quality) error {
+	_, err := p.send(protocol.TypeQuality, q)
+	return err
+}
+
 // Control asks for, gives, releases or takes the driver's seat.
 func (p *Participant) Control(c protocol.Control) error {
 	_, err := p.send(protocol.TypeControl, c)

@@ -31,8 +31,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxConsentForm bounds an uploaded consent form scan.
 	MaxConsentForm int64
-	// Quality returns a consultation's live quality samples for its session log (nil: none).
-	Quality func(ctx context.Context, consultation int64) (any, error)
+	// Live is what the session logs read of live rooms (nil: nothing).
+	Live LiveLog
+	// Storage is the DICOM store's usage for the dashboard (nil: none).
+	Storage Storage
 }
 
 // Service serves the REST API.
@@ -120,6 +122,7 @@ func (s *Service) Routes() []auth.Route {
 		r("GET /api/audit/verify", auth.ActAdmin, s.verifyAudit),
 		r("GET /api/session-logs", auth.ActAdmin, s.listSessionLogs),
 		r("GET /api/session-logs/{sid}", auth.ActAdmin, s.sessionLog),
+		r("GET /api/dashboard", auth.ActAdmin, s.getDashboard),
 
 		r("/api/", auth.ActSelf, func(w http.ResponseWriter, r *http.Request) {
 			auth.WriteProblem(w, http.StatusNotFound, "no such API resource: "+r.Method+" "+r.URL.Path)

@@ -4,12 +4,10 @@ import (
 	"encoding/csv"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/sanping/sanping/server/audit"
-	"github.com/sanping/sanping/server/consult"
 )
 
 func (s *Service) listAudit(w http.ResponseWriter, r *http.Request) {
@@ -137,132 +135,4 @@ func csvSafe(rec []string) []string {
 		}
 	}
 	return rec
-}
-
-// Session logs: consultations with their live sessions, and one consultation's timeline.
-
-func (s *Service) listSessionLogs(w http.ResponseWriter, r *http.Request) {
-	f := consult.ListFilter{State: consult.State(r.URL.Query().Get("state"))}
-	var err error
-	if f.Since, err = queryTime(r, "from"); err == nil {
-		f.Until, err = queryTime(r, "to")
-	}
-	if err == nil {
-		f.InstitutionID, err = queryInt(r, "institutionId")
-	}
-	if err == nil {
-		f.DoctorID, err = queryInt(r, "doctorId")
-	}
-	var limit, offset int64
-	if err == nil {
-		limit, err = queryInt(r, "limit")
-	}
-	if err == nil {
-		offset, err = queryInt(r, "offset")
-	}
-	form, ferr := format(r)
-	if err == nil {
-		err = ferr
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f.Limit, f.Offset = int(min(limit, 1000)), int(min(offset, 1<<30))
-	list, err := s.cons.List(r.Context(), f)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.recordRead(r, "sessionlog.list", "consultations")
-	if form == "json" {
-		writeJSON(w, http.StatusOK, nonNil(list))
-		return
-	}
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="session-logs.csv"`)
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"consultation", "state", "created", "requestingInstitution", "targetInstitution", "assignedDoctor",
-		"patientId", "patientName", "urgency", "sessionStart", "sessionEnd"})
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339)
-	}
-	for _, c := range list {
-		base := []string{strconv.FormatInt(c.ID, 10), string(c.State), ts(c.CreatedAt), strconv.FormatInt(c.RequestingInstitutionID, 10),
-			strconv.FormatInt(c.TargetInstitutionID, 10), strconv.FormatInt(c.AssignedDoctorID, 10), c.Patient.ID, c.Patient.Name, string(c.Urgency)}
-		if len(c.Sessions) == 0 {
-			cw.Write(csvSafe(append(base, "", "")))
-		}
-		for _, ls := range c.Sessions {
-			cw.Write(csvSafe(append(slices.Clone(base), ts(ls.Start), ts(ls.End))))
-		}
-	}
-	cw.Flush()
-}
-
-// sessionLog is one consultation's timeline: every audit entry about it (transitions, report,
-// joins, chat, control, quality samples once live rooms write them) and every read of its
-// studies from its request until it was closed, in trail order.
-func (s *Service) sessionLog(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "sid")
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	form, err := format(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	c, err := s.cons.Get(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	entries, err := s.trail.List(r.Context(), audit.Filter{ObjectPrefix: consultObject(id)})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	// consultation:1 is a prefix of consultation:12: keep exact objects and sub-objects.
-	obj := consultObject(id)
-	entries = slices.DeleteFunc(entries, func(e audit.Entry) bool {
-		return e.Object != obj && !(len(e.Object) > len(obj) && e.Object[len(obj)] == '/')
-	})
-	until := time.Time{}
-	if c.State == consult.Closed || c.State == consult.Cancelled || c.State == consult.Declined {
-		until = c.UpdatedAt.Add(time.Millisecond)
-	}
-	for _, uid := range c.StudyUIDs {
-		reads, err := s.trail.List(r.Context(), audit.Filter{ObjectPrefix: "study:" + uid, Since: c.CreatedAt, Until: until})
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		for _, e := range reads {
-			if e.Object == "study:"+uid {
-				entries = append(entries, e)
-			}
-		}
-	}
-	slices.SortFunc(entries, func(a, b audit.Entry) int { return int(a.Seq - b.Seq) })
-	entries = slices.CompactFunc(entries, func(a, b audit.Entry) bool { return a.Seq == b.Seq })
-	s.recordRead(r, "sessionlog.read", obj)
-	if form == "csv" {
-		s.writeEntries(w, r, "consultation-"+strconv.FormatInt(id, 10), entries)
-		return
-	}
-	out := map[string]any{"consultation": c, "timeline": entriesJSON(entries), "quality": []any{}}
-	if s.cfg.Quality != nil {
-		q, err := s.cfg.Quality(r.Context(), id)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		out["quality"] = q
-	}
-	writeJSON(w, http.StatusOK, out)
 }

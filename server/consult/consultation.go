@@ -113,6 +113,11 @@ type ListFilter struct {
 	InstitutionID int64
 	// DoctorID matches the assigned doctor.
 	DoctorID int64
+	// Patient matches a substring of the patient's ID or name.
+	Patient string
+	// Live keeps consultations that have had a live session; Since and Until then bound
+	// the start of one of their sessions instead of CreatedAt.
+	Live bool
 	// Limit 0 means 100; at most 1000 are returned.
 	Limit, Offset int
 }
@@ -148,13 +153,31 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Consultation, error
 		conds = append(conds, "c.state = ?")
 		args = append(args, string(f.State))
 	}
-	if !f.Since.IsZero() {
-		conds = append(conds, "c.created_at >= ?")
-		args = append(args, f.Since.UnixMilli())
+	if f.Live {
+		live := "EXISTS (SELECT 1 FROM consultation_sessions s WHERE s.consultation_id = c.id"
+		if !f.Since.IsZero() {
+			live += " AND s.started_at >= ?"
+			args = append(args, f.Since.UnixMilli())
+		}
+		if !f.Until.IsZero() {
+			live += " AND s.started_at < ?"
+			args = append(args, f.Until.UnixMilli())
+		}
+		conds = append(conds, live+")")
+	} else {
+		if !f.Since.IsZero() {
+			conds = append(conds, "c.created_at >= ?")
+			args = append(args, f.Since.UnixMilli())
+		}
+		if !f.Until.IsZero() {
+			conds = append(conds, "c.created_at < ?")
+			args = append(args, f.Until.UnixMilli())
+		}
 	}
-	if !f.Until.IsZero() {
-		conds = append(conds, "c.created_at < ?")
-		args = append(args, f.Until.UnixMilli())
+	if f.Patient != "" {
+		// instr, not LIKE: a % or _ in the search is literal.
+		conds = append(conds, "(instr(lower(c.patient_id), lower(?)) > 0 OR instr(lower(c.patient_name), lower(?)) > 0)")
+		args = append(args, f.Patient, f.Patient)
 	}
 	if f.InstitutionID != 0 {
 		conds = append(conds, "(c.requesting_institution_id = ? OR c.target_institution_id = ?)")

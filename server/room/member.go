@@ -106,7 +106,7 @@ func parse(msg protocol.Message) (request, error) {
 		if err := protocol.Decode(msg.Data, &q); err != nil {
 			return req, refuse(protocol.ErrBadMessage, "quality: %v", err)
 		}
-		if q.BitrateIn < 0 || q.BitrateOut < 0 || q.Loss < 0 || q.Loss > 1 || q.RTTms < 0 || q.JitterMs < 0 || q.FPS < 0 {
+		if q.BitrateIn < 0 || q.BitrateOut < 0 || q.Loss < 0 || q.Loss > 1 || q.RTTms < 0 || q.JitterMs < 0 || q.FPS < 0 || q.Width < 0 || q.Height < 0 || q.Width > 1<<16 || q.Height > 1<<16 {
 			return req, refuse(protocol.ErrInvalid, "quality: figures out of range")
 		}
 		req.quality = &q

@@ -161,6 +161,18 @@ func (m *Manager) Get(consultation int64) (*Room, bool) {
 	return r, ok
 }
 
+// Consultations lists the consultations whose rooms are open, in ID order.
+func (m *Manager) Consultations() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]int64, 0, len(m.rooms))
+	for id := range m.rooms {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Close ends the consultation's room: every member gets Bye{reason}, its outbox closes and
 // OnGone is called for each participant.
 func (m *Manager) Close(consultation int64, reason string) {

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -20,6 +21,10 @@ import (
 type auditEvent struct {
 	entry   *audit.Entry
 	quality *qualitySample
+	// The room event behind entry, for the attendance and recordings tables.
+	consultation int64
+	participant  string
+	detail       string
 }
 
 type qualitySample struct {
@@ -53,7 +58,7 @@ func (s *Service) Event(e room.Event) {
 	if se := s.session(e.Consultation, e.Participant); se != nil {
 		entry.Role, entry.Institution, entry.IP, entry.UserAgent = se.info.Role, se.info.Institution, se.info.IP, se.info.UserAgent
 	}
-	s.queue(auditEvent{entry: &entry})
+	s.queue(auditEvent{entry: &entry, consultation: e.Consultation, participant: e.Participant, detail: e.Detail})
 }
 
 func (s *Service) queue(ev auditEvent) {
@@ -85,6 +90,9 @@ func (s *Service) writeEvents() {
 	for ev := range s.events {
 		switch {
 		case ev.entry != nil:
+			if err := s.attend(ctx, ev); err != nil {
+				s.log.Error("live: attendance not recorded", "err", err, "event", describe(ev))
+			}
 			if s.trail == nil {
 				continue
 			}
@@ -167,4 +175,114 @@ func (s *Service) Quality(ctx context.Context, consultation int64) ([]QualitySam
 		out = append(out, q)
 	}
 	return out, rows.Err()
+}
+
+// attend keeps live_attendance and live_recordings up to date with a room event.
+func (s *Service) attend(ctx context.Context, ev auditEvent) error {
+	ms := ev.entry.Time.UnixMilli()
+	if ev.entry.Time.IsZero() {
+		ms = time.Now().UnixMilli()
+	}
+	var err error
+	switch ev.entry.Action {
+	case "live.join":
+		_, err = s.db.ExecContext(ctx, `INSERT INTO live_attendance (consultation_id, participant, username, joined_ms)
+			VALUES (?, ?, ?, ?)`, ev.consultation, ev.participant, ev.entry.Actor, ms)
+	case "live.leave":
+		_, err = s.db.ExecContext(ctx, `UPDATE live_attendance SET left_ms = ?
+			WHERE consultation_id = ? AND participant = ? AND left_ms IS NULL`, ms, ev.consultation, ev.participant)
+	case "live.recording":
+		file, _, _ := strings.Cut(ev.detail, " ")
+		_, err = s.db.ExecContext(ctx, `INSERT INTO live_recordings (consultation_id, participant, file, time_ms)
+			VALUES (?, ?, ?, ?)`, ev.consultation, ev.participant, file, ms)
+	}
+	return err
+}
+
+// Attendance sums up a consultation's live sessions for the session log list.
+type Attendance struct {
+	FirstJoin    time.Time
+	LastLeave    time.Time // zero while someone is still in the room
+	Participants int       // distinct users
+	Recordings   int
+}
+
+// Attendances returns the attendance of each of ids that had anyone in its room.
+func (s *Service) Attendances(ctx context.Context, ids []int64) (map[int64]Attendance, error) {
+	out := make(map[int64]Attendance, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	in := `(?` + strings.Repeat(`, ?`, len(ids)-1) + `)`
+	rows, err := s.db.QueryContext(ctx, `SELECT a.consultation_id, min(a.joined_ms),
+			CASE WHEN count(*) = count(a.left_ms) THEN max(a.left_ms) END, count(DISTINCT a.username),
+			(SELECT count(*) FROM live_recordings r WHERE r.consultation_id = a.consultation_id)
+		FROM live_attendance a WHERE a.consultation_id IN `+in+` GROUP BY a.consultation_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading attendance: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, first int64
+		var last sql.NullInt64
+		var a Attendance
+		if err := rows.Scan(&id, &first, &last, &a.Participants, &a.Recordings); err != nil {
+			return nil, fmt.Errorf("reading attendance: %w", err)
+		}
+		a.FirstJoin = time.UnixMilli(first).UTC()
+		if last.Valid {
+			a.LastLeave = time.UnixMilli(last.Int64).UTC()
+		}
+		out[id] = a
+	}
+	return out, rows.Err()
+}
+
+// Recording is one finalized recorded track (the SFU's file under the data directory).
+type Recording struct {
+	Time        time.Time `json:"time"`
+	Participant string    `json:"participant"`
+	File        string    `json:"file"`
+}
+
+// Recordings lists a consultation's recorded tracks in time order.
+func (s *Service) Recordings(ctx context.Context, consultation int64) ([]Recording, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT time_ms, participant, file FROM live_recordings
+		WHERE consultation_id = ? ORDER BY time_ms, id`, consultation)
+	if err != nil {
+		return nil, fmt.Errorf("reading recordings: %w", err)
+	}
+	defer rows.Close()
+	out := []Recording{}
+	for rows.Next() {
+		var r Recording
+		var ms int64
+		if err := rows.Scan(&ms, &r.Participant, &r.File); err != nil {
+			return nil, fmt.Errorf("reading recordings: %w", err)
+		}
+		r.Time = time.UnixMilli(ms).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LiveRoom is an open room and who is in it.
+type LiveRoom struct {
+	Consultation int64                  `json:"consultationId"`
+	Participants []protocol.Participant `json:"participants"`
+}
+
+// LiveRooms lists the rooms open now with their participants (the admin dashboard).
+func (s *Service) LiveRooms() []LiveRoom {
+	out := []LiveRoom{}
+	for _, id := range s.rooms.Consultations() {
+		if r, ok := s.rooms.Get(id); ok {
+			out = append(out, LiveRoom{Consultation: id, Participants: r.Participants()})
+		}
+	}
+	return out
 }

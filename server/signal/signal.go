@@ -120,6 +120,25 @@ CREATE TABLE IF NOT EXISTS live_quality (
 	sample          TEXT NOT NULL  -- protocol.Quality as JSON
 ) STRICT;
 CREATE INDEX IF NOT EXISTS live_quality_consultation ON live_quality(consultation_id, time_ms);
+-- One row per participant per room visit (join to leave; a resume keeps the row), and one per
+-- finalized recording: the session log list reads these instead of the whole audit trail.
+CREATE TABLE IF NOT EXISTS live_attendance (
+	id              INTEGER PRIMARY KEY,
+	consultation_id INTEGER NOT NULL,
+	participant     TEXT NOT NULL,
+	username        TEXT NOT NULL,
+	joined_ms       INTEGER NOT NULL,
+	left_ms         INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS live_attendance_consultation ON live_attendance(consultation_id, participant);
+CREATE TABLE IF NOT EXISTS live_recordings (
+	id              INTEGER PRIMARY KEY,
+	consultation_id INTEGER NOT NULL,
+	participant     TEXT NOT NULL,
+	file            TEXT NOT NULL,
+	time_ms         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS live_recordings_consultation ON live_recordings(consultation_id);
 CREATE TRIGGER IF NOT EXISTS live_quality_no_delete BEFORE DELETE ON live_quality
 BEGIN SELECT RAISE(ABORT, 'session logs are kept'); END;
 `
@@ -131,6 +150,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if _, err := cfg.DB.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("creating live tables: %w", err)
+	}
+	// No room is open yet: a visit without a leave was cut short by a crash or a kill. It ended
+	// at its participant's last quality sample, or as far as anyone can tell, when it began.
+	if _, err := cfg.DB.ExecContext(ctx, `UPDATE live_attendance SET left_ms = coalesce((SELECT max(q.time_ms) FROM live_quality q
+		WHERE q.consultation_id = live_attendance.consultation_id AND q.participant = live_attendance.participant
+		AND q.time_ms >= live_attendance.joined_ms), joined_ms) WHERE left_ms IS NULL`); err != nil {
+		return nil, fmt.Errorf("closing cut-short room visits: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, db: cfg.DB, cons: cfg.Consult, trail: cfg.Trail,
 		events: make(chan auditEvent, 8192), sessions: map[sessionKey]*session{}}

@@ -1000,8 +1000,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List consultations with their live sessions, as JSON or CSV.
-         * @description Admins only. CSV has one row per live session (or one per consultation without any). Recorded in the audit trail.
+         * List consultations that had live sessions, as JSON or CSV.
+         * @description Admins only. One row per consultation with a live session: patient, institutions,
+         *     doctor, first join, last leave, duration, participant count, whether anything was
+         *     recorded, the report's state. `from` and `to` bound the start of one of its sessions.
+         *     Reading is recorded in the audit trail; with `format` the answer is a download
+         *     (Content-Disposition attachment) and recorded as `sessionlog.export`.
          */
         get: operations["listSessionLogs"];
         put?: never;
@@ -1023,12 +1027,40 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * One consultation's timeline, as JSON or CSV.
-         * @description Admins only. Every audit entry about the consultation (transitions, report, joins) and
-         *     every read of its studies from its request until it ended, in trail order. CSV has the
-         *     audit entry columns. Recorded in the audit trail.
+         * One consultation's session page, as JSON or CSV.
+         * @description Admins only. The typed timeline (every audit entry about the consultation: transitions,
+         *     report, the room's joins, leaves, resumes, connection types, control, images viewed,
+         *     annotations, chat, muted changes, quality levels, recordings; and every read of its
+         *     studies from its request until it ended, in trail order), the chat, the report's state,
+         *     the recorded tracks and each participant's quality samples as columns for plotting.
+         *     Reading is recorded in the audit trail. With `format` the answer is a download
+         *     (Content-Disposition attachment) recorded as `sessionlog.export`: `json` is the same
+         *     document, `csv` the timeline (or with `part=quality` the samples).
          */
         get: operations["getSessionLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The admin console's overview.
+         * @description Admins only. Consultations of the last 30 days (China Standard Time) per day,
+         *     institution and assigned doctor; the median time from request to the first live
+         *     session and from there to the signed report; blob storage and its growth per month;
+         *     rooms live now with their participants; stations (API tokens) not seen for a day.
+         */
+        get: operations["getDashboard"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1968,9 +2000,171 @@ export interface components {
             /** @description Why it is broken; present only when the chain is broken. */
             reason?: string;
         };
+        SessionLogRow: {
+            /** Format: int64 */
+            consultationId: number;
+            state: string;
+            patient: components["schemas"]["Patient"];
+            requestingInstitution: components["schemas"]["NamedRef"];
+            targetInstitution: components["schemas"]["NamedRef"];
+            doctor?: components["schemas"]["NamedRef"];
+            /** Format: date-time */
+            firstJoin?: string;
+            /**
+             * Format: date-time
+             * @description Absent while someone is in the room.
+             */
+            lastLeave?: string;
+            /**
+             * Format: int64
+             * @description From the first join to the last leave.
+             */
+            durationSeconds: number;
+            /** @description Distinct users who joined. */
+            participants: number;
+            hasRecording: boolean;
+            /** @enum {string} */
+            reportState: "none" | "draft" | "signed";
+        };
+        NamedRef: {
+            /** Format: int64 */
+            id: number;
+            name: string;
+        };
+        SessionEvent: {
+            /**
+             * Format: int64
+             * @description The audit entry's sequence number.
+             */
+            seq: number;
+            /** Format: date-time */
+            time: string;
+            /** @enum {string} */
+            type: "join" | "leave" | "resume" | "disconnect" | "connection" | "control" | "view" | "annotation" | "chat" | "muted" | "quality" | "recording" | "track" | "report" | "consultation" | "read" | "other";
+            /** @description The audit action, e.g. live.join, report.sign. */
+            action: string;
+            actor: string;
+            role: string;
+            institution: string;
+            /** @description The room participant's ID (room events). */
+            participant?: string;
+            ip?: string;
+            userAgent?: string;
+            /**
+             * @description On connection events
+             * @enum {string}
+             */
+            connection?: "udp" | "tcp" | "relay";
+            /** @description The client on a join or resume; the event's detail otherwise. */
+            detail?: string;
+        };
+        /** @description One participant's quality samples as columns; the i-th sample is t[i], bitrateIn[i], ... */
+        QualitySeries: {
+            participant: string;
+            username: string;
+            /** @description Unix milliseconds. */
+            t: number[];
+            /** @description bit/s the server received. */
+            bitrateIn: number[];
+            /** @description bit/s the server sent. */
+            bitrateOut: number[];
+            loss: number[];
+            rttMs: number[];
+            jitterMs: number[];
+            fps: number[];
+            /** @description 0 where not known. */
+            width: number[];
+            /** @description 0 where not known. */
+            height: number[];
+            /** @description Unix milliseconds at which the participant reconnected. */
+            resumes: number[];
+        };
         SessionLog: {
             consultation: components["schemas"]["Consultation"];
-            timeline: components["schemas"]["AuditEntry"][];
+            timeline: components["schemas"]["SessionEvent"][];
+            chat: {
+                /** Format: int64 */
+                id: number;
+                participant: string;
+                name: string;
+                text: string;
+                /** Format: date-time */
+                time: string;
+            }[];
+            report: {
+                /** @enum {string} */
+                state: "none" | "draft" | "signed";
+                /** Format: date-time */
+                draftedAt?: string;
+                signedBy?: string;
+                /** Format: date-time */
+                signedAt?: string;
+            };
+            /** @description Recorded tracks; the files stay under the data directory (no download URL yet). */
+            recordings: {
+                /** Format: date-time */
+                time: string;
+                participant: string;
+                file: string;
+            }[];
+            quality: components["schemas"]["QualitySeries"][];
+        };
+        Dashboard: {
+            consultations: {
+                perDay: {
+                    /** Format: date */
+                    day: string;
+                    count: number;
+                }[];
+                perInstitution: {
+                    /** Format: int64 */
+                    institutionId: number;
+                    requested: number;
+                    received: number;
+                }[];
+                perDoctor: {
+                    /** Format: int64 */
+                    doctorId: number;
+                    count: number;
+                }[];
+                /** Format: int64 */
+                medianToStartSeconds: number;
+                /** Format: int64 */
+                medianToSignedSeconds: number;
+            };
+            storage: {
+                /** Format: int64 */
+                bytes: number;
+                perMonth: {
+                    /** @example 2026-12 */
+                    month: string;
+                    /** Format: int64 */
+                    bytes: number;
+                }[];
+            };
+            liveRooms: {
+                /** Format: int64 */
+                consultationId: number;
+                participants: Record<string, never>[];
+            }[];
+            staleStations: {
+                /** Format: int64 */
+                tokenId: number;
+                name: string;
+                /** Format: int64 */
+                institutionId: number;
+                institution: string;
+                /**
+                 * Format: date-time
+                 * @description Absent if never used.
+                 */
+                lastSeen?: string;
+                /**
+                 * Format: date-time
+                 * @description In the 30 days before it was last seen.
+                 */
+                lastUpload?: string;
+            }[];
         };
         /** @description A STUN or TURN server for RTCPeerConnection (RTCIceServer). */
         ICEServer: {
@@ -3859,6 +4053,8 @@ export interface operations {
                 institutionId?: components["parameters"]["InstitutionFilter"];
                 /** @description Only consultations assigned to this doctor. */
                 doctorId?: components["parameters"]["DoctorFilter"];
+                /** @description A substring of the patient's ID or name (case-insensitive for Latin letters). */
+                patient?: string;
                 /** @description At most this many; 0 or absent means 100, at most 1000. */
                 limit?: components["parameters"]["ListLimit"];
                 /** @description Skip this many. */
@@ -3872,13 +4068,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The consultations, newest first. */
+            /** @description The consultations, newest request first. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Consultation"][];
+                    "application/json": components["schemas"]["SessionLogRow"][];
                     "text/csv": string;
                 };
             };
@@ -3893,6 +4089,8 @@ export interface operations {
             query?: {
                 /** @description Export format. */
                 format?: components["parameters"]["Format"];
+                /** @description What the CSV holds. */
+                part?: "timeline" | "quality";
             };
             header?: never;
             path: {
@@ -3903,7 +4101,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The timeline. */
+            /** @description The session page. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3917,6 +4115,28 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    getDashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The overview. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Dashboard"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     searchStudies: {
