@@ -381,6 +381,9 @@ export interface Quality {
   rttMs: number;
   jitterMs: number;
   fps: number;
+  /** Width and Height are the resolution of the video it sends, when known. */
+  width?: number;
+  height?: number;
 }
 
 /** Error refuses one request; Ref is the request's ID. */

@@ -40,4 +40,14 @@ describe('quality', () => {
     const q = ownQuality(ownCounters(sub(100, 0), pub(0), 0), ownCounters(sub(290, 10), pub(500_000), 5000));
     expect(q).toEqual({ bitrateIn: 304_000, bitrateOut: 800_000, loss: 0.05, rttMs: 80, jitterMs: 12, fps: 24 });
   });
+
+  it('names the largest video it sends (the top simulcast layer)', () => {
+    const pub = report([
+      { type: 'outbound-rtp', kind: 'video', bytesSent: 10, frameWidth: 160, frameHeight: 120 },
+      { type: 'outbound-rtp', kind: 'video', bytesSent: 10, frameWidth: 640, frameHeight: 480 },
+      { type: 'outbound-rtp', kind: 'audio', bytesSent: 10 },
+    ]);
+    const q = ownQuality(ownCounters(null, pub, 0), ownCounters(null, pub, 5000));
+    expect([q.width, q.height]).toEqual([640, 480]);
+  });
 });

@@ -43,6 +43,8 @@ interface StatLike {
   protocol?: string;
   state?: string;
   nominated?: boolean;
+  frameWidth?: number;
+  frameHeight?: number;
 }
 
 /** counters sums a sub connection's inbound counters by participant (track ID → participant). */
@@ -116,10 +118,13 @@ export interface OwnCounters {
   jitter: number;
   rttMs: number;
   fps: number;
+  /** The largest video this page sends (its top simulcast layer), 0 when none. */
+  width: number;
+  height: number;
 }
 
 export function ownCounters(sub: RTCStatsReport | Map<string, StatLike> | null, pub: RTCStatsReport | Map<string, StatLike> | null, at: number): OwnCounters {
-  const c: OwnCounters = { at, bytesIn: 0, bytesOut: 0, packetsIn: 0, lostIn: 0, jitter: 0, rttMs: 0, fps: 0 };
+  const c: OwnCounters = { at, bytesIn: 0, bytesOut: 0, packetsIn: 0, lostIn: 0, jitter: 0, rttMs: 0, fps: 0, width: 0, height: 0 };
   let jitters = 0;
   const rtt = (s: StatLike) => {
     if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime) c.rttMs = Math.max(c.rttMs, s.currentRoundTripTime * 1000);
@@ -138,7 +143,12 @@ export function ownCounters(sub: RTCStatsReport | Map<string, StatLike> | null, 
   });
   pub?.forEach((s: StatLike) => {
     rtt(s);
-    if (s.type === 'outbound-rtp') c.bytesOut += s.bytesSent ?? 0;
+    if (s.type !== 'outbound-rtp') return;
+    c.bytesOut += s.bytesSent ?? 0;
+    if (s.kind === 'video' && (s.frameWidth ?? 0) * (s.frameHeight ?? 0) > c.width * c.height) {
+      c.width = s.frameWidth ?? 0;
+      c.height = s.frameHeight ?? 0;
+    }
   });
   if (jitters) c.jitter /= jitters;
   return c;
@@ -156,5 +166,6 @@ export function ownQuality(prev: OwnCounters, cur: OwnCounters): Quality {
     rttMs: Math.round(cur.rttMs),
     jitterMs: Math.round(cur.jitter * 10) / 10,
     fps: Math.round(cur.fps * 10) / 10,
+    ...(cur.width > 0 ? { width: cur.width, height: cur.height } : {}),
   };
 }
