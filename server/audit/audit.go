@@ -323,7 +323,15 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 // same UTC minute (of e.Time, or of the clock when e.Time is zero) is written once. The cache
 // holds only the current minute's keys, so a restart may write one duplicate. It returns
 // whether an entry was written.
-func (l *Log) Read(ctx context.Context, e Entry) (bool, error) {
+func (l *Log) Read(ctx context.Context, e Entry) (bool, error) { return l.ReadAbout(ctx, e, nil) }
+
+// PatientFunc names the patient an entry is about (ID, name), for ReadAbout.
+type PatientFunc func(ctx context.Context) (id, name string, err error)
+
+// ReadAbout is Read, with the entry's patient filled by patient (when not nil) only if the
+// entry is written: the lookup costs nothing on the coalesced reads, which are most (a
+// viewer asks for a study's frames one by one). A failed lookup leaves the patient empty.
+func (l *Log) ReadAbout(ctx context.Context, e Entry, patient PatientFunc) (bool, error) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
@@ -343,6 +351,11 @@ func (l *Log) Read(ctx context.Context, e Entry) (bool, error) {
 	current := minute == l.minute // a late entry from an earlier minute is written, not cached
 	if _, ok := l.seen[key]; ok && current {
 		return false, nil
+	}
+	if patient != nil && e.PatientID == "" && e.PatientName == "" {
+		if id, name, err := patient(ctx); err == nil {
+			e.PatientID, e.PatientName = id, name
+		}
 	}
 	if _, err := l.Append(ctx, e); err != nil {
 		return false, err

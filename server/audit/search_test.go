@@ -170,3 +170,28 @@ func TestPatientColumnsMigrate(t *testing.T) {
 		t.Fatalf("search by patient: %v %+v", err, got)
 	}
 }
+
+// TestReadAboutLooksUpOnlyWhenWritten: the patient lookup runs for written reads, not for the
+// coalesced ones.
+func TestReadAboutLooksUpOnlyWhenWritten(t *testing.T) {
+	ctx := context.Background()
+	l, _, _ := newLog(t)
+	lookups := 0
+	patient := func(context.Context) (string, string, error) { lookups++; return "P1", "韦东平", nil }
+	for range 3 {
+		if _, err := l.ReadAbout(ctx, audit.Entry{Actor: "wei", Action: "image.read", Object: "study:1.2"}, patient); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Search(ctx, audit.Query{Patient: "P1"})
+	if err != nil || len(got) != 1 || lookups != 1 {
+		t.Fatalf("%d lookups, entries %+v, %v", lookups, got, err)
+	}
+	if _, err := l.ReadAbout(ctx, audit.Entry{Actor: "li", Action: "image.read", Object: "study:1.3"},
+		func(context.Context) (string, string, error) { return "", "", errors.New("gone") }); err != nil {
+		t.Fatalf("a failed lookup stops the entry: %v", err)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -493,3 +493,24 @@ func (s *Store) Layout(ctx context.Context, pk int64) (*StoredLayout, error) {
 
 // FilePath is the absolute path of an instance's stored file.
 func (s *Store) FilePath(in *Instance) string { return s.dir + "/" + in.Path }
+
+// StudyPatient returns the patient ID and name of a stored study, for the audit trail; the
+// name is the ideographic component without its carets when there is one ("韦东平", as clinics
+// write it on a consultation), else the whole Person Name. ErrNotFound if the study is not
+// stored.
+func (s *Store) StudyPatient(ctx context.Context, studyUID string) (id, name string, err error) {
+	var pn string
+	err = s.db.QueryRowContext(ctx, `SELECT p.patient_id, st.patient_name FROM studies st
+		JOIN patients p ON p.pk = st.patient_pk WHERE st.study_uid = ?`, studyUID).Scan(&id, &pn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("store: study patient: %w", err)
+	}
+	name = pn
+	if parts := strings.Split(pn, "="); len(parts) > 1 && parts[1] != "" {
+		name = strings.ReplaceAll(strings.TrimRight(parts[1], "^"), "^", "")
+	}
+	return id, name, nil
+}
