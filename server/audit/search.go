@@ -24,6 +24,8 @@ type Query struct {
 	From, To    time.Time
 	Before      int64 // keyset cursor: only entries with Seq < Before (0: from the newest)
 	Limit       int   // 1..MaxSearchLimit; 0 means 100
+
+	actions []string // Action's prefix expanded (expandPrefix); nil when not expanded
 }
 
 // Search returns one page of entries matching q, newest (highest Seq) first. The next page is
@@ -42,13 +44,14 @@ func (l *Log) Search(ctx context.Context, q Query) ([]Entry, error) {
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
 		return nil, fmt.Errorf("%w: from must be before to", ErrBadQuery)
 	}
-	where, args := q.where()
-	sqlq := `SELECT ` + columns + ` FROM audit_log`
-	if len(where) > 0 {
-		sqlq += ` WHERE ` + strings.Join(where, " AND ")
+	q, err := l.expandPrefix(ctx, q)
+	if err != nil {
+		return nil, err
 	}
-	sqlq += ` ORDER BY seq DESC LIMIT ?`
-	args = append(args, q.Limit)
+	if q.actions != nil && len(q.actions) == 0 {
+		return []Entry{}, nil // no action under the prefix
+	}
+	sqlq, args := q.sql(q.Limit)
 	rows, err := l.db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: search: %w", err)
@@ -71,13 +74,12 @@ func (l *Log) Search(ctx context.Context, q Query) ([]Entry, error) {
 // SearchPlan returns SQLite's query plan for q (EXPLAIN QUERY PLAN details, one per line), for
 // tests that check the indexes are used.
 func (l *Log) SearchPlan(ctx context.Context, q Query) (string, error) {
-	where, args := q.where()
-	sqlq := `EXPLAIN QUERY PLAN SELECT ` + columns + ` FROM audit_log`
-	if len(where) > 0 {
-		sqlq += ` WHERE ` + strings.Join(where, " AND ")
+	q, err := l.expandPrefix(ctx, q)
+	if err != nil {
+		return "", err
 	}
-	sqlq += ` ORDER BY seq DESC LIMIT 100`
-	rows, err := l.db.QueryContext(ctx, sqlq, args...)
+	sqlq, args := q.sql(100)
+	rows, err := l.db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+sqlq, args...)
 	if err != nil {
 		return "", err
 	}
@@ -92,6 +94,44 @@ func (l *Log) SearchPlan(ctx context.Context, q Query) (string, error) {
 		b.WriteString(detail + "\n")
 	}
 	return b.String(), rows.Err()
+}
+
+// sql is the search statement. The inner SELECT picks the page's seqs from the filter's
+// index alone (seq is the rowid, in every index), sorting only integers; the outer one reads
+// the page's rows. Reading every matching row before sorting made a week of "live." cost
+// 37 ms at a million entries; this way it costs the index entries.
+func (q Query) sql(limit int) (string, []any) {
+	where, args := q.where()
+	inner := `SELECT seq FROM audit_log`
+	if len(where) > 0 {
+		inner += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	inner += ` ORDER BY seq DESC LIMIT ?`
+	return `SELECT ` + columns + ` FROM audit_log WHERE seq IN (` + inner + `) ORDER BY seq DESC`, append(args, limit)
+}
+
+// expandPrefix turns an action prefix into the list of actions under it, found by one index
+// seek each (a loose index scan: there are a few dozen actions, not millions), so the
+// (action, time_ms) index is searched per action with the time range rather than scanned
+// over the whole prefix.
+func (l *Log) expandPrefix(ctx context.Context, q Query) (Query, error) {
+	if !strings.HasSuffix(q.Action, ".") {
+		return q, nil
+	}
+	lo, hi := q.Action, q.Action[:len(q.Action)-1]+"/"
+	q.actions = []string{}
+	for after := lo; ; {
+		var a sql.NullString
+		if err := l.db.QueryRowContext(ctx, `SELECT min(action) FROM audit_log WHERE action >= ? AND action < ? AND action <> ?`,
+			after, hi, after).Scan(&a); err != nil {
+			return q, fmt.Errorf("audit: search: %w", err)
+		}
+		if !a.Valid {
+			return q, nil
+		}
+		q.actions = append(q.actions, a.String)
+		after = a.String
+	}
 }
 
 func (q Query) where() ([]string, []any) {
@@ -110,7 +150,12 @@ func (q Query) where() ([]string, []any) {
 		where = append(where, "(patient_id = ? OR patient_name = ?)")
 		args = append(args, q.Patient, q.Patient)
 	}
-	if q.Action != "" {
+	if len(q.actions) > 0 {
+		where = append(where, "action IN (?"+strings.Repeat(", ?", len(q.actions)-1)+")")
+		for _, a := range q.actions {
+			args = append(args, a)
+		}
+	} else if q.Action != "" {
 		if strings.HasSuffix(q.Action, ".") {
 			// A range, not LIKE (case-insensitive, wildcards): "live." <= action < "live/".
 			where = append(where, "action >= ? AND action < ?")

@@ -96,6 +96,11 @@ func equal(a, b []int64) bool {
 func TestSearchPlan(t *testing.T) {
 	ctx := context.Background()
 	l, _, _ := newLog(t)
+	for _, a := range []string{"live.join", "live.chat", "login"} {
+		if _, err := l.Append(ctx, audit.Entry{Actor: "wei", Action: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	day := audit.Query{From: t0, To: t0.Add(24 * time.Hour)}
 	for _, tc := range []struct {
 		q    audit.Query
@@ -104,7 +109,8 @@ func TestSearchPlan(t *testing.T) {
 		{audit.Query{Actor: "wei", From: day.From, To: day.To}, []string{"audit_log_actor_time (actor=? AND time_ms>? AND time_ms<?)"}},
 		{audit.Query{Institution: "H1", From: day.From, To: day.To}, []string{"audit_log_institution_time (institution=? AND time_ms>? AND time_ms<?)"}},
 		{audit.Query{Action: "login", From: day.From, To: day.To}, []string{"audit_log_action_time (action=? AND time_ms>? AND time_ms<?)"}},
-		{audit.Query{Action: "live.", From: day.From, To: day.To}, nil}, // the action or the time index, by the statistics
+		// The prefix is searched as the list of actions under it, each with the time range.
+		{audit.Query{Action: "live.", From: day.From, To: day.To}, []string{"audit_log_action_time (action=? AND time_ms>? AND time_ms<?)"}},
 		{audit.Query{Patient: "P1"}, []string{"audit_log_patient_id_time (patient_id=?)", "audit_log_patient_name_time (patient_name=?)"}},
 	} {
 		plan, err := l.SearchPlan(ctx, tc.q)
