@@ -10,6 +10,7 @@ import (
 
 	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/room"
 )
 
@@ -18,8 +19,9 @@ import (
 // goroutine so a room never waits for an fsync.
 
 type auditEvent struct {
-	entry   *audit.Entry
-	quality *qualitySample
+	entry        *audit.Entry
+	consultation int64 // the entry's, for its patient
+	quality      *qualitySample
 }
 
 type qualitySample struct {
@@ -53,7 +55,7 @@ func (s *Service) Event(e room.Event) {
 	if se := s.session(e.Consultation, e.Participant); se != nil {
 		entry.Role, entry.Institution, entry.IP, entry.UserAgent = se.info.Role, se.info.Institution, se.info.IP, se.info.UserAgent
 	}
-	s.queue(auditEvent{entry: &entry})
+	s.queue(auditEvent{entry: &entry, consultation: e.Consultation})
 }
 
 func (s *Service) queue(ev auditEvent) {
@@ -82,11 +84,30 @@ func describe(ev auditEvent) string {
 func (s *Service) writeEvents() {
 	defer s.wg.Done()
 	ctx := context.Background()
+	// Live entries name the consultation's patient, for the audit search by patient; a room's
+	// many events ask once. Bounded: cleared when it holds more consultations than are ever
+	// live at once.
+	patients := map[int64]consult.Patient{}
 	for ev := range s.events {
 		switch {
 		case ev.entry != nil:
 			if s.trail == nil {
 				continue
+			}
+			if ev.consultation > 0 && s.cons != nil {
+				p, ok := patients[ev.consultation]
+				if !ok {
+					if c, err := s.cons.Get(ctx, ev.consultation); err == nil {
+						p, ok = c.Patient, true
+					}
+					if len(patients) >= 1000 {
+						clear(patients)
+					}
+					if ok {
+						patients[ev.consultation] = p
+					}
+				}
+				ev.entry.PatientID, ev.entry.PatientName = p.ID, p.Name
 			}
 			if _, err := s.trail.Append(ctx, *ev.entry); err != nil {
 				s.log.Error("AUDIT: live event not recorded", "err", err, "event", describe(ev))
