@@ -144,7 +144,16 @@ func TestPatientColumnsMigrate(t *testing.T) {
 	old := audit.Entry{Seq: 1, Time: t0.Truncate(time.Millisecond), Actor: "wei", Action: "login", Object: "user:wei",
 		Outcome: "success", PrevHash: audit.GenesisHash}
 	old.Hash = audit.ComputeHash(old)
-	// Hashed as before v2 existed: an entry without a patient keeps the v1 encoding.
+	// Vectors computed apart from this code (Python, from the encoding as documented): an entry
+	// without a patient keeps the v1 encoding; one with a patient is v2.
+	if want := "a9eee2c9713a6cd286931d0a88bd5124f58ddcd8c8a2208615bc6bffe7f98f13"; old.Hash != want {
+		t.Fatalf("v1 hash %s, want %s", old.Hash, want)
+	}
+	v2 := old
+	v2.Action, v2.Object, v2.PatientID, v2.PatientName = "study.read", "study:1.2", "P1", "韦东平"
+	if got, want := audit.ComputeHash(v2), "eee26dd12f519612347d4eb2096575b973b7a1dfac107e3990d190ef988999b1"; got != want {
+		t.Fatalf("v2 hash %s, want %s", got, want)
+	}
 	if _, err := db.Exec(`INSERT INTO audit_log VALUES (?, ?, ?, '', '', '', '', ?, ?, ?, '', ?, ?)`,
 		old.Seq, old.Time.UnixMilli(), old.Actor, old.Action, old.Object, old.Outcome, old.PrevHash, old.Hash); err != nil {
 		t.Fatal(err)
