@@ -46,7 +46,7 @@ func (s *Service) listAudit(w http.ResponseWriter, r *http.Request) {
 		limit = 100
 	}
 	aq.Limit, aq.Before = int(limit), before
-	entries, err := s.trail.Search(r.Context(), aq)
+	entries, next, err := s.trail.Search(r.Context(), aq)
 	if errors.Is(err, audit.ErrBadQuery) {
 		err = errors.Join(errBadRequest, err)
 	}
@@ -54,11 +54,12 @@ func (s *Service) listAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// The trail names patients' studies and who read them: reading it is recorded too.
-	s.recordRead(r, "audit.read", "audit")
+	// The trail names patients and who read their data: searching it is recorded too, with
+	// the search (whose trail an admin looked at is itself worth knowing).
+	s.recordRead(r, "audit.read", "audit?"+r.URL.RawQuery)
 	out := map[string]any{"entries": entriesJSON(entries)}
-	if n := len(entries); n > 0 && n == aq.Limit {
-		out["next"] = entries[n-1].Seq
+	if next > 0 {
+		out["next"] = next
 	}
 	writeJSON(w, http.StatusOK, out)
 }

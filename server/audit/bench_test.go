@@ -184,7 +184,7 @@ func BenchmarkSearchMillion(b *testing.B) {
 			for range b.N {
 				q := bc.query(rng)
 				t := time.Now()
-				es, err := l.Search(ctx, q)
+				es, _, err := l.Search(ctx, q)
 				durations = append(durations, time.Since(t))
 				if err != nil {
 					b.Fatal(err)

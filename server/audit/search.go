@@ -28,15 +28,33 @@ type Query struct {
 	actions []string // Action's prefix expanded (expandPrefix); nil when not expanded
 }
 
-// Search returns one page of entries matching q, newest (highest Seq) first. The next page is
-// Query{..., Before: the last entry's Seq}. Each filter is served by its (column, time_ms)
-// index, so a page costs the entries in the filtered range, not the size of the trail.
-func (l *Log) Search(ctx context.Context, q Query) ([]Entry, error) {
+// Search returns one page of entries matching q, newest (highest Seq) first, and the cursor of
+// the next page (its Before), 0 when this page is the last. Each filter is served by its
+// (column, time_ms) index, so a page costs the entries in the filtered range, not the size of
+// the trail.
+func (l *Log) Search(ctx context.Context, q Query) (page []Entry, next int64, err error) {
+	page, err = l.search(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(page) > q.limit() {
+		page = page[:q.limit()]
+		next = page[len(page)-1].Seq
+	}
+	return page, next, nil
+}
+
+func (q Query) limit() int {
+	if q.Limit == 0 {
+		return 100
+	}
+	return q.Limit
+}
+
+// search reads one entry more than the page, to tell whether there is a next page.
+func (l *Log) search(ctx context.Context, q Query) ([]Entry, error) {
 	if q.Limit < 0 || q.Limit > MaxSearchLimit {
 		return nil, fmt.Errorf("%w: limit must be 1 to %d", ErrBadQuery, MaxSearchLimit)
-	}
-	if q.Limit == 0 {
-		q.Limit = 100
 	}
 	if q.Before < 0 {
 		return nil, fmt.Errorf("%w: before must be a positive sequence number", ErrBadQuery)
@@ -51,7 +69,7 @@ func (l *Log) Search(ctx context.Context, q Query) ([]Entry, error) {
 	if q.actions != nil && len(q.actions) == 0 {
 		return []Entry{}, nil // no action under the prefix
 	}
-	sqlq, args := q.sql(q.Limit)
+	sqlq, args := q.sql(q.limit() + 1)
 	rows, err := l.db.QueryContext(ctx, sqlq, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: search: %w", err)

@@ -41,24 +41,29 @@ func TestSearch(t *testing.T) {
 		name string
 		q    audit.Query
 		want []audit.Entry
+		next int64
 	}{
-		{"all", audit.Query{}, []audit.Entry{e5, e4, e3, e2, e1}},
-		{"actor", audit.Query{Actor: "wei"}, []audit.Entry{e4, e3, e1}},
-		{"institution", audit.Query{Institution: "H2"}, []audit.Entry{e4, e2}},
-		{"patient id", audit.Query{Patient: "P1"}, []audit.Entry{e2, e1}},
-		{"patient name", audit.Query{Patient: "李四"}, []audit.Entry{e3}},
-		{"action exact", audit.Query{Action: "login"}, []audit.Entry{e4}},
-		{"action prefix", audit.Query{Action: "live."}, []audit.Entry{e3, e2}},
-		{"time", audit.Query{From: e2.Time, To: e4.Time}, []audit.Entry{e3, e2}},
-		{"actor and time", audit.Query{Actor: "wei", From: e2.Time}, []audit.Entry{e4, e3}},
-		{"page 1", audit.Query{Limit: 2}, []audit.Entry{e5, e4}},
-		{"page 2", audit.Query{Limit: 2, Before: e4.Seq}, []audit.Entry{e3, e2}},
-		{"page 3", audit.Query{Limit: 2, Before: e2.Seq}, []audit.Entry{e1}},
-		{"none", audit.Query{Actor: "nobody"}, nil},
+		{"all", audit.Query{}, []audit.Entry{e5, e4, e3, e2, e1}, 0},
+		{"actor", audit.Query{Actor: "wei"}, []audit.Entry{e4, e3, e1}, 0},
+		{"institution", audit.Query{Institution: "H2"}, []audit.Entry{e4, e2}, 0},
+		{"patient id", audit.Query{Patient: "P1"}, []audit.Entry{e2, e1}, 0},
+		{"patient name", audit.Query{Patient: "李四"}, []audit.Entry{e3}, 0},
+		{"action exact", audit.Query{Action: "login"}, []audit.Entry{e4}, 0},
+		{"action prefix", audit.Query{Action: "live."}, []audit.Entry{e3, e2}, 0},
+		{"time", audit.Query{From: e2.Time, To: e4.Time}, []audit.Entry{e3, e2}, 0},
+		{"actor and time", audit.Query{Actor: "wei", From: e2.Time}, []audit.Entry{e4, e3}, 0},
+		{"page 1", audit.Query{Limit: 2}, []audit.Entry{e5, e4}, e4.Seq},
+		{"page 2", audit.Query{Limit: 2, Before: e4.Seq}, []audit.Entry{e3, e2}, e2.Seq},
+		{"page 3", audit.Query{Limit: 2, Before: e2.Seq}, []audit.Entry{e1}, 0},
+		{"full last page", audit.Query{Limit: 2, Before: e3.Seq}, []audit.Entry{e2, e1}, 0},
+		{"none", audit.Query{Actor: "nobody"}, nil, 0},
 	} {
-		got, err := l.Search(ctx, tc.q)
+		got, next, err := l.Search(ctx, tc.q)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if next != tc.next {
+			t.Errorf("%s: next %d, want %d", tc.name, next, tc.next)
 		}
 		if g, w := seqs(got), seqs(tc.want); !equal(g, w) {
 			t.Errorf("%s: seqs %v, want %v", tc.name, g, w)
@@ -70,7 +75,7 @@ func TestSearch(t *testing.T) {
 		}
 	}
 	for _, q := range []audit.Query{{Limit: 501}, {Limit: -1}, {Before: -1}, {From: e2.Time, To: e1.Time}} {
-		if _, err := l.Search(ctx, q); !errors.Is(err, audit.ErrBadQuery) {
+		if _, _, err := l.Search(ctx, q); !errors.Is(err, audit.ErrBadQuery) {
 			t.Errorf("Search(%+v): %v, want ErrBadQuery", q, err)
 		}
 	}
@@ -180,7 +185,7 @@ func TestPatientColumnsMigrate(t *testing.T) {
 	if audit.ComputeHash(noPatient) == e.Hash {
 		t.Error("the patient fields are not covered by the hash")
 	}
-	got, err := l.Search(ctx, audit.Query{Patient: "韦东平"})
+	got, _, err := l.Search(ctx, audit.Query{Patient: "韦东平"})
 	if err != nil || len(got) != 1 || got[0] != e {
 		t.Fatalf("search by patient: %v %+v", err, got)
 	}
@@ -198,7 +203,7 @@ func TestReadAboutLooksUpOnlyWhenWritten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := l.Search(ctx, audit.Query{Patient: "P1"})
+	got, _, err := l.Search(ctx, audit.Query{Patient: "P1"})
 	if err != nil || len(got) != 1 || lookups != 1 {
 		t.Fatalf("%d lookups, entries %+v, %v", lookups, got, err)
 	}
