@@ -215,3 +215,40 @@ func TestReadAboutLooksUpOnlyWhenWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestExport(t *testing.T) {
+	ctx := context.Background()
+	l, c, _ := newLog(t)
+	var all []audit.Entry
+	for i := range 5 {
+		c.set(t0.Add(time.Duration(i) * time.Hour))
+		all = append(all, appendN(t, l, 1)...)
+	}
+	export := func(from, to time.Time) (audit.HeadEntry, []int64) {
+		t.Helper()
+		var head audit.HeadEntry
+		var seqs []int64
+		err := l.Export(ctx, from, to, func(h audit.HeadEntry) error { head = h; return nil },
+			func(e audit.Entry) error {
+				if e != all[e.Seq-1] {
+					t.Errorf("exported %+v, stored %+v", e, all[e.Seq-1])
+				}
+				seqs = append(seqs, e.Seq)
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return head, seqs
+	}
+	head, seqs := export(all[1].Time, all[4].Time)
+	if !equal(seqs, []int64{2, 3, 4}) || head.Seq != 5 || head.Hash != all[4].Hash || !head.Time.Equal(all[4].Time) {
+		t.Errorf("export [1, 4): %v, head %+v", seqs, head)
+	}
+	if _, seqs := export(time.Time{}, time.Time{}); !equal(seqs, []int64{1, 2, 3, 4, 5}) {
+		t.Errorf("whole export: %v", seqs)
+	}
+	if _, seqs := export(t0.AddDate(1, 0, 0), time.Time{}); len(seqs) != 0 {
+		t.Errorf("empty range: %v", seqs)
+	}
+}
