@@ -419,6 +419,7 @@ func routeTable() map[string]routeCase {
 
 		"GET /api/audit":              {path: "/api/audit", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/audit/verify":       {path: "/api/audit/verify", anon: "401", admin: "200", doctor: "403", clinic: "403"},
+		"GET /api/audit/export":       {path: "/api/audit/export", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs":       {path: "/api/session-logs?format=csv", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs/{sid}": {path: "/api/session-logs/{sid}", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/dashboard":          {path: "/api/dashboard", anon: "401", admin: "200", doctor: "403", clinic: "403"},

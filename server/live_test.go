@@ -154,6 +154,10 @@ func TestLiveThreeParticipants(t *testing.T) {
 		seen = map[string]int{}
 		for _, e := range entries {
 			seen[e.Action]++
+			// Live entries name the consultation's patient (f.consultation's), for the search.
+			if strings.HasPrefix(e.Action, "live.") && (e.PatientID != "P1" || e.PatientName != "韦东平") {
+				t.Fatalf("%s names patient %q %q", e.Action, e.PatientID, e.PatientName)
+			}
 		}
 		for _, a := range want {
 			if seen[a] == 0 {

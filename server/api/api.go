@@ -120,6 +120,7 @@ func (s *Service) Routes() []auth.Route {
 
 		r("GET /api/audit", auth.ActAdmin, s.listAudit),
 		r("GET /api/audit/verify", auth.ActAdmin, s.verifyAudit),
+		r("GET /api/audit/export", auth.ActAdmin, s.exportAudit),
 		r("GET /api/session-logs", auth.ActAdmin, s.listSessionLogs),
 		r("GET /api/session-logs/{sid}", auth.ActAdmin, s.sessionLog),
 		r("GET /api/dashboard", auth.ActAdmin, s.getDashboard),

@@ -48,6 +48,11 @@ type Entry struct {
 	Object      string // e.g. "study:1.2.3", "user:admin"
 	Outcome     string // "success", "failure", "denied"
 	Detail      string // free text, optional
+	// PatientID and PatientName name the patient whose data the entry is about, when the
+	// caller knows it (consultation events, study reads), so the trail can be searched by
+	// patient. Optional; an entry with either set is hashed in the v2 encoding (canonical).
+	PatientID   string
+	PatientName string
 	PrevHash    string // hex SHA-256 of the previous entry (GenesisHash for the first)
 	Hash        string // hex SHA-256 of canonical(entry)
 }
@@ -98,7 +103,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
 	outcome     TEXT NOT NULL,
 	detail      TEXT NOT NULL,
 	prev_hash   TEXT NOT NULL,
-	hash        TEXT NOT NULL
+	hash        TEXT NOT NULL,
+	patient_id   TEXT NOT NULL DEFAULT '',
+	patient_name TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_log_time ON audit_log(time_ms);
 CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log(actor, seq);
@@ -125,6 +132,33 @@ WHEN NEW.seq <> OLD.seq + 1
 BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward by one'); END;
 `
 
+// searchIndexes serve Search: each filter column with time_ms, so a filter plus a time range
+// is one index range (the rowid, seq, rides along in every index).
+const searchIndexes = `
+CREATE INDEX IF NOT EXISTS audit_log_actor_time ON audit_log(actor, time_ms);
+CREATE INDEX IF NOT EXISTS audit_log_institution_time ON audit_log(institution, time_ms);
+CREATE INDEX IF NOT EXISTS audit_log_patient_id_time ON audit_log(patient_id, time_ms);
+CREATE INDEX IF NOT EXISTS audit_log_patient_name_time ON audit_log(patient_name, time_ms);
+CREATE INDEX IF NOT EXISTS audit_log_action_time ON audit_log(action, time_ms);
+`
+
+// migrate adds the patient columns to a trail created before they existed. ADD COLUMN does
+// not rewrite rows (nor fire the UPDATE trigger); old entries read as empty and keep their v1
+// hashes.
+func migrate(ctx context.Context, tx *sql.Tx) error {
+	var n int
+	if err := tx.QueryRowContext(ctx,
+		`SELECT count(*) FROM pragma_table_info('audit_log') WHERE name = 'patient_id'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `ALTER TABLE audit_log ADD COLUMN patient_id TEXT NOT NULL DEFAULT '';
+		ALTER TABLE audit_log ADD COLUMN patient_name TEXT NOT NULL DEFAULT ''`)
+	return err
+}
+
 // Open prepares the audit tables and triggers in db. now is the clock (time.Now when nil).
 func Open(ctx context.Context, db *sql.DB, now func() time.Time) (*Log, error) {
 	if now == nil {
@@ -138,6 +172,12 @@ func Open(ctx context.Context, db *sql.DB, now func() time.Time) (*Log, error) {
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("audit: preparing tables: %w", err)
 	}
+	if err := migrate(ctx, tx); err != nil {
+		return nil, fmt.Errorf("audit: preparing tables: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, searchIndexes); err != nil {
+		return nil, fmt.Errorf("audit: preparing tables: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("audit: preparing tables: %w", err)
 	}
@@ -149,15 +189,25 @@ func Open(ctx context.Context, db *sql.DB, now func() time.Time) (*Log, error) {
 // PrevHash, Actor, Role, Institution, IP, UserAgent, Action, Object, Outcome, Detail in that
 // order, each as an 8-byte big-endian byte length followed by its bytes. Length prefixes make
 // the encoding unambiguous, so no two different entries share it.
+//
+// An entry naming a patient (PatientID or PatientName set) is encoded as v2: the tag
+// "sanping-audit-v2", then the same, then PatientID and PatientName the same way. Entries
+// without a patient keep the v1 encoding, so chains written before v2 verify unchanged; the
+// tags differ, so no v1 encoding equals a v2 one.
 func canonical(e *Entry) []byte {
-	fields := [...]string{e.PrevHash, e.Actor, e.Role, e.Institution, e.IP, e.UserAgent,
+	fields := []string{e.PrevHash, e.Actor, e.Role, e.Institution, e.IP, e.UserAgent,
 		e.Action, e.Object, e.Outcome, e.Detail}
+	tag := "sanping-audit-v1"
+	if e.PatientID != "" || e.PatientName != "" {
+		tag = "sanping-audit-v2"
+		fields = append(fields, e.PatientID, e.PatientName)
+	}
 	n := 16 + 16 + 8*len(fields)
 	for _, f := range fields {
 		n += len(f)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, "sanping-audit-v1"...)
+	b = append(b, tag...)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixMilli()))
 	for _, f := range fields {
@@ -218,7 +268,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	}
 	e.Time = normTime(e.Time)
 	for _, f := range []*string{&e.Actor, &e.Role, &e.Institution, &e.IP, &e.UserAgent,
-		&e.Action, &e.Object, &e.Outcome, &e.Detail} {
+		&e.Action, &e.Object, &e.Outcome, &e.Detail, &e.PatientID, &e.PatientName} {
 		*f = clean(*f)
 	}
 
@@ -248,10 +298,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	e.PrevHash = prev
 	e.Hash = ComputeHash(e)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log
-		(seq, time_ms, actor, role, institution, ip, user_agent, action, object, outcome, detail, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, e.Time.UnixMilli(), e.Actor, e.Role, e.Institution, e.IP, e.UserAgent,
-		e.Action, e.Object, e.Outcome, e.Detail, e.PrevHash, e.Hash); err != nil {
+		(`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, values(&e)...); err != nil {
 		return Entry{}, fmt.Errorf("audit: append: %w", err)
 	}
 	// UPDATE, else INSERT (not an upsert, whose INSERT trigger would fire either way).
@@ -276,7 +323,15 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 // same UTC minute (of e.Time, or of the clock when e.Time is zero) is written once. The cache
 // holds only the current minute's keys, so a restart may write one duplicate. It returns
 // whether an entry was written.
-func (l *Log) Read(ctx context.Context, e Entry) (bool, error) {
+func (l *Log) Read(ctx context.Context, e Entry) (bool, error) { return l.ReadAbout(ctx, e, nil) }
+
+// PatientFunc names the patient an entry is about (ID, name), for ReadAbout.
+type PatientFunc func(ctx context.Context) (id, name string, err error)
+
+// ReadAbout is Read, with the entry's patient filled by patient (when not nil) only if the
+// entry is written: the lookup costs nothing on the coalesced reads, which are most (a
+// viewer asks for a study's frames one by one). A failed lookup leaves the patient empty.
+func (l *Log) ReadAbout(ctx context.Context, e Entry, patient PatientFunc) (bool, error) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
@@ -296,6 +351,11 @@ func (l *Log) Read(ctx context.Context, e Entry) (bool, error) {
 	current := minute == l.minute // a late entry from an earlier minute is written, not cached
 	if _, ok := l.seen[key]; ok && current {
 		return false, nil
+	}
+	if patient != nil && e.PatientID == "" && e.PatientName == "" {
+		if id, name, err := patient(ctx); err == nil {
+			e.PatientID, e.PatientName = id, name
+		}
 	}
 	if _, err := l.Append(ctx, e); err != nil {
 		return false, err
@@ -348,13 +408,18 @@ func (l *Log) VerifyTail(ctx context.Context, n int) error {
 	return l.verifyFrom(ctx, max(1, max(headSeq, last)-int64(n)+1))
 }
 
-const columns = `seq, time_ms, actor, role, institution, ip, user_agent, action, object, outcome, detail, prev_hash, hash`
+const columns = `seq, time_ms, actor, role, institution, ip, user_agent, action, object, outcome, detail, prev_hash, hash, patient_id, patient_name`
+
+func values(e *Entry) []any {
+	return []any{e.Seq, e.Time.UnixMilli(), e.Actor, e.Role, e.Institution, e.IP, e.UserAgent,
+		e.Action, e.Object, e.Outcome, e.Detail, e.PrevHash, e.Hash, e.PatientID, e.PatientName}
+}
 
 func scanEntry(rows *sql.Rows) (Entry, error) {
 	var e Entry
 	var ms int64
 	err := rows.Scan(&e.Seq, &ms, &e.Actor, &e.Role, &e.Institution, &e.IP, &e.UserAgent,
-		&e.Action, &e.Object, &e.Outcome, &e.Detail, &e.PrevHash, &e.Hash)
+		&e.Action, &e.Object, &e.Outcome, &e.Detail, &e.PrevHash, &e.Hash, &e.PatientID, &e.PatientName)
 	e.Time = time.UnixMilli(ms).UTC()
 	return e, err
 }

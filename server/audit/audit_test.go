@@ -243,7 +243,7 @@ func TestTamperDetected(t *testing.T) {
 		{name: "delete everything", tamper: []string{`DELETE FROM audit_log`}, want: 1, tailBad: 10},
 		{name: "delete head", tamper: []string{`DELETE FROM audit_head`}, want: 10, tailBad: 1},
 		{name: "head moved back", tamper: []string{`DELETE FROM audit_log WHERE seq = 10`, `UPDATE audit_head SET seq = 9`}, want: 9, tailBad: 1},
-		{name: "insert beyond head", tamper: []string{`INSERT INTO audit_log SELECT seq + 1, time_ms, actor, role, institution, ip, user_agent, action, object, outcome, detail, hash, hash FROM audit_log WHERE seq = 10`}, want: 11, tailBad: 1},
+		{name: "insert beyond head", tamper: []string{`INSERT INTO audit_log SELECT seq + 1, time_ms, actor, role, institution, ip, user_agent, action, object, outcome, detail, hash, hash, patient_id, patient_name FROM audit_log WHERE seq = 10`}, want: 11, tailBad: 1},
 		{name: "swap two entries", tamper: []string{`UPDATE audit_log SET seq = 100 WHERE seq = 6`, `UPDATE audit_log SET seq = 6 WHERE seq = 7`, `UPDATE audit_log SET seq = 7 WHERE seq = 100`}, want: 6},
 	}
 	for _, tc := range tests {

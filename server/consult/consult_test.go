@@ -396,6 +396,9 @@ func TestFullPath(t *testing.T) {
 		if g.Action != w.action || g.Actor != w.actor || g.Outcome != "success" || g.Object != fmt.Sprintf("consultation:%d", c.ID) {
 			t.Errorf("entry %d: %s by %s (%s) on %s, want %s by %s", i, g.Action, g.Actor, g.Outcome, g.Object, w.action, w.actor)
 		}
+		if g.PatientID != "GX0451203" || g.PatientName != "韦东平" {
+			t.Errorf("entry %d (%s) names patient %q %q", i, g.Action, g.PatientID, g.PatientName)
+		}
 	}
 	if d := got[1].Detail; !strings.Contains(d, "from=requested to=accepted") || !strings.Contains(d, "doctor=2") {
 		t.Errorf("accept detail %q", d)

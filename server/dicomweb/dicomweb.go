@@ -176,7 +176,11 @@ func (s *Service) record(r *http.Request, action, object, outcome string) {
 	}
 	p, _ := auth.FromContext(r.Context())
 	e := p.AuditEntry(action, object, outcome)
-	if _, err := s.cfg.Audit.Read(context.WithoutCancel(r.Context()), e); err != nil {
+	var patient audit.PatientFunc
+	if uid, ok := strings.CutPrefix(object, "study:"); ok && s.st != nil {
+		patient = func(ctx context.Context) (string, string, error) { return s.st.StudyPatient(ctx, uid) }
+	}
+	if _, err := s.cfg.Audit.ReadAbout(context.WithoutCancel(r.Context()), e, patient); err != nil {
 		s.log.Error("audit trail: entry not written", "action", action, "object", object, "err", err)
 	}
 }

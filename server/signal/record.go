@@ -11,6 +11,7 @@ import (
 
 	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/room"
 )
 
@@ -21,7 +22,8 @@ import (
 type auditEvent struct {
 	entry   *audit.Entry
 	quality *qualitySample
-	// The room event behind entry, for the attendance and recordings tables.
+	// The room event behind entry: its consultation names the patient (audit search) and,
+	// with participant and detail, feeds the attendance and recordings tables.
 	consultation int64
 	participant  string
 	detail       string
@@ -87,6 +89,10 @@ func describe(ev auditEvent) string {
 func (s *Service) writeEvents() {
 	defer s.wg.Done()
 	ctx := context.Background()
+	// Live entries name the consultation's patient, for the audit search by patient; a room's
+	// many events ask once. Bounded: cleared when it holds more consultations than are ever
+	// live at once.
+	patients := map[int64]consult.Patient{}
 	for ev := range s.events {
 		switch {
 		case ev.entry != nil:
@@ -95,6 +101,21 @@ func (s *Service) writeEvents() {
 			}
 			if s.trail == nil {
 				continue
+			}
+			if ev.consultation > 0 && s.cons != nil {
+				p, ok := patients[ev.consultation]
+				if !ok {
+					if c, err := s.cons.Get(ctx, ev.consultation); err == nil {
+						p, ok = c.Patient, true
+					}
+					if len(patients) >= 1000 {
+						clear(patients)
+					}
+					if ok {
+						patients[ev.consultation] = p
+					}
+				}
+				ev.entry.PatientID, ev.entry.PatientName = p.ID, p.Name
 			}
 			if _, err := s.trail.Append(ctx, *ev.entry); err != nil {
 				s.log.Error("AUDIT: live event not recorded", "err", err, "event", describe(ev))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Level is a QIDO query level (PS3.18 10.6).
@@ -493,3 +494,26 @@ func (s *Store) Layout(ctx context.Context, pk int64) (*StoredLayout, error) {
 
 // FilePath is the absolute path of an instance's stored file.
 func (s *Store) FilePath(in *Instance) string { return s.dir + "/" + in.Path }
+
+// StudyPatient returns the patient ID and name of a stored study, for the audit trail. The
+// name is the first Person Name group written in Chinese characters, without its carets
+// ("韦东平", as clinics write it on a consultation; county PACS put it in the alphabetic group
+// as often as in the ideographic one), else the whole Person Name. ErrNotFound if the study
+// is not stored.
+func (s *Store) StudyPatient(ctx context.Context, studyUID string) (id, name string, err error) {
+	var pn string
+	err = s.db.QueryRowContext(ctx, `SELECT p.patient_id, st.patient_name FROM studies st
+		JOIN patients p ON p.pk = st.patient_pk WHERE st.study_uid = ?`, studyUID).Scan(&id, &pn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("store: study patient: %w", err)
+	}
+	for group := range strings.SplitSeq(pn, "=") {
+		if strings.IndexFunc(group, func(r rune) bool { return unicode.Is(unicode.Han, r) }) >= 0 {
+			return id, strings.ReplaceAll(group, "^", ""), nil
+		}
+	}
+	return id, pn, nil
+}

@@ -952,3 +952,20 @@ func TestRecoveryIncompleteBlob(t *testing.T) {
 		t.Fatalf("resend: %v", res.Outcome)
 	}
 }
+
+func TestStudyPatient(t *testing.T) {
+	f := newSearchFixture(t)
+	ctx := context.Background()
+	for label, want := range map[string][2]string{
+		"wei":   {"W1", "韦东平"}, // the Han group, carets dropped, wherever it is
+		"smith": {"S1", "SMITH^John"},
+	} {
+		id, name, err := f.st.StudyPatient(ctx, f.studies[label].Study)
+		if err != nil || id != want[0] || name != want[1] {
+			t.Errorf("%s: %q %q %v, want %q %q", label, id, name, err, want[0], want[1])
+		}
+	}
+	if _, _, err := f.st.StudyPatient(ctx, "1.2.3.4"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown study: %v", err)
+	}
+}

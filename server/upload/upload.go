@@ -570,7 +570,8 @@ func (s *Service) record(ctx context.Context, p *auth.Principal, res *Result) {
 	for uid, o := range outcome {
 		e := p.AuditEntry("study.upload", "study:"+uid, o)
 		e.Detail = "tus"
-		if _, err := s.cfg.Audit.Read(ctx, e); err != nil {
+		patient := func(ctx context.Context) (string, string, error) { return s.cfg.Store.StudyPatient(ctx, uid) }
+		if _, err := s.cfg.Audit.ReadAbout(ctx, e, patient); err != nil {
 			s.log.Error("audit trail: entry not written", "action", e.Action, "object", e.Object, "err", err)
 		}
 	}

@@ -960,8 +960,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List audit trail entries, as JSON or CSV.
-         * @description Admins only. Recorded in the audit trail.
+         * Search the audit trail, newest first, one page at a time.
+         * @description Admins only. Filters combine (AND); each is served by an index, so a page costs the entries in the filtered range, not the trail's size. Pages by keyset: pass the `next` of one answer as `before` for the following page. Recorded in the audit trail.
          */
         get: operations["listAudit"];
         put?: never;
@@ -981,9 +981,29 @@ export interface paths {
         };
         /**
          * Verify the audit trail's hash chain.
-         * @description Admins only.
+         * @description Admins only. Walks the whole chain and reports its head and, if it is broken, the first entry that does not verify and why.
          */
         get: operations["verifyAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export a time range of the audit trail with the chain head, as JSON or CSV.
+         * @description Admins only. Streams the entries with from <= time < to (either may be absent) in trail order, from one snapshot, with that snapshot's chain head: a reader recomputes each entry's hash (the canonical encoding in docs/architecture.md), follows the prevHash links, and compares the last entry with the head, or with a head recorded elsewhere. The head is also in the Audit-Head-Seq and Audit-Head-Hash response headers. Recorded in the audit trail (`audit.export`).
+         */
+        get: operations["exportAudit"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1980,8 +2000,34 @@ export interface components {
              */
             outcome: string;
             detail?: string;
+            /** @description The patient the entry is about */
+            patientId?: string;
+            patientName?: string;
             prevHash: string;
             hash: string;
+        };
+        AuditPage: {
+            entries: components["schemas"]["AuditEntry"][];
+            /**
+             * Format: int64
+             * @description The `before` of the next page; absent on the last page.
+             */
+            next?: number;
+        };
+        /** @description The last entry of the chain as the head record names it. */
+        AuditHead: {
+            /** Format: int64 */
+            seq: number;
+            hash: string;
+            /**
+             * Format: date-time
+             * @description Absent for an empty trail or when the head's entry is missing.
+             */
+            time?: string;
+        };
+        AuditExport: {
+            head: components["schemas"]["AuditHead"];
+            entries: components["schemas"]["AuditEntry"][];
         };
         AuditVerify: {
             /** @description Whether the whole chain verifies. */
@@ -1992,6 +2038,7 @@ export interface components {
              */
             entries: number;
             headHash: string;
+            head: components["schemas"]["AuditHead"];
             /**
              * Format: int64
              * @description The first entry that does not verify; present only when the chain is broken.
@@ -3980,22 +4027,22 @@ export interface operations {
     listAudit: {
         parameters: {
             query?: {
-                /** @description Created at or after this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
-                from?: components["parameters"]["From"];
-                /** @description Created before this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
-                to?: components["parameters"]["To"];
+                /** @description Entries at or after this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
+                from?: string;
+                /** @description Entries before this time (exclusive); after `from`. RFC 3339, or a date. */
+                to?: string;
                 /** @description Only entries by this actor (username, or `token:NAME`). */
                 actor?: string;
-                /** @description Only entries of this action, e.g. `consultation.accept`. */
+                /** @description Only entries about this patient, by patient ID or name (exact), e.g. a consultation's events. */
+                patient?: string;
+                /** @description Only entries of this action, e.g. `consultation.accept`; ending in a dot, every action under it (`live.`). */
                 action?: string;
-                /** @description Only entries whose object starts with this, e.g. `consultation:12` or `study:1.2.3`. */
-                object?: string;
-                /** @description At most this many entries; 0, absent or over 10000 means 1000. */
+                /** @description Only entries whose actor belongs to this institution (its code). */
+                institution?: string;
+                /** @description Only entries with a sequence number below this (the previous page's `next`). */
+                before?: number;
+                /** @description At most this many entries per page; absent means 100. */
                 limit?: number;
-                /** @description Skip this many. */
-                offset?: components["parameters"]["Offset"];
-                /** @description Export format. */
-                format?: components["parameters"]["Format"];
             };
             header?: never;
             path?: never;
@@ -4003,14 +4050,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The entries, in trail order. */
+            /** @description One page of entries, newest first. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["AuditEntry"][];
-                    "text/csv": string;
+                    "application/json": components["schemas"]["AuditPage"];
                 };
             };
             400: components["responses"]["BadRequest"];
@@ -4036,6 +4082,37 @@ export interface operations {
                     "application/json": components["schemas"]["AuditVerify"];
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    exportAudit: {
+        parameters: {
+            query?: {
+                /** @description Entries at or after this time. RFC 3339, or a date (YYYY-MM-DD, China Standard Time). */
+                from?: string;
+                /** @description Entries before this time (exclusive). RFC 3339, or a date. */
+                to?: string;
+                /** @description Export format. */
+                format?: components["parameters"]["Format"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The entries, oldest first, and the head. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditExport"];
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
         };
