@@ -238,27 +238,6 @@ func entriesJSON(entries []audit.Entry) []entryJSON {
 	return out
 }
 
-func (s *Service) writeEntries(w http.ResponseWriter, r *http.Request, name string, entries []audit.Entry) {
-	f, err := format(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if f == "json" {
-		writeJSON(w, http.StatusOK, entriesJSON(entries))
-		return
-	}
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.csv"`)
-	w.Header().Set("Cache-Control", "no-store")
-	cw := csv.NewWriter(w)
-	cw.Write(entryHeader)
-	for _, e := range entries {
-		cw.Write(csvSafe(entryRecord(e)))
-	}
-	cw.Flush()
-}
-
 // csvSafe defuses spreadsheet formulas: a field starting with = + - @ (a hostile user agent,
 // say) is prefixed with a quote, as OWASP advises for CSV injection.
 func csvSafe(rec []string) []string {
