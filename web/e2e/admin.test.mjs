@@ -90,7 +90,7 @@ test('the admin adds a village clinic under the township and gives it a station'
   await row.getByText('从未').waitFor({ state: 'hidden' }).catch(() => undefined);
   await row.getByRole('button', { name: '吊销' }).click();
   await page.locator('.el-popconfirm:visible').getByRole('button', { name: /确定|OK|Yes/ }).click();
-  await row.getByText('已吊销').waitFor();
+  await row.getByText('已吊销').first().waitFor();
   assert.equal((await asStation()).status, 401, 'a revoked token is refused');
   await shoot(page, 'admin-institutions', DESKTOP);
   await shoot(page, 'admin-institutions-phone', PHONE);
@@ -115,8 +115,8 @@ test('the admin adds a doctor with a temporary password, then locks and unlocks 
   const temp = await page.getByTestId('temporary-password').textContent();
   assert.match(temp, /^[A-Za-z2-9]{12}$/);
   const row = page.getByRole('row', { name: /meng\.zhiqiang/ });
-  await row.getByText('待改密码').waitFor();
-  await row.getByText('都阳镇卫生院').waitFor();
+  await row.getByText('待改密码').first().waitFor();
+  await row.getByText('都阳镇卫生院').first().waitFor();
   await shoot(page, 'admin-people', DESKTOP);
 
   // The doctor signs in with it and must choose their own first.
@@ -133,11 +133,11 @@ test('the admin adds a doctor with a temporary password, then locks and unlocks 
   // Locked: the sign-in says so; unlocked: it works again.
   await row.getByRole('button', { name: '锁定' }).click();
   await page.locator('.el-popconfirm:visible').getByRole('button', { name: /确定|OK|Yes/ }).click();
-  await row.getByText('已锁定').waitFor();
+  await row.getByText('已锁定').first().waitFor();
   const login = (pw) => fetch(`${server.base}/api/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'meng.zhiqiang', password: pw }) });
   assert.notEqual((await login(temp)).status, 200, 'a locked account cannot sign in');
   await row.getByRole('button', { name: '解锁' }).click();
-  await row.getByText('待改密码').waitFor();
+  await row.getByText('待改密码').first().waitFor();
   assert.equal((await login(temp)).status, 200, 'unlocked, the temporary password works again');
 });
 
