@@ -158,8 +158,13 @@ test("the county doctor drives the viewer; the others follow (attributes, pixels
   const spread = Math.max(...mine) - Math.min(...mine);
   assert.ok(spread > 100, `the driver's canvas shows an image (grey levels spread ${spread})`);
   for (const f of followers()) {
-    const theirs = await viewerPixels(f.page);
-    const diff = pixelDiff(mine, theirs);
+    // The same attributes can come a frame before the canvas settles (a render in flight on
+    // a loaded machine): compare again for a few seconds before calling it a difference.
+    let diff = Infinity;
+    for (let tries = 0; tries < 20 && diff >= 6; tries++) {
+      if (tries) await d.waitForTimeout(250);
+      diff = pixelDiff(await viewerPixels(d), await viewerPixels(f.page));
+    }
     t.diagnostic(`pixel difference to the driver: ${diff.toFixed(2)} / 255`);
     assert.ok(diff < 6, `a follower's pixels differ by ${diff.toFixed(2)} on average`);
   }
