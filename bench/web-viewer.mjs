@@ -15,7 +15,7 @@
 //   make web && make build && node bench/web-viewer.mjs
 //   RUNS=7 SLICES=300 node bench/web-viewer.mjs
 import { randomUUID } from 'node:crypto';
-import { startServer, launchBrowser, dicomImage, stowMany, tokenSecret, apiSession, startProxy } from '../web/e2e/server.mjs';
+import { startServer, launchBrowser, dicomImage, stowMany, tokenSecret, startProxy, requestConsultation } from '../web/e2e/server.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const SLICES = Number(process.env.SLICES ?? 300);
@@ -45,14 +45,9 @@ try {
   const t0 = performance.now();
   await stowMany(server.base, token, files);
   console.log(`stored ${SLICES} slices in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const clinic = await apiSession(server.base, 'lan.xiuying', PW);
-  const hospital = (await clinic('GET', '/api/institutions')).body.find((i) => i.code === 'dahua');
-  const r = await clinic('POST', '/api/consultations', {
-    patient: { id: 'B1', name: '测试', sex: 'F', birthDate: '19600101' }, studyUIDs: [study], clinicalQuestion: '右肺结节？',
-    purpose: '明确诊断', urgency: 'routine', targetInstitutionId: hospital.id, consentConfirmed: true, recordingConsent: false,
+  const id = await requestConsultation(server.base, 'lan.xiuying', PW, {
+    patient: { id: 'B1', name: '测试', sex: 'F', birthDate: '19600101' }, study, question: '右肺结节？',
   });
-  if (r.status !== 201) throw new Error(JSON.stringify(r.body));
-  const id = r.body.id;
 
   // What the server says about caching the viewer's reads.
   const login = await fetch(`${server.base}/api/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'wei.dongping', password: PW }) });

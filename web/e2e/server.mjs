@@ -247,6 +247,21 @@ export async function apiSession(base, username, password) {
   };
 }
 
+/**
+ * requestConsultation has a clinic user ask a hospital (by institution code) to read a study,
+ * as the clinic's request form does, consent confirmed; returns the consultation's ID.
+ */
+export async function requestConsultation(base, username, password, { patient, study, question, urgency = 'routine', hospital = 'dahua' }) {
+  const clinic = await apiSession(base, username, password);
+  const target = (await clinic('GET', '/api/institutions')).body.find((i) => i.code === hospital);
+  const r = await clinic('POST', '/api/consultations', {
+    patient, studyUIDs: [study], clinicalQuestion: question,
+    purpose: '明确诊断', urgency, targetInstitutionId: target.id, consentConfirmed: true, recordingConsent: false,
+  });
+  if (r.status !== 201) throw new Error(`consultation request: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.id;
+}
+
 /** png makes a small PNG (a consent form photo stand-in): grey paper with dark lines. */
 export function png(width = 200, height = 140) {
   const crcTable = Array.from({ length: 256 }, (_, n) => {

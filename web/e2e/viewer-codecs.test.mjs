@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { startServer, launchBrowser, shoot, DESKTOP, dicomImage, stowMany, tokenSecret, apiSession } from './server.mjs';
+import { startServer, launchBrowser, shoot, DESKTOP, dicomImage, stowMany, tokenSecret, requestConsultation } from './server.mjs';
 
 const PW = 'codecs-' + randomUUID().slice(0, 8);
 const ROOT = '2.25.' + BigInt('0x' + randomUUID().replace(/-/g, '')).toString().slice(0, 30);
@@ -85,14 +85,9 @@ before(async () => {
   await stowMany(server.base, token, files);
   fs.rmSync(tmp, { recursive: true, force: true });
 
-  const clinic = await apiSession(server.base, 'lan.xiuying', PW);
-  const dahua = (await clinic('GET', '/api/institutions')).body.find((i) => i.code === 'dahua');
-  const r = await clinic('POST', '/api/consultations', {
-    patient: { id: 'LS-0777', name: PATIENT, sex: 'M', birthDate: '19580306' }, studyUIDs: [STUDY], clinicalQuestion: '压缩影像',
-    purpose: '明确诊断', urgency: 'routine', targetInstitutionId: dahua.id, consentConfirmed: true, recordingConsent: false,
+  consultation = await requestConsultation(server.base, 'lan.xiuying', PW, {
+    patient: { id: 'LS-0777', name: PATIENT, sex: 'M', birthDate: '19580306' }, study: STUDY, question: '压缩影像',
   });
-  assert.equal(r.status, 201, JSON.stringify(r.body));
-  consultation = r.body.id;
 
   browser = await launchBrowser();
   if (!browser) return;

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { startServer, launchBrowser, shoot, DESKTOP, PHONE, dicomImage, stowMany, tokenSecret, apiSession } from './server.mjs';
+import { startServer, launchBrowser, shoot, DESKTOP, PHONE, dicomImage, stowMany, tokenSecret, requestConsultation } from './server.mjs';
 
 const PW = 'viewer-' + randomUUID().slice(0, 8);
 const ROOT = '2.25.' + BigInt('0x' + randomUUID().replace(/-/g, '')).toString().slice(0, 30);
@@ -40,14 +40,9 @@ before(async () => {
   files.push(dicomImage({ ...common, kind: 'dr', series: DR, instance: `${DR}.1`, size: 800, seriesNumber: 1, description: '胸部 正位' }));
   await stowMany(server.base, token, files);
 
-  const clinic = await apiSession(server.base, 'lan.xiuying', PW);
-  const dahua = (await clinic('GET', '/api/institutions')).body.find((i) => i.code === 'dahua');
-  const r = await clinic('POST', '/api/consultations', {
-    patient: { id: 'LS-0108', name: PATIENT, sex: 'F', birthDate: '19610305' }, studyUIDs: [STUDY], clinicalQuestion: '咳嗽两月，右肺结节？',
-    purpose: '明确诊断', urgency: 'urgent', targetInstitutionId: dahua.id, consentConfirmed: true, recordingConsent: false,
+  consultation = await requestConsultation(server.base, 'lan.xiuying', PW, {
+    patient: { id: 'LS-0108', name: PATIENT, sex: 'F', birthDate: '19610305' }, study: STUDY, question: '咳嗽两月，右肺结节？', urgency: 'urgent',
   });
-  assert.equal(r.status, 201, JSON.stringify(r.body));
-  consultation = r.body.id;
 
   browser = await launchBrowser();
   if (!browser) return;
