@@ -26,7 +26,7 @@ beforeEach(() => {
 
 describe('routes by role', () => {
   it('has the screens of every role', () => {
-    expect(screens.map((r) => r.name)).toEqual(expect.arrayContaining(['clinic-upload', 'doctor-worklist', 'admin-institutions', 'admin-people']));
+    expect(screens.map((r) => r.name)).toEqual(expect.arrayContaining(['clinic-upload', 'doctor-worklist', 'admin-institutions', 'admin-people', 'admin-session-logs', 'admin-session-log']));
   });
   for (const role of ['clinic', 'doctor', 'admin']) {
     it(`${role}: its own screens open, the others' send it home`, async () => {

@@ -34,6 +34,8 @@ export const routes: RouteRecordRaw[] = [
       { path: 'admin', name: 'admin', redirect: { name: 'admin-institutions' }, meta: { role: 'admin', title: 'screens.admin' } },
       { path: 'admin/institutions', name: 'admin-institutions', component: () => import('@/views/admin/InstitutionsView.vue'), meta: { role: 'admin', title: 'admin.institutions.title' } },
       { path: 'admin/people', name: 'admin-people', component: () => import('@/views/admin/PeopleView.vue'), meta: { role: 'admin', title: 'admin.people.title' } },
+      { path: 'admin/session-logs', name: 'admin-session-logs', component: () => import('@/views/admin/SessionLogsView.vue'), meta: { role: 'admin', title: 'admin.sessions.title' } },
+      { path: 'admin/session-logs/:id(\\d+)', name: 'admin-session-log', component: () => import('@/views/admin/SessionLogView.vue'), meta: { role: 'admin', title: 'admin.sessions.title' } },
       { path: 'no-role', name: 'no-role', component: () => import('@/views/NotFound.vue') },
     ],
   },
