@@ -343,13 +343,13 @@ func sentLayers(t *testing.T, ctx context.Context) []sentLayer {
 	return ls
 }
 
-// shot saves a screenshot of the page outside the repository (SANPING_SCREENSHOTS, or the
-// temporary directory), for a person to look at.
+// shot saves a screenshot of the page for a person to look at: under SANPING_SCREENSHOTS, or
+// web/test-output/go-browser (ignored by git, beside the JavaScript e2e tests' screenshots).
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	dir := os.Getenv("SANPING_SCREENSHOTS")
 	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "sanping-browser")
+		dir = filepath.Join("..", "web", "test-output", "go-browser")
 	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

@@ -55,53 +55,14 @@ func hostOf(a net.Addr) string {
 // network is cut for 3 s (media and websocket), it comes back within 5 s of the link
 // returning, as the same participant with the same view, and its media flows again.
 func TestLiveBadNetwork(t *testing.T) {
-	lf := &linkFilter{rng: rand.New(rand.NewSource(7)), loss: map[string]int{}}
-	quiet := logging.NewDefaultLoggerFactory()
-	quiet.DefaultLogLevel = logging.LogLevelDisabled
-	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", MinDelay: 75 * time.Millisecond, LoggerFactory: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wan.AddChunkFilter(lf.pass)
-	serverNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.1"}})
-	clinicNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.2"}})
-	doctorNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.3"}})
-	// What reaches the server passes a 1 Mbit/s bucket: in effect the clinic's uplink (the
-	// doctor sends no video here, only feedback).
-	shaped, err := vnet.NewQueue(serverNet, vnet.NewTBFQueue(1_000_000, 10_000, 50_000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { shaped.Close() })
-	for _, n := range []vnet.NIC{shaped, clinicNet, doctorNet} {
-		if err := wan.AddNet(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := wan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wan.Stop() })
-
-	f := newAuthzFixtureWith(t, Config{mediaNet: serverNet})
+	w := newWAN4G(t)
+	lf, clinicNet, doctorNet := w.lf, w.clinic, w.doctor
+	f := newAuthzFixtureWith(t, Config{mediaNet: w.server})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	id := f.consultation(false, "live")
-	proxy := func() *tcpproxy.Proxy {
-		p, err := tcpproxy.Start(strings.TrimPrefix(f.srv.URL, "http://"), 75*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return p
-	}
-	clinicLink, doctorLink := proxy(), proxy()
-	via := func(p *tcpproxy.Proxy) *websocket.Dialer {
-		return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", p.Addr())
-		}}
-	}
+	clinicLink, doctorLink := w.proxy(f), w.proxy(f)
+	via := wsVia
 	doctor, err := live.Join(ctx, live.Config{URL: f.liveURL(id), Header: f.header(f.users["doctor"]), Net: doctorNet, Dialer: via(doctorLink), Reconnect: true})
 	if err != nil {
 		t.Fatal(err)
@@ -197,4 +158,61 @@ func waitView(t *testing.T, a, b *live.Participant, within time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// wan4G is an emulated 4G network (pion vnet): the server at 10.9.0.1, the clinic at
+// 10.9.0.2 and the doctor at 10.9.0.3, 150 ms round trip, what reaches the server through a
+// 1 Mbit/s bucket (in effect the clinic's uplink), and a filter for loss and cuts.
+type wan4G struct {
+	lf                     *linkFilter
+	server, clinic, doctor *vnet.Net
+	t                      *testing.T
+}
+
+func newWAN4G(t *testing.T) *wan4G {
+	t.Helper()
+	lf := &linkFilter{rng: rand.New(rand.NewSource(7)), loss: map[string]int{}}
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled
+	wan, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: "10.9.0.0/24", MinDelay: 75 * time.Millisecond, LoggerFactory: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wan.AddChunkFilter(lf.pass)
+	serverNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.1"}})
+	clinicNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.2"}})
+	doctorNet, _ := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{"10.9.0.3"}})
+	shaped, err := vnet.NewQueue(serverNet, vnet.NewTBFQueue(1_000_000, 10_000, 50_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shaped.Close() })
+	for _, n := range []vnet.NIC{shaped, clinicNet, doctorNet} {
+		if err := wan.AddNet(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wan.Stop() })
+	return &wan4G{lf: lf, server: serverNet, clinic: clinicNet, doctor: doctorNet, t: t}
+}
+
+// proxy is a TCP proxy to f's server adding the same 75 ms each way, for a websocket.
+func (w *wan4G) proxy(f *authzFixture) *tcpproxy.Proxy {
+	p, err := tcpproxy.Start(strings.TrimPrefix(f.srv.URL, "http://"), 75*time.Millisecond)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// wsVia dials websockets through p.
+func wsVia(p *tcpproxy.Proxy) *websocket.Dialer {
+	return &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", p.Addr())
+	}}
 }
