@@ -62,10 +62,10 @@ func (s *Service) Routes() []auth.Route {
 	b := s.cfg.Base
 	study := auth.StudyParam("study")
 	read := func(pattern string, h http.HandlerFunc) auth.Route {
-		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudyRead, Object: study, Basic: true, Handler: h}
+		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudyRead, Object: study, Basic: true, Handler: encoded(h)}
 	}
 	search := func(pattern string, level store.Level) auth.Route {
-		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudySearch, Basic: true, Handler: s.qido(level)}
+		return auth.Route{Pattern: "GET " + b + pattern, Action: auth.ActStudySearch, Basic: true, Handler: encoded(s.qido(level))}
 	}
 	searchIn := func(pattern string, level store.Level) auth.Route {
 		rt := read(pattern, s.qido(level))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,6 +67,10 @@ func (s *Service) retrieve(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		plans = append(plans, p)
+	}
+	// Native instances code well; a study with any compressed one is sent uncoded.
+	if !slices.ContainsFunc(plans, func(p partPlan) bool { return p.encoding == asStored && !uncompressedSyntax(p.in.TransferSyntax) }) {
+		nativePixels(w)
 	}
 	mw := multipart.NewWriter(w)
 	sent := 0

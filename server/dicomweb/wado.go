@@ -186,6 +186,9 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotAcceptable, fmt.Sprintf("frames of this instance are stored as %s and served as multipart/related; type=\"application/octet-stream\" (or the codec's media type) with transfer-syntax=* or %s; transcoding is not supported", in.TransferSyntax, storedOrNative(in.TransferSyntax, layout.Encapsulated)))
 		return
 	}
+	if uncompressedSyntax(ts) {
+		nativePixels(w)
+	}
 	dl := layout.Dcm()
 	// Big endian OW pixel data is stored as swapped 16-bit words, 8-bit data included; 32-bit
 	// pixels swap as 32-bit words.
@@ -380,6 +383,9 @@ func (s *Service) bulkdata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if uncompressedSyntax(in.TransferSyntax) {
+		nativePixels(w)
+	}
 	src := dcm.SpanReader(f, layout.Dcm(), span)
 	if w := dcm.SwapWidth(layout.BulkVR[path]); w > 0 && in.TransferSyntax == dcm.ExplicitVRBigEndian {
 		src = dcm.SwapReader(src, w) // bulk data is served little endian
