@@ -31,9 +31,12 @@ export const routes: RouteRecordRaw[] = [
       { path: 'clinic/requests', name: 'clinic-requests', component: () => import('@/views/clinic/RequestsView.vue'), meta: { role: 'clinic', title: 'screens.requests' } },
       { path: 'doctor/worklist', name: 'doctor-worklist', component: () => import('@/views/doctor/WorklistView.vue'), meta: { role: 'doctor', title: 'screens.worklist' } },
       { path: 'doctor/consultations/:id(\\d+)', name: 'doctor-consultation', component: () => import('@/views/doctor/ConsultationView.vue'), meta: { role: 'doctor', title: 'doctor.consultation.title' } },
-      { path: 'admin', name: 'admin', redirect: { name: 'admin-institutions' }, meta: { role: 'admin', title: 'screens.admin' } },
+      { path: 'admin', name: 'admin', redirect: { name: 'admin-dashboard' }, meta: { role: 'admin', title: 'screens.admin' } },
+      { path: 'admin/dashboard', name: 'admin-dashboard', component: () => import('@/views/admin/DashboardView.vue'), meta: { role: 'admin', title: 'admin.dashboard.title' } },
       { path: 'admin/institutions', name: 'admin-institutions', component: () => import('@/views/admin/InstitutionsView.vue'), meta: { role: 'admin', title: 'admin.institutions.title' } },
       { path: 'admin/people', name: 'admin-people', component: () => import('@/views/admin/PeopleView.vue'), meta: { role: 'admin', title: 'admin.people.title' } },
+      // admin/session-logs (name admin-session-logs, views/admin/SessionLogsView.vue) goes here; AppShell's tab for it shows once it is routed.
+      { path: 'admin/audit', name: 'admin-audit', component: () => import('@/views/admin/AuditView.vue'), meta: { role: 'admin', title: 'admin.audit.title' } },
       { path: 'no-role', name: 'no-role', component: () => import('@/views/NotFound.vue') },
     ],
   },
