@@ -23,6 +23,7 @@ const SERIES = `${ROOT}.1.1`;
 const SEARCHES = 60;
 
 let server;
+let liveId;
 let browser;
 let page;
 const pageErrors = [];
@@ -57,8 +58,11 @@ before(async () => {
   }
   const doctor = await apiSession(server.base, 'wei.dongping', PW);
   const me = (await doctor('GET', '/api/session')).body.user;
-  const acc = await doctor('POST', `/api/consultations/${ids[0]}/accept`, { doctorId: me.id });
+  const acc = await doctor('POST', `/api/consultations/${ids[0]}/accept`, { doctorId: me.id, scheduledAt: new Date(Date.now() + 3600_000).toISOString() });
   assert.equal(acc.status, 200, JSON.stringify(acc.body));
+  const st = await doctor('POST', `/api/consultations/${ids[0]}/start`);
+  assert.equal(st.status, 200, JSON.stringify(st.body));
+  liveId = ids[0];
 
   const admin = await apiSession(server.base, 'lu.jianhua', PW);
   for (let i = 0; i < SEARCHES; i++) assert.equal((await admin('GET', `/api/audit?limit=1&object=${i}`)).status, 200);
@@ -142,8 +146,18 @@ async function allPages(api, query) {
   }
 }
 
-test('the admin lands on the dashboard: consultations, storage, stations', T, async (t) => {
+test('the admin lands on the dashboard: consultations, storage, live rooms', T, async (t) => {
   if (skip()) return t.skip(skip());
+  // The doctor is in the live room (another browser: its own session).
+  const doctorBrowser = await launchBrowser();
+  t.after(() => doctorBrowser.close());
+  const dp = await doctorBrowser.context.newPage();
+  await dp.goto(`${server.base}/sign-in?next=${encodeURIComponent(`/consultations/${liveId}/live?auto=1`)}`);
+  await dp.getByRole('textbox', { name: '用户名' }).fill('wei.dongping');
+  await dp.getByLabel('密码', { exact: true }).fill(PW);
+  await dp.getByRole('button', { name: '登录', exact: true }).click();
+  await dp.waitForFunction(() => window.sanping?.status === 'connected', null, { timeout: 30_000 });
+
   await signIn(page, 'lu.jianhua', PW);
   await page.waitForURL(/\/admin\/dashboard$/);
   await page.getByRole('heading', { name: '概览', level: 1 }).waitFor();
@@ -159,6 +173,9 @@ test('the admin lands on the dashboard: consultations, storage, stations', T, as
   await page.getByRole('article', { name: '各医生会诊' }).getByRole('row', { name: /韦东平\s*大化县人民医院\s*1/ }).waitFor();
   await page.getByRole('article', { name: '每月新增存储' }).locator('canvas').waitFor();
   assert.match(await page.getByTestId('figure-storage').textContent(), /\d+(\.\d+)? (B|KB|MB)/);
+  const room = page.getByRole('article', { name: '正在进行的会诊室' }).locator(`[data-consultation="${liveId}"]`);
+  await room.getByText(/韦东平 · 医生 · 大化县人民医院/).waitFor();
+  assert.equal((await page.getByTestId('figure-live').locator('strong').textContent()).trim(), '1');
   assert.equal(await page.getByTestId('audit-alarm').count(), 0, 'no alarm while the chain holds');
   await shoot(page, 'admin-dashboard', DESKTOP);
   await phoneShot('admin-dashboard-phone', () => page.getByRole('article', { name: '每日会诊申请' }).locator('canvas').waitFor());
