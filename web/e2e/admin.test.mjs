@@ -52,6 +52,8 @@ async function pick(p, dialog, label, option) {
 test('the admin adds a village clinic under the township and gives it a station', T, async (t) => {
   if (skip()) return t.skip(skip());
   await signIn(page, 'lu.jianhua', PW);
+  await page.waitForURL(/\/admin\/dashboard$/);
+  await page.getByRole('link', { name: '机构与工作站' }).click();
   await page.waitForURL(/\/admin\/institutions$/);
   await page.getByRole('heading', { name: '机构与工作站' }).waitFor();
   const tree = page.getByRole('navigation', { name: '机构树' });

@@ -42,7 +42,9 @@ function binary() {
 
 /**
  * startServer makes a data directory with setup(cli) (cli(args, stdin) runs `sanping ARGS`),
- * starts the server on a free port and waits for /healthz.
+ * starts the server on a free port and waits for /healthz. restart(change) stops it, calls
+ * change(dataDir) with the server down (to change its files as someone with disk access
+ * could) and starts it again at the same address.
  */
 export async function startServer(setup) {
   const bin = binary();
@@ -52,41 +54,54 @@ export async function startServer(setup) {
   const cli = (args, stdin = '') => run(bin, [args[0], args[1], '-data', data, ...args.slice(2)], { input: stdin }).toString();
   setup(cli);
   const port = await freePort();
-  const proc = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-data', data, '-media-udp=', '-media-tcp=', '-turn='], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const base = `http://127.0.0.1:${port}`;
   let log = '';
   const keep = (d) => {
     log += d.toString();
     if (log.length > 1_000_000) log = log.slice(-500_000);
   };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
-  let exited = null;
-  proc.on('exit', (code, sig) => {
-    exited = `exit code ${code} signal ${sig}`;
-  });
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (exited) throw new Error(`sanping stopped before it was ready (${exited}):\n${log}`);
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) break;
-    } catch {
-      // not listening yet
+  let proc;
+  async function launch() {
+    proc = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-data', data, '-media-udp=', '-media-tcp=', '-turn='], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout.on('data', keep);
+    proc.stderr.on('data', keep);
+    let exited = null;
+    proc.on('exit', (code, sig) => {
+      exited = `exit code ${code} signal ${sig}`;
+    });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (exited) throw new Error(`sanping stopped before it was ready (${exited}):\n${log}`);
+      try {
+        if ((await fetch(`${base}/healthz`)).ok) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`sanping not ready after 20 s:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (Date.now() > deadline) throw new Error(`sanping not ready after 20 s:\n${log}`);
-    await new Promise((r) => setTimeout(r, 100));
   }
+  async function halt() {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const done = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await done;
+      clearTimeout(t);
+    }
+  }
+  await launch();
   return {
     base,
+    data,
     log: () => log,
+    async restart(change) {
+      await halt();
+      change(data);
+      await launch();
+    },
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const done = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-        await done;
-        clearTimeout(t);
-      }
+      await halt();
       if (process.env.SANPING_KEEP_TMP) {
         fs.writeFileSync(path.join(tmp, 'server.log'), log);
         console.log(`# kept ${tmp}`);

@@ -26,12 +26,12 @@ beforeEach(() => {
 
 describe('routes by role', () => {
   it('has the screens of every role', () => {
-    expect(screens.map((r) => r.name)).toEqual(expect.arrayContaining(['clinic-upload', 'doctor-worklist', 'admin-institutions', 'admin-people', 'admin-session-logs', 'admin-session-log']));
+    expect(screens.map((r) => r.name)).toEqual(expect.arrayContaining(['clinic-upload', 'doctor-worklist', 'admin-dashboard', 'admin-institutions', 'admin-people', 'admin-audit', 'admin-session-logs', 'admin-session-log']));
   });
   for (const role of ['clinic', 'doctor', 'admin']) {
     it(`${role}: its own screens open, the others' send it home`, async () => {
       vi.stubGlobal('fetch', async (req: Request) => (new URL(req.url).pathname === '/api/session' ? session([role]) : new Response('[]', { status: 200, headers: { 'Content-Type': 'application/json' } })));
-      const home = { clinic: 'clinic-upload', doctor: 'doctor-worklist', admin: 'admin-institutions' }[role];
+      const home = { clinic: 'clinic-upload', doctor: 'doctor-worklist', admin: 'admin-dashboard' }[role];
       for (const r of screens) {
         const path = String(r.path).replace(':id(\\d+)', '7').replace(/^(?!\/)/, '/');
         const pinia = createPinia();
@@ -41,4 +41,10 @@ describe('routes by role', () => {
       }
     });
   }
+
+  it('admin: lands on the dashboard', async () => {
+    vi.stubGlobal('fetch', async (req: Request) => (new URL(req.url).pathname === '/api/session' ? session(['admin']) : new Response('[]', { status: 200, headers: { 'Content-Type': 'application/json' } })));
+    expect(await land(createPinia(), '/')).toBe('admin-dashboard');
+    expect(await land(createPinia(), '/admin')).toBe('admin-dashboard');
+  });
 });
