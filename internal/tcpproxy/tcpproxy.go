@@ -29,8 +29,9 @@ import (
 
 // Link and Direction are the link model (see internal/linkem).
 type (
-	Link      = linkem.Link
-	Direction = linkem.Direction
+	Link           = linkem.Link
+	Direction      = linkem.Direction
+	GilbertElliott = linkem.GilbertElliott
 )
 
 // segment is the largest chunk on a shaped link, so that loss and jitter apply per segment.
