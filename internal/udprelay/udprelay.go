@@ -19,8 +19,12 @@
 //
 // A client (client/live.Join with a loopback server URL includes loopback candidates) then
 // sends its media to 127.0.0.2:port, through the relay; the server sees the relay's upstream
-// socket as a peer-reflexive candidate and answers it. TestServerMediaThroughRelay in
-// server/ does this. Leave -media-tcp unset, or ICE may choose TCP around the relay.
+// socket as a peer-reflexive candidate and answers it. TestLiveBadNetworkRelay in server/
+// does this. Leave -media-tcp unset, or ICE may choose TCP around the relay. What the server
+// forwards to a participant may not cross the relay: on that connection the server is
+// ICE-controlling and may pick the participant's own loopback candidate, which it reaches
+// directly. Forcing it through would take a client-side filter (a transport.Net that only
+// accepts datagrams from the relay), not written yet.
 package udprelay
 
 import (
