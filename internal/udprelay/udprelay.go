@@ -21,10 +21,10 @@
 // sends its media to 127.0.0.2:port, through the relay; the server sees the relay's upstream
 // socket as a peer-reflexive candidate and answers it. TestLiveBadNetworkRelay in server/
 // does this. Leave -media-tcp unset, or ICE may choose TCP around the relay. What the server
-// forwards to a participant may not cross the relay: on that connection the server is
-// ICE-controlling and may pick the participant's own loopback candidate, which it reaches
-// directly. Forcing it through would take a client-side filter (a transport.Net that only
-// accepts datagrams from the relay), not written yet.
+// forwards to a participant crosses the relay only if the server cannot reach the
+// participant directly: on that connection the server is ICE-controlling and would pick the
+// participant's own candidate. The test gives each participant a transport.Net that lets in
+// only datagrams from the relay (behindNAT, an address-restricted NAT).
 package udprelay
 
 import (
