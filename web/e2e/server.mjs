@@ -382,73 +382,132 @@ export function makeDicom({ studyUID, seriesUID, sopUID, patientName = 'Test^Pat
 /**
  * Link is one direction of an emulated link: bytes leave at rateBitsPerSecond (a token bucket
  * shared by every connection in that direction, as a 4G cell's capacity is) and arrive delayMs
- * later. Without a rate it only delays; without either it passes bytes through at once.
+ * later, plus a random [0, jitterMs). Without a rate it only delays; without any option it
+ * passes bytes through at once. It is the same model as internal/tcpproxy (Go): TCP never
+ * reorders, so a piece is never written before the one ahead of it on its connection; a lost
+ * segment (probability loss) is not lost to the application but resent by TCP, so it and
+ * everything behind it on that connection wait one retransmission timeout, rtoMs
+ * (max(200, RTT + 4 * jitter), Linux's RTO with its 200 ms floor; no fast retransmit).
+ * Pieces are 1460 bytes (a segment) when there is jitter or loss, else 8 KB.
  */
 class Link {
-  constructor(rateBitsPerSecond = 0, delayMs = 0) {
+  constructor({ rateBitsPerSecond = 0, delayMs = 0, jitterMs = 0, loss = 0, rtoMs = 200, random = Math.random } = {}) {
     this.rate = rateBitsPerSecond;
     this.delay = delayMs;
+    this.jitter = jitterMs;
+    this.loss = loss;
+    this.rto = rtoMs;
+    this.random = random;
     this.freeAt = 0; // when the link has sent everything queued so far (ms, performance.now())
+    this.lost = 0; // segments held one RTO
   }
 
   get shaped() {
-    return this.rate > 0 || this.delay > 0;
+    return this.rate > 0 || this.delay > 0 || this.jitter > 0 || this.loss > 0;
   }
 
-  /** send schedules chunk for dst no earlier than notBefore; done() runs once it is written. */
-  send(chunk, dst, notBefore, done) {
+  /** flow is one connection's side of this link: where its pieces go, in order. */
+  flow(dst) {
+    return { dst, queue: [], timer: null, last: 0 };
+  }
+
+  /** send schedules chunk on flow no earlier than notBefore; done() runs once it is written. */
+  send(chunk, flow, notBefore, done) {
     const now = performance.now();
-    // Pieces of 8 KB so that one large read does not hold the link in one block.
-    for (let off = 0; off < chunk.length; off += 8192) {
-      const piece = chunk.subarray(off, Math.min(chunk.length, off + 8192));
+    const size = this.jitter > 0 || this.loss > 0 ? 1460 : 8192;
+    // Pieces so that one large read does not hold the link in one block.
+    for (let off = 0; off < chunk.length; off += size) {
+      const piece = chunk.subarray(off, Math.min(chunk.length, off + size));
       const start = Math.max(now, this.freeAt, notBefore);
       this.freeAt = start + (this.rate > 0 ? (piece.length * 8 * 1000) / this.rate : 0);
-      const at = this.freeAt + this.delay;
-      const last = off + 8192 >= chunk.length;
-      setTimeout(() => {
-        if (!dst.destroyed) dst.write(piece);
-        if (last) done();
-      }, Math.max(0, at - now));
+      let at = this.freeAt + this.delay + (this.jitter > 0 ? this.random() * this.jitter : 0);
+      if (this.loss > 0 && this.random() < this.loss) {
+        this.lost++;
+        at += this.rto;
+      }
+      this.push(flow, { at, piece, done: off + size >= chunk.length ? done : null });
     }
   }
+
+  /** end ends flow's destination once everything before it is written. */
+  end(flow) {
+    this.push(flow, { at: Math.max(performance.now(), this.freeAt + this.delay), end: true });
+  }
+
+  push(flow, item) {
+    item.at = Math.max(item.at, flow.last);
+    flow.last = item.at;
+    flow.queue.push(item);
+    if (!flow.timer) this.drain(flow);
+  }
+
+  drain(flow) {
+    flow.timer = null;
+    const now = performance.now();
+    while (flow.queue.length && flow.queue[0].at <= now) {
+      const item = flow.queue.shift();
+      if (item.end) flow.dst.end();
+      else if (!flow.dst.destroyed) flow.dst.write(item.piece);
+      item.done?.();
+    }
+    if (flow.queue.length) flow.timer = setTimeout(() => this.drain(flow), flow.queue[0].at - now);
+  }
+}
+
+/** mulberry32: a seeded generator of [0, 1), for reproducible jitter and loss. */
+function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 /**
  * startProxy puts a TCP proxy between the browser and the server: cut(ms) drops every
- * connection and refuses new ones for ms, as a 4G link that goes away does. With options
- * { rateBitsPerSecond, delayMs } it also emulates the link: each direction is limited to that
- * rate (shared by all connections) and delayed by delayMs one way, and a new connection waits
- * one round trip before its first byte goes up (TCP's handshake). Timers in node, no netem.
+ * connection and refuses new ones for ms, as a 4G link that goes away does. Options emulate
+ * the link (see Link): rateBitsPerSecond limits both directions, upBitsPerSecond (browser to
+ * server) and downBitsPerSecond override it per direction, each shared by all connections;
+ * delayMs is one way, jitterMs adds a random [0, jitterMs) per piece (order kept), loss is the
+ * probability a segment is lost (stalls its connection one RTO); seed makes jitter and loss
+ * reproducible. A new connection waits one round trip before its first byte goes up (TCP's
+ * handshake). Timers in node, no netem.
  */
-export async function startProxy(target, { rateBitsPerSecond = 0, delayMs = 0 } = {}) {
+export async function startProxy(target, { rateBitsPerSecond = 0, upBitsPerSecond, downBitsPerSecond, delayMs = 0, jitterMs = 0, loss = 0, seed } = {}) {
   const { port: targetPort, hostname } = new URL(target);
   const sockets = new Set();
-  const up = new Link(rateBitsPerSecond, delayMs);
-  const down = new Link(rateBitsPerSecond, delayMs);
+  const random = seed === undefined ? Math.random : seeded(seed);
+  const rtoMs = Math.max(200, 2 * delayMs + 4 * jitterMs);
+  const link = (rate) => new Link({ rateBitsPerSecond: rate, delayMs, jitterMs, loss, rtoMs, random });
+  const up = link(upBitsPerSecond ?? rateBitsPerSecond);
+  const down = link(downBitsPerSecond ?? rateBitsPerSecond);
   let downUntil = 0;
   let bytesUp = 0;
   let bytesDown = 0;
   // pipe copies src to dst through a link, pausing src while much is queued (backpressure).
+  // It returns the flow on the link (null unshaped).
   const pipe = (src, dst, link, notBefore, count) => {
     if (!link.shaped) {
       src.on('data', (d) => count(d.length));
       src.pipe(dst);
-      return;
+      return null;
     }
+    const flow = link.flow(dst);
     let queued = 0;
     src.on('data', (d) => {
       count(d.length);
       queued += d.length;
       if (queued > 256 * 1024) src.pause();
-      link.send(d, dst, notBefore(), () => {
+      link.send(d, flow, notBefore(), () => {
         queued -= d.length;
         if (queued <= 256 * 1024 && src.isPaused()) src.resume();
       });
     });
-    src.on('end', () => {
-      const wait = Math.max(0, link.freeAt + link.delay - performance.now());
-      setTimeout(() => dst.end(), wait);
-    });
+    src.on('end', () => link.end(flow));
+    return flow;
   };
   const server = net.createServer((client) => {
     if (Date.now() < downUntil) {
@@ -465,10 +524,13 @@ export async function startProxy(target, { rateBitsPerSecond = 0, delayMs = 0 } 
       sockets.delete(client);
       sockets.delete(upstream);
     };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    pipe(client, upstream, up, () => opened + 2 * delayMs, (n) => (bytesUp += n));
-    pipe(upstream, client, down, () => 0, (n) => (bytesDown += n));
+    const toServer = pipe(client, upstream, up, () => opened + 2 * delayMs, (n) => (bytesUp += n));
+    const toClient = pipe(upstream, client, down, () => 0, (n) => (bytesDown += n));
+    // One side closing cleanly leaves what is still on the link toward the other to arrive
+    // (the flow ends that side when it is through); an error drops both at once.
+    const busy = (flow) => flow !== null && flow.queue.length > 0;
+    client.on('error', drop).on('close', (hadError) => (hadError || !busy(toServer)) && drop());
+    upstream.on('error', drop).on('close', (hadError) => (hadError || !busy(toClient)) && drop());
   });
   const port = await freePort();
   await new Promise((r) => server.listen(port, '127.0.0.1', r));
@@ -487,6 +549,10 @@ export async function startProxy(target, { rateBitsPerSecond = 0, delayMs = 0 } 
     /** Bytes that went through, browser to server and back. */
     get bytes() {
       return { up: bytesUp, down: bytesDown };
+    },
+    /** Segments held one RTO for a loss, each way. */
+    get lost() {
+      return { up: up.lost, down: down.lost };
     },
     close() {
       for (const s of sockets) s.destroy();
