@@ -54,7 +54,7 @@ func cacheKey(srcs ...Source) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintln(h, s.Path, fi.Size(), fi.ModTime().UnixNano(), s.Start.UnixNano())
+		fmt.Fprintln(h, s.Path, fi.Size(), fi.ModTime().UnixNano(), s.Start.UnixNano(), s.End.UnixNano())
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }

@@ -59,10 +59,23 @@ func Probe(path string) Info {
 	return Info{}
 }
 
-// Source is a recorded file and the wall-clock time of its first frame.
+// Source is a recorded file, the wall-clock time of its first frame and the time it was
+// finalized. Without a Start (files recorded before starts were kept) a track is placed by its
+// End less its duration: the SFU finalizes a participant's tracks together when it leaves.
 type Source struct {
-	Path  string
-	Start time.Time
+	Path       string
+	Start, End time.Time
+}
+
+func (s Source) start() time.Time {
+	if !s.Start.IsZero() || s.End.IsZero() {
+		return s.Start
+	}
+	d, err := Duration(s.Path)
+	if err != nil {
+		return time.Time{}
+	}
+	return s.End.Add(-d)
 }
 
 // Stats counts what WriteWebM wrote.
@@ -136,13 +149,19 @@ func WriteWebM(out Output, video, audio Source) (Stats, error) {
 	}
 	// The later source is shifted by the difference of the starts.
 	var voff, aoff time.Duration
-	if v != nil && a != nil && !video.Start.IsZero() && !audio.Start.IsZero() {
-		st.AudioOffset = audio.Start.Sub(video.Start)
-		if st.AudioOffset > 0 {
-			aoff = st.AudioOffset
-		} else {
-			voff = -st.AudioOffset
+	if v != nil && a != nil {
+		vs, as := video.Start, audio.Start
+		if vs.IsZero() || as.IsZero() {
+			vs, as = Source{Path: video.Path, End: video.End}.start(), Source{Path: audio.Path, End: audio.End}.start()
 		}
+		if !vs.IsZero() && !as.IsZero() {
+			st.AudioOffset = as.Sub(vs)
+		}
+	}
+	if st.AudioOffset > 0 {
+		aoff = st.AudioOffset
+	} else {
+		voff = -st.AudioOffset
 	}
 
 	sink := &stickyOutput{out: out}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/at-wat/ebml-go"
+	"github.com/at-wat/ebml-go/webm"
+
+	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/auth"
+	"github.com/sanping/sanping/server/consult"
+)
+
+type pageRecording struct {
+	ID          int       `json:"id"`
+	Time        time.Time `json:"time"`
+	Start       time.Time `json:"start"`
+	Participant string    `json:"participant"`
+	File        string    `json:"file"`
+	Kind        string    `json:"kind"`
+	Codec       string    `json:"codec"`
+	Playable    bool      `json:"playable"`
+	URL         string    `json:"url"`
+	AudioID     *int      `json:"audioId"`
+}
+
+// TestSessionRecordingPlayback: a clinic publishes camera and microphone in a consultation with
+// recording consent and leaves; the admin's session page lists the two tracks, the video paired
+// with the audio, and the video's URL serves a WebM with both (ranges too) that only the admin
+// may fetch, each fetch in the audit trail.
+func TestSessionRecordingPlayback(t *testing.T) {
+	f := newAuthzFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	admin, clinicU, doctorU := f.users["admin"], f.users["clinic"], f.users["doctor"]
+	c, err := f.app.consult.Create(ctx, clinicU.p, consult.Request{Patient: consult.Patient{ID: "P9", Name: "石桂兰", Sex: "F"},
+		StudyUIDs: []string{f.studyA.Study}, ClinicalQuestion: "咳嗽两周", Purpose: "远程会诊", Urgency: "routine",
+		TargetInstitutionID: f.inst["H"], ConsentConfirmed: true, RecordingConsent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.consult.Accept(ctx, doctorU.p, c.ID, doctorU.p.UserID, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.consult.Start(ctx, doctorU.p, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	doctor := f.join(ctx, t, doctorU, c.ID, false)
+	clinic := f.join(ctx, t, clinicU, c.ID, true)
+	if err := doctor.WaitFrames(ctx, clinic.ID(), 30); err != nil {
+		t.Fatalf("the doctor did not receive the clinic's camera: %v", err)
+	}
+	clinic.Close()
+
+	pagePath := fmt.Sprintf("/api/session-logs/%d", c.ID)
+	var page struct {
+		Recordings []pageRecording `json:"recordings"`
+	}
+	waitUntil(t, 30*time.Second, "both tracks recorded", func() bool {
+		f.json(admin, "GET", pagePath, nil, &page)
+		return len(page.Recordings) >= 2
+	})
+	var video, audio *pageRecording
+	for i := range page.Recordings {
+		r := &page.Recordings[i]
+		if r.ID != i || r.URL != fmt.Sprintf("%s/recordings/%d", pagePath, i) || r.Participant != clinic.ID() || r.Start.IsZero() {
+			t.Errorf("recording %d: %+v", i, *r)
+		}
+		switch r.Kind {
+		case "video":
+			video = r
+		case "audio":
+			audio = r
+		}
+	}
+	if video == nil || audio == nil {
+		t.Fatalf("recordings %+v: want a video and an audio", page.Recordings)
+	}
+	if video.Codec != "VP8" || !video.Playable || video.AudioID == nil || *video.AudioID != audio.ID {
+		t.Errorf("video entry %+v: want VP8, playable, with audio %d", *video, audio.ID)
+	}
+	if audio.Codec != "opus" || !audio.Playable || audio.AudioID != nil {
+		t.Errorf("audio entry %+v", *audio)
+	}
+
+	res, body := f.get(admin, video.URL)
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "video/webm" || res.Header.Get("Accept-Ranges") != "bytes" {
+		t.Fatalf("GET %s: %d %q %q", video.URL, res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Accept-Ranges"))
+	}
+	var m struct {
+		Header  webm.EBMLHeader `ebml:"EBML"`
+		Segment webm.Segment    `ebml:"Segment"`
+	}
+	if err := ebml.Unmarshal(bytes.NewReader(body), &m); err != nil {
+		t.Fatalf("the WebM does not parse: %v", err)
+	}
+	var codecs []string
+	blocks := map[uint64]int{}
+	for _, cl := range m.Segment.Cluster {
+		for _, b := range cl.SimpleBlock {
+			blocks[b.TrackNumber]++
+		}
+	}
+	for _, te := range m.Segment.Tracks.TrackEntry {
+		codecs = append(codecs, te.CodecID)
+		if blocks[te.TrackNumber] == 0 {
+			t.Errorf("no blocks on the %s track", te.CodecID)
+		}
+	}
+	if m.Header.DocType != "webm" || strings.Join(codecs, ",") != "V_VP8,A_OPUS" {
+		t.Errorf("WebM %q with tracks %v, want V_VP8 and A_OPUS", m.Header.DocType, codecs)
+	}
+
+	// A player's range request, then the audio alone as Ogg.
+	req, _ := http.NewRequest("GET", f.srv.URL+video.URL, nil)
+	req.Header.Set("Range", "bytes=100-199")
+	rres, err := admin.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rres.Body.Close()
+	if rres.StatusCode != http.StatusPartialContent || rres.ContentLength != 100 {
+		t.Errorf("range request: %d, %d bytes", rres.StatusCode, rres.ContentLength)
+	}
+	if res, body := f.get(admin, audio.URL); res.StatusCode != 200 || res.Header.Get("Content-Type") != "audio/ogg" || !bytes.HasPrefix(body, []byte("OggS")) {
+		t.Errorf("GET %s: %d %q", audio.URL, res.StatusCode, res.Header.Get("Content-Type"))
+	}
+
+	for _, tc := range []struct {
+		u    *fixtureUser
+		path string
+		want int
+	}{
+		{doctorU, video.URL, 403},
+		{clinicU, video.URL, 403},
+		{admin, fmt.Sprintf("%s/recordings/%d", pagePath, len(page.Recordings)), 404},
+		{admin, pagePath + "/recordings/-1", 404},
+		{admin, pagePath + "/recordings/first", 400},
+		{admin, "/api/session-logs/999999/recordings/0", 404},
+	} {
+		if res, body := f.get(tc.u, tc.path); res.StatusCode != tc.want {
+			t.Errorf("%s GET %s: %d, want %d (%s)", tc.u.name, tc.path, res.StatusCode, tc.want, body)
+		}
+	}
+
+	entries, err := f.app.trail.List(ctx, audit.Filter{Action: "recording.read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]bool{}
+	for _, e := range entries {
+		if e.Actor == "admin" && e.Role == auth.RoleAdmin && e.PatientID == "P9" {
+			read[e.Object] = true
+		}
+	}
+	for _, r := range []*pageRecording{video, audio} {
+		if obj := fmt.Sprintf("consultation:%d/recording/%d", c.ID, r.ID); !read[obj] {
+			t.Errorf("no recording.read of %s in the trail (%v)", obj, read)
+		}
+	}
+}
