@@ -102,10 +102,18 @@ func TestSessionRecordingPlayback(t *testing.T) {
 	}
 	var codecs []string
 	blocks := map[uint64]int{}
+	first := map[uint64]int64{}
 	for _, cl := range m.Segment.Cluster {
 		for _, b := range cl.SimpleBlock {
+			if blocks[b.TrackNumber] == 0 {
+				first[b.TrackNumber] = int64(cl.Timecode) + int64(b.Timecode)
+			}
 			blocks[b.TrackNumber]++
 		}
+	}
+	// The tracks are placed by their files' starts.
+	if got, want := first[2]-first[1], audio.Start.Sub(video.Start).Milliseconds(); got < want-1 || got > want+1 {
+		t.Errorf("the audio's first block is %d ms after the video's, its file started %d ms after", got, want)
 	}
 	for _, te := range m.Segment.Tracks.TrackEntry {
 		codecs = append(codecs, te.CodecID)

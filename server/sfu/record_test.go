@@ -166,7 +166,7 @@ func checkH264(t *testing.T, events *eventLog) {
 func TestRecordAudioGap(t *testing.T) {
 	var w writtenRTP
 	r := &recorder{w: &w}
-	toc20ms := byte(15<<3 | 0) // hybrid FB 20 ms, one frame
+	toc20ms := byte(15 << 3) // hybrid FB 20 ms, one frame (code 0)
 	for _, ts := range []uint32{1000, 1960, 1960 + 3*960, 1960 + 4*960} {
 		r.packet(&rtp.Packet{Header: rtp.Header{Timestamp: ts}, Payload: []byte{toc20ms, 1, 2, 3}}, false)
 	}
