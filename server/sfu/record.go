@@ -271,6 +271,7 @@ func (r *recorder) writeFrame() {
 	if r.needKey {
 		if !isKeyframeStart(r.ut.ck, r.frame[0].Payload) {
 			r.frame = r.frame[:0]
+			r.ut.requestKeyframe(r.ut.recLayer) // at most one a PLI interval
 			return
 		}
 		r.needKey = false
