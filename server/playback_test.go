@@ -12,6 +12,7 @@ import (
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
 
+	"github.com/sanping/sanping/client/live"
 	"github.com/sanping/sanping/server/audit"
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/consult"
@@ -30,10 +31,11 @@ type pageRecording struct {
 	AudioID     *int      `json:"audioId"`
 }
 
-// TestSessionRecordingPlayback: a clinic publishes camera and microphone in a consultation with
-// recording consent and leaves; the admin's session page lists the two tracks, the video paired
-// with the audio, and the video's URL serves a WebM with both (ranges too) that only the admin
-// may fetch, each fetch in the audit trail.
+// TestSessionRecordingPlayback: in a consultation with recording consent a clinic publishes
+// camera and microphone and a doctor H.264, then both leave; the admin's session page lists the
+// three tracks, the clinic's video paired with its audio; the video's URL serves a WebM with
+// both (ranges too), the audio's its Ogg, the H.264's a download; only the admin may fetch them,
+// and each fetch is in the audit trail naming the patient.
 func TestSessionRecordingPlayback(t *testing.T) {
 	f := newAuthzFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -51,36 +53,57 @@ func TestSessionRecordingPlayback(t *testing.T) {
 	if _, err := f.app.consult.Start(ctx, doctorU.p, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	doctor := f.join(ctx, t, doctorU, c.ID, false)
+	// The doctor sends H.264 (a download, not playable), the clinic VP8 and Opus.
+	doctor, err := live.Join(ctx, live.Config{URL: f.liveURL(c.ID), Header: f.header(doctorU), Name: doctorU.name,
+		Video: "../client/live/testdata/video.h264"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer doctor.Close()
 	clinic := f.join(ctx, t, clinicU, c.ID, true)
 	if err := doctor.WaitFrames(ctx, clinic.ID(), 30); err != nil {
 		t.Fatalf("the doctor did not receive the clinic's camera: %v", err)
 	}
+	if err := clinic.WaitFrames(ctx, doctor.ID(), 30); err != nil {
+		t.Fatalf("the clinic did not receive the doctor's camera: %v", err)
+	}
 	clinic.Close()
+	doctor.Close()
 
 	pagePath := fmt.Sprintf("/api/session-logs/%d", c.ID)
 	var page struct {
 		Recordings []pageRecording `json:"recordings"`
 	}
-	waitUntil(t, 30*time.Second, "both tracks recorded", func() bool {
+	waitUntil(t, 30*time.Second, "the three tracks recorded", func() bool {
 		f.json(admin, "GET", pagePath, nil, &page)
-		return len(page.Recordings) >= 2
+		return len(page.Recordings) >= 3
 	})
-	var video, audio *pageRecording
+	var video, audio, h264 *pageRecording
 	for i := range page.Recordings {
 		r := &page.Recordings[i]
-		if r.ID != i || r.URL != fmt.Sprintf("%s/recordings/%d", pagePath, i) || r.Participant != clinic.ID() || r.Start.IsZero() {
+		if r.ID != i || r.URL != fmt.Sprintf("%s/recordings/%d", pagePath, i) || r.Start.IsZero() {
 			t.Errorf("recording %d: %+v", i, *r)
 		}
-		switch r.Kind {
-		case "video":
+		switch {
+		case r.Participant == doctor.ID():
+			h264 = r
+		case r.Participant != clinic.ID():
+			t.Errorf("recording %d from %s", i, r.Participant)
+		case r.Kind == "video":
 			video = r
-		case "audio":
+		case r.Kind == "audio":
 			audio = r
 		}
 	}
-	if video == nil || audio == nil {
-		t.Fatalf("recordings %+v: want a video and an audio", page.Recordings)
+	if video == nil || audio == nil || h264 == nil {
+		t.Fatalf("recordings %+v: want a video and an audio from the clinic, H.264 from the doctor", page.Recordings)
+	}
+	if h264.Kind != "video" || h264.Codec != "H264" || h264.Playable || h264.AudioID != nil {
+		t.Errorf("H.264 entry %+v: want a video, not playable, without audio", *h264)
+	}
+	if res, body := f.get(admin, h264.URL); res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/octet-stream" ||
+		!strings.HasPrefix(res.Header.Get("Content-Disposition"), "attachment") || !bytes.HasPrefix(body, []byte{0, 0, 0, 1}) {
+		t.Errorf("GET %s: %d %q %q", h264.URL, res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Content-Disposition"))
 	}
 	if video.Codec != "VP8" || !video.Playable || video.AudioID == nil || *video.AudioID != audio.ID {
 		t.Errorf("video entry %+v: want VP8, playable, with audio %d", *video, audio.ID)
@@ -167,7 +190,7 @@ func TestSessionRecordingPlayback(t *testing.T) {
 			read[e.Object] = true
 		}
 	}
-	for _, r := range []*pageRecording{video, audio} {
+	for _, r := range []*pageRecording{video, audio, h264} {
 		if obj := fmt.Sprintf("consultation:%d/recording/%d", c.ID, r.ID); !read[obj] {
 			t.Errorf("no recording.read of %s in the trail (%v)", obj, read)
 		}
