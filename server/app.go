@@ -106,7 +106,8 @@ func newApp(ctx context.Context, st *store.Store, cfg Config, log *slog.Logger) 
 	}
 	cons.SetOnTransition(live.OnTransition)
 	dw := dicomweb.New(dicomweb.Config{Store: st, Base: "/dicom-web", PublicURL: cfg.PublicURL, MaxRequestBody: cfg.MaxRequestBody, Logger: log, Audit: trail})
-	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Live: live, Storage: st})
+	rest := api.New(api.Config{Auth: au, Org: orgs, Consult: cons, Audit: trail, Logger: log, Live: live, Storage: st,
+		RecordingDir: sc.RecordDir})
 	routes := []auth.Route{
 		{Pattern: "GET /healthz", Action: auth.ActPublic, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")

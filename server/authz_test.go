@@ -422,8 +422,10 @@ func routeTable() map[string]routeCase {
 		"GET /api/audit/export":       {path: "/api/audit/export", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs":       {path: "/api/session-logs?format=csv", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/session-logs/{sid}": {path: "/api/session-logs/{sid}", anon: "401", admin: "200", doctor: "403", clinic: "403"},
-		"GET /api/dashboard":          {path: "/api/dashboard", anon: "401", admin: "200", doctor: "403", clinic: "403"},
-		"/api/":                       {path: "/api/nothing-here", anon: "401", admin: "404", doctor: "404", clinic: "404"},
+		// No recordings in the table's consultation: 404 for the admin (TestSessionRecordingPlayback plays one).
+		"GET /api/session-logs/{sid}/recordings/{n}": {path: "/api/session-logs/{sid}/recordings/0", anon: "401", admin: "404", doctor: "403", clinic: "403"},
+		"GET /api/dashboard":                         {path: "/api/dashboard", anon: "401", admin: "200", doctor: "403", clinic: "403"},
+		"/api/":                                      {path: "/api/nothing-here", anon: "401", admin: "404", doctor: "404", clinic: "404"},
 
 		"POST /dicom-web/studies":                                  {path: "/dicom-web/studies", body: stowBody(false), anon: "401", admin: "200/200", doctor: "200/409", clinic: "200/409"},
 		"POST /dicom-web/studies/{study}":                          {path: "/dicom-web/studies/{study}", body: stowBody(true), anon: "401", admin: "200/200", doctor: "409/409", clinic: "200/409"},

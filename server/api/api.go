@@ -20,6 +20,7 @@ import (
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/org"
+	"github.com/sanping/sanping/server/recording"
 )
 
 // Config wires the API to the domain services.
@@ -35,6 +36,8 @@ type Config struct {
 	Live LiveLog
 	// Storage is the DICOM store's usage for the dashboard (nil: none).
 	Storage Storage
+	// RecordingDir holds the SFU's recordings; only files in it are served.
+	RecordingDir string
 }
 
 // Service serves the REST API.
@@ -45,6 +48,7 @@ type Service struct {
 	cons  *consult.Service
 	trail *audit.Log
 	log   *slog.Logger
+	rec   recording.Cache
 }
 
 // New builds the API.
@@ -123,6 +127,7 @@ func (s *Service) Routes() []auth.Route {
 		r("GET /api/audit/export", auth.ActAdmin, s.exportAudit),
 		r("GET /api/session-logs", auth.ActAdmin, s.listSessionLogs),
 		r("GET /api/session-logs/{sid}", auth.ActAdmin, s.sessionLog),
+		r("GET /api/session-logs/{sid}/recordings/{n}", auth.ActAdmin, s.sessionRecording),
 		r("GET /api/dashboard", auth.ActAdmin, s.getDashboard),
 
 		r("/api/", auth.ActSelf, func(w http.ResponseWriter, r *http.Request) {

@@ -371,10 +371,9 @@ type sessionPage struct {
 	Timeline     []sessionEvent         `json:"timeline"`
 	Chat         []protocol.ChatMessage `json:"chat"`
 	Report       sessionReport          `json:"report"`
-	// Recordings are the recorded tracks' files under the data directory; the server does not
-	// serve them over HTTP.
-	Recordings []signal.Recording `json:"recordings"`
-	Quality    []*qualitySeries   `json:"quality"`
+	// Recordings are the recorded tracks, each with its URL (GET .../recordings/{id}).
+	Recordings []recordingEntry `json:"recordings"`
+	Quality    []*qualitySeries `json:"quality"`
 }
 
 // sessionLog is one consultation's session page: its typed timeline (every audit entry about
@@ -471,7 +470,7 @@ func (s *Service) sessionPage(ctx context.Context, id int64) (*sessionPage, erro
 	slices.SortFunc(entries, func(a, b audit.Entry) int { return int(a.Seq - b.Seq) })
 	entries = slices.CompactFunc(entries, func(a, b audit.Entry) bool { return a.Seq == b.Seq })
 	page := &sessionPage{Consultation: c, Timeline: sessionEvents(entries), Chat: []protocol.ChatMessage{},
-		Recordings: []signal.Recording{}}
+		Recordings: []recordingEntry{}}
 	state, rep, err := s.reportState(ctx, id)
 	if err != nil {
 		return nil, err
@@ -492,9 +491,11 @@ func (s *Service) sessionPage(ctx context.Context, id int64) (*sessionPage, erro
 		if page.Chat, err = s.cfg.Live.LoadChat(ctx, id, 1<<20); err != nil {
 			return nil, err
 		}
-		if page.Recordings, err = s.cfg.Live.Recordings(ctx, id); err != nil {
+		recs, err := s.cfg.Live.Recordings(ctx, id)
+		if err != nil {
 			return nil, err
 		}
+		page.Recordings = recordingEntries(id, recs)
 	}
 	page.Quality = qualityColumns(samples, page.Timeline)
 	return page, nil

@@ -50,6 +50,12 @@ type recorder struct {
 	frame    []*rtp.Packet
 	needKey  bool
 	writeErr error
+	start    time.Time // when the first frame was written: the file's time 0
+
+	// Audio: where the next packet is due on the RTP clock, and the last packet's TOC byte.
+	audioDue  uint32
+	audioTOC  byte
+	audioNext bool
 }
 
 func newRecorder(p *Peer, ut *upTrack) (*recorder, error) {
@@ -86,11 +92,18 @@ func newRecorder(p *Peer, ut *upTrack) (*recorder, error) {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		held:  map[uint16]*rtp.Packet{},
+		// The file starts at a keyframe: pion's ivfwriter would drop what comes before one
+		// anyway, and its first written frame must be the one start names.
+		needKey: ut.video(),
 	}
 	var err error
 	switch ext {
 	case ".ivf":
-		r.w, err = ivfwriter.New(path, ivfwriter.WithCodec(ut.codec.MimeType))
+		// The RTP clock as the time base (90 kHz, pts = RTP time since the first frame): by
+		// default pion writes a 1/30 s time base over pts of milliseconds / 30, which other
+		// readers play 10% slow and which rounds each frame's time to 30 ms.
+		r.w, err = ivfwriter.New(path, ivfwriter.WithCodec(ut.codec.MimeType),
+			ivfwriter.WithFrameRate(1, ut.codec.ClockRate), ivfwriter.WithDirectPTS())
 	case ".h264":
 		r.w, err = h264writer.New(path)
 	case ".ogg":
@@ -183,7 +196,7 @@ func (r *recorder) take(bp *[]byte) {
 	if dist := int16(p.SequenceNumber - r.next); r.started && (dist > 1000 || dist < -1000) {
 		// The stream restarted (a new SSRC or sequence base): finish what is held, start over.
 		r.release(time.Now(), true)
-		r.started = false
+		r.started, r.audioNext = false, false
 		r.packet(p, true)
 		r.started, r.next = true, p.SequenceNumber+1
 		return
@@ -233,6 +246,7 @@ func (r *recorder) release(now time.Time, flush bool) {
 // packet takes packets in order; gap says some were lost before this one.
 func (r *recorder) packet(p *rtp.Packet, gap bool) {
 	if !r.video {
+		r.fillAudio(p)
 		r.write(p)
 		return
 	}
@@ -257,6 +271,7 @@ func (r *recorder) writeFrame() {
 	if r.needKey {
 		if !isKeyframeStart(r.ut.ck, r.frame[0].Payload) {
 			r.frame = r.frame[:0]
+			r.ut.requestKeyframe(r.ut.recLayer) // at most one a PLI interval
 			return
 		}
 		r.needKey = false
@@ -274,7 +289,63 @@ func (r *recorder) write(p *rtp.Packet) {
 	if err := r.w.WriteRTP(p); err != nil {
 		r.writeErr = err
 		r.p.log.Warn("recording", "file", r.path, "err", err)
+		return
 	}
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+}
+
+// maxAudioFill bounds the silence written for one gap (48 kHz samples): a longer jump of the
+// RTP clock is taken for a restarted stream rather than a pause.
+const maxAudioFill = 10 * 60 * 48000
+
+// fillAudio keeps the Ogg file on the RTP clock. pion's oggwriter times a file by counting
+// its packets' samples, so packets lost, or not sent while a publisher paused, would pull
+// everything after them earlier than the video. Each missing stretch is written as packets of
+// a TOC byte alone (a frame of 0 bytes, RFC 6716 3.2.1), which decoders conceal as silence.
+func (r *recorder) fillAudio(p *rtp.Packet) {
+	toc := p.Payload[0]
+	if r.audioNext {
+		gap := p.Timestamp - r.audioDue
+		frame := opusFrameSamples(r.audioTOC)
+		if gap < maxAudioFill && frame > 0 {
+			filler := &rtp.Packet{Header: p.Header, Payload: []byte{r.audioTOC &^ 3}}
+			for ; gap >= frame; gap -= frame {
+				filler.Timestamp = p.Timestamp - gap
+				r.write(filler)
+			}
+		}
+	}
+	r.audioTOC, r.audioDue, r.audioNext = toc, p.Timestamp+opusPacketSamples(p.Payload), true
+}
+
+// opusFrameSamples is the duration of one frame of an Opus packet's configuration in 48 kHz
+// samples (RFC 6716 3.1, Table 2).
+func opusFrameSamples(toc byte) uint32 {
+	c := toc >> 3
+	switch {
+	case c < 12: // SILK: 10, 20, 40, 60 ms
+		return [4]uint32{480, 960, 1920, 2880}[c%4]
+	case c < 16: // hybrid: 10, 20 ms
+		return [2]uint32{480, 960}[c%2]
+	}
+	return [4]uint32{120, 240, 480, 960}[c%4] // CELT: 2.5, 5, 10, 20 ms
+}
+
+// opusPacketSamples is an Opus packet's duration in 48 kHz samples (RFC 6716 3.2).
+func opusPacketSamples(payload []byte) uint32 {
+	n := uint32(1)
+	switch payload[0] & 3 {
+	case 1, 2:
+		n = 2
+	case 3:
+		if len(payload) < 2 {
+			return 0
+		}
+		n = uint32(payload[1] & 0x3f)
+	}
+	return n * opusFrameSamples(payload[0])
 }
 
 func (r *recorder) finish() {
@@ -291,7 +362,7 @@ func (r *recorder) finish() {
 		size = fi.Size()
 	}
 	r.p.s.emit(Event{
-		Room: r.p.roomID, Peer: r.p.id, Kind: EventRecording, File: r.path,
+		Room: r.p.roomID, Peer: r.p.id, Kind: EventRecording, File: r.path, Start: r.start,
 		Detail: fmt.Sprintf("%s %s %d bytes", r.ut.kind, mimeName(r.ut.codec.MimeType), size),
 	})
 }

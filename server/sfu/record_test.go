@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
@@ -58,6 +59,9 @@ func testRecording(t *testing.T) {
 			t.Fatalf("no recording event for a %s file", ext)
 		}
 		files = append(files, e.File)
+		if e.Start.IsZero() {
+			t.Errorf("the %s recording's event has no start", ext)
+		}
 		if want := filepath.Join(dir, "11", "clinic-clinic-"); !strings.HasPrefix(e.File, want) {
 			t.Errorf("recording at %s, want under %s", e.File, want)
 		}
@@ -88,6 +92,9 @@ func testRecording(t *testing.T) {
 			keyframes++
 		}
 		frames++
+	}
+	if hdr.TimebaseDenominator != 90000 || hdr.TimebaseNumerator != 1 {
+		t.Errorf("IVF time base %d/%d, want 1/90000 (the RTP clock)", hdr.TimebaseNumerator, hdr.TimebaseDenominator)
 	}
 	if frames < 20 || keyframes == 0 || hdr.NumFrames != uint32(frames) {
 		t.Errorf("IVF: %d frames (%d keyframes), header says %d", frames, keyframes, hdr.NumFrames)
@@ -153,3 +160,58 @@ func checkH264(t *testing.T, events *eventLog) {
 		t.Errorf("H.264 recording: %d slices, %d IDR, starts with %v", slices, idr, types[:min(len(types), 3)])
 	}
 }
+
+// TestRecordAudioGap: Opus packets that never arrived are written as empty packets of the same
+// frame size, so the Ogg file's granule positions follow the RTP clock.
+func TestRecordAudioGap(t *testing.T) {
+	var w writtenRTP
+	r := &recorder{w: &w}
+	toc20ms := byte(15 << 3) // hybrid FB 20 ms, one frame (code 0)
+	for _, ts := range []uint32{1000, 1960, 1960 + 3*960, 1960 + 4*960} {
+		r.packet(&rtp.Packet{Header: rtp.Header{Timestamp: ts}, Payload: []byte{toc20ms, 1, 2, 3}}, false)
+	}
+	want := []uint32{1000, 1960, 2920, 3880, 4840, 5800}
+	if len(w.ts) != len(want) {
+		t.Fatalf("wrote %v, want %v", w.ts, want)
+	}
+	for i := range want {
+		if w.ts[i] != want[i] {
+			t.Fatalf("wrote %v, want %v", w.ts, want)
+		}
+	}
+	if w.sizes[2] != 1 || w.sizes[3] != 1 || w.sizes[4] != 4 {
+		t.Errorf("payload sizes %v: want TOC-only fillers", w.sizes)
+	}
+	if r.start.IsZero() {
+		t.Error("no start time")
+	}
+}
+
+func TestOpusPacketSamples(t *testing.T) {
+	for _, tc := range []struct {
+		payload []byte
+		want    uint32
+	}{
+		{[]byte{1 << 3}, 960},              // SILK NB 20 ms
+		{[]byte{3<<3 | 1, 0, 0}, 2 * 2880}, // SILK 60 ms, two frames
+		{[]byte{16 << 3}, 120},             // CELT 2.5 ms
+		{[]byte{31<<3 | 3, 6}, 6 * 960},    // CELT 20 ms, six frames (code 3)
+		{[]byte{31<<3 | 3}, 0},             // code 3 without its count
+	} {
+		if got := opusPacketSamples(tc.payload); got != tc.want {
+			t.Errorf("%x: %d samples, want %d", tc.payload, got, tc.want)
+		}
+	}
+}
+
+type writtenRTP struct {
+	ts    []uint32
+	sizes []int
+}
+
+func (l *writtenRTP) WriteRTP(p *rtp.Packet) error {
+	l.ts, l.sizes = append(l.ts, p.Timestamp), append(l.sizes, len(p.Payload))
+	return nil
+}
+
+func (l *writtenRTP) Close() error { return nil }

@@ -78,6 +78,7 @@ type Event struct {
 	Connection string
 	Quality    *protocol.Quality
 	File       string
+	Start      time.Time // for "recording": when the file's first frame was written
 	Detail     string
 	PC         string // for "state": which peer connection (pub or sub)
 }

@@ -27,6 +27,7 @@ type auditEvent struct {
 	consultation int64
 	participant  string
 	detail       string
+	recStart     time.Time // live.recording: when the file's first frame was written
 }
 
 type qualitySample struct {
@@ -55,12 +56,17 @@ func (s *Service) Event(e room.Event) {
 		}
 		return
 	}
+	s.roomEvent(e, time.Time{})
+}
+
+// roomEvent queues a room event for the trail; a recording's comes with its start.
+func (s *Service) roomEvent(e room.Event, recStart time.Time) {
 	entry := audit.Entry{Time: e.Time, Actor: e.Username, Action: e.Action, Object: fmt.Sprintf("consultation:%d", e.Consultation),
 		Outcome: "success", Detail: e.Participant + ": " + e.Detail}
 	if se := s.session(e.Consultation, e.Participant); se != nil {
 		entry.Role, entry.Institution, entry.IP, entry.UserAgent = se.info.Role, se.info.Institution, se.info.IP, se.info.UserAgent
 	}
-	s.queue(auditEvent{entry: &entry, consultation: e.Consultation, participant: e.Participant, detail: e.Detail})
+	s.queue(auditEvent{entry: &entry, consultation: e.Consultation, participant: e.Participant, detail: e.Detail, recStart: recStart})
 }
 
 func (s *Service) queue(ev auditEvent) {
@@ -214,8 +220,12 @@ func (s *Service) attend(ctx context.Context, ev auditEvent) error {
 			WHERE consultation_id = ? AND participant = ? AND left_ms IS NULL`, ms, ev.consultation, ev.participant)
 	case "live.recording":
 		file, _, _ := strings.Cut(ev.detail, " ")
-		_, err = s.db.ExecContext(ctx, `INSERT INTO live_recordings (consultation_id, participant, file, time_ms)
-			VALUES (?, ?, ?, ?)`, ev.consultation, ev.participant, file, ms)
+		var start sql.NullInt64
+		if !ev.recStart.IsZero() {
+			start = sql.NullInt64{Int64: ev.recStart.UnixMilli(), Valid: true}
+		}
+		_, err = s.db.ExecContext(ctx, `INSERT INTO live_recordings (consultation_id, participant, file, time_ms, start_ms)
+			VALUES (?, ?, ?, ?, ?)`, ev.consultation, ev.participant, file, ms, start)
 	}
 	return err
 }
@@ -265,14 +275,17 @@ func (s *Service) Attendances(ctx context.Context, ids []int64) (map[int64]Atten
 
 // Recording is one finalized recorded track (the SFU's file under the data directory).
 type Recording struct {
+	// Time is when the file was finalized; Start when its first frame was written (zero for
+	// files recorded before starts were kept).
 	Time        time.Time `json:"time"`
+	Start       time.Time `json:"start,omitzero"`
 	Participant string    `json:"participant"`
 	File        string    `json:"file"`
 }
 
 // Recordings lists a consultation's recorded tracks in time order.
 func (s *Service) Recordings(ctx context.Context, consultation int64) ([]Recording, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT time_ms, participant, file FROM live_recordings
+	rows, err := s.db.QueryContext(ctx, `SELECT time_ms, start_ms, participant, file FROM live_recordings
 		WHERE consultation_id = ? ORDER BY time_ms, id`, consultation)
 	if err != nil {
 		return nil, fmt.Errorf("reading recordings: %w", err)
@@ -282,10 +295,14 @@ func (s *Service) Recordings(ctx context.Context, consultation int64) ([]Recordi
 	for rows.Next() {
 		var r Recording
 		var ms int64
-		if err := rows.Scan(&ms, &r.Participant, &r.File); err != nil {
+		var start sql.NullInt64
+		if err := rows.Scan(&ms, &start, &r.Participant, &r.File); err != nil {
 			return nil, fmt.Errorf("reading recordings: %w", err)
 		}
 		r.Time = time.UnixMilli(ms).UTC()
+		if start.Valid {
+			r.Start = time.UnixMilli(start.Int64).UTC()
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS live_recordings (
 	consultation_id INTEGER NOT NULL,
 	participant     TEXT NOT NULL,
 	file            TEXT NOT NULL,
-	time_ms         INTEGER NOT NULL
+	time_ms         INTEGER NOT NULL, -- finalized
+	start_ms        INTEGER           -- first frame written (NULL: recorded before it was kept)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS live_recordings_consultation ON live_recordings(consultation_id);
 CREATE TRIGGER IF NOT EXISTS live_quality_no_delete BEFORE DELETE ON live_quality
@@ -150,6 +151,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if _, err := cfg.DB.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("creating live tables: %w", err)
+	}
+	var n int
+	if err := cfg.DB.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('live_recordings') WHERE name = 'start_ms'`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("creating live tables: %w", err)
+	}
+	if n == 0 {
+		if _, err := cfg.DB.ExecContext(ctx, `ALTER TABLE live_recordings ADD COLUMN start_ms INTEGER`); err != nil {
+			return nil, fmt.Errorf("creating live tables: %w", err)
+		}
 	}
 	// No room is open yet: a visit without a leave was cut short by a crash or a kill. It ended
 	// at its participant's last quality sample, or as far as anyone can tell, when it began.
@@ -663,7 +673,7 @@ func (s *Service) sfuEvent(e sfu.Event) {
 		if se != nil {
 			ev.Username = se.info.Username
 		}
-		s.Event(ev)
+		s.roomEvent(ev, e.Start)
 	case "state":
 		if e.Detail == "failed" {
 			s.log.Warn("live: media connection failed", "consultation", e.Room, "participant", e.Peer)

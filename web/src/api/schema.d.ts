@@ -1066,6 +1066,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/session-logs/{sid}/recordings/{n}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Consultation ID. */
+                sid: number;
+                /** @description The recording's `id` on the session page. */
+                n: number;
+            };
+            cookie?: never;
+        };
+        /**
+         * Play or download one recorded track.
+         * @description Admins only. A VP8 or VP9 track is served as WebM (`video/webm`) with the same
+         *     participant's audio of the same span muxed in, aligned by the times the two files
+         *     started; it is remuxed once and kept beside the recording. An audio track alone is its
+         *     Ogg Opus file (`audio/ogg`). H.264 (Annex B) is not playable in a browser and is served
+         *     as a download (`application/octet-stream`, Content-Disposition attachment). Range
+         *     requests are answered 206, so players seek. Every request is recorded in the audit trail
+         *     as `recording.read` of `consultation:{sid}/recording/{n}` (coalesced per minute).
+         */
+        get: operations["getSessionRecording"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/dashboard": {
         parameters: {
             query?: never;
@@ -2105,6 +2136,34 @@ export interface components {
             /** @description The client on a join or resume; the event's detail otherwise. */
             detail?: string;
         };
+        /** @description One recorded track of a live session. */
+        SessionRecording: {
+            /** @description Index in the session page's list: the n of GET /api/session-logs/{sid}/recordings/{n}. */
+            id: number;
+            /**
+             * Format: date-time
+             * @description When the file was finalized.
+             */
+            time: string;
+            /**
+             * Format: date-time
+             * @description When its first frame was written; absent for files recorded before starts were kept.
+             */
+            start?: string;
+            participant: string;
+            /** @description The file under the data directory. */
+            file: string;
+            /** @enum {string} */
+            kind: "audio" | "video";
+            /** @description VP8, VP9, H264 or opus. */
+            codec: string;
+            /** @description A browser plays what `url` serves (false for H.264, which is a download). */
+            playable: boolean;
+            /** @description The recording's path: /api/session-logs/{sid}/recordings/{id}. */
+            url: string;
+            /** @description For a video, the entry of the same participant's audio muxed into it (the one whose span overlaps it most). */
+            audioId?: number;
+        };
         /** @description One participant's quality samples as columns; the i-th sample is t[i], bitrateIn[i], ... */
         QualitySeries: {
             participant: string;
@@ -2147,13 +2206,8 @@ export interface components {
                 /** Format: date-time */
                 signedAt?: string;
             };
-            /** @description Recorded tracks; the files stay under the data directory (no download URL yet). */
-            recordings: {
-                /** Format: date-time */
-                time: string;
-                participant: string;
-                file: string;
-            }[];
+            /** @description Recorded tracks in the order they were finalized; each is served at its `url`. */
+            recordings: components["schemas"]["SessionRecording"][];
             quality: components["schemas"]["QualitySeries"][];
         };
         Dashboard: {
@@ -4192,6 +4246,57 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+        };
+    };
+    getSessionRecording: {
+        parameters: {
+            query?: never;
+            header?: {
+                Range?: string;
+            };
+            path: {
+                /** @description Consultation ID. */
+                sid: number;
+                /** @description The recording's `id` on the session page. */
+                n: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recording. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/webm": string;
+                    "audio/ogg": string;
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The requested range of the recording. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "video/webm": string;
+                    "audio/ogg": string;
+                    "application/octet-stream": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            /** @description The range is outside the file. */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
     getDashboard: {
