@@ -14,7 +14,6 @@ import (
 
 	"github.com/sanping/sanping/client/msg"
 	"github.com/sanping/sanping/client/scp"
-	"github.com/sanping/sanping/client/upload"
 )
 
 // scpUsage is scp's help (a message key).
@@ -93,7 +92,7 @@ func scpCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stde
 		wc.KeepSent = *keepSent
 		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
 		go func() {
-			err := upload.Watch(ctx, wc)
+			err := watchReporting(ctx, wc, *dir)
 			if ctx.Err() != nil {
 				err = nil // stopped with the command
 			} else {

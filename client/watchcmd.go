@@ -67,7 +67,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 	p.Trf(stdout, "watching %s\n", fs.Arg(0))
 	wc := watchConfig(p, srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
 	wc.KeepSent = *keepSent
-	err = upload.Watch(ctx, wc)
+	err = watchReporting(ctx, wc, "")
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -359,6 +360,11 @@ func routeTable() map[string]routeCase {
 			return map[string]any{"name": "龙山DR", "institutionId": f.inst["A"], "role": "clinic"}
 		}), anon: "401", admin: "201", doctor: "403", clinic: "403"},
 		"DELETE /api/tokens/{tid}": {path: "/api/tokens/{tid}", anon: "401", admin: "200", doctor: "403", clinic: "403"},
+		// A station's own report: its API token only (TestStationStatus), never a person's session.
+		"POST /api/station/status": {path: "/api/station/status", body: jsonBody(map[string]any{"queue": map[string]int{"bundles": 1, "files": 3, "bytes": 9000}}),
+			anon: "401", admin: "403", doctor: "403", clinic: "403"},
+		"GET /api/sessions":             {path: "/api/sessions", anon: "401", admin: "200", doctor: "403", clinic: "403"},
+		"DELETE /api/sessions/{sessid}": {path: "/api/sessions/{sess}", anon: "401", admin: "204", doctor: "403", clinic: "403"},
 
 		"GET /api/consultations": {path: "/api/consultations", anon: "401", admin: "200", doctor: "200", clinic: "200"},
 		"GET /api/worklist":      {path: "/api/worklist", anon: "401", admin: "200", doctor: "200", clinic: "200"},
@@ -544,6 +550,17 @@ func (f *authzFixture) call(method string, rc routeCase, role string, other bool
 			f.t.Fatal(err)
 		}
 		repl["{tid}"] = fmt.Sprint(tok.ID)
+	}
+	if strings.Contains(path, "{sess}") {
+		// Someone else's session, signed in for this call.
+		u := &fixtureUser{name: "township", password: "township-password"}
+		f.signIn(u)
+		list, err := f.app.auth.ActiveSessions(f.ctx, "")
+		i := slices.IndexFunc(list, func(a auth.ActiveSession) bool { return a.Username == "township" }) // the newest first
+		if err != nil || i < 0 {
+			f.t.Fatalf("sessions: %+v, %v", list, err)
+		}
+		repl["{sess}"] = list[i].ID
 	}
 	if strings.Contains(path, "{upid}") {
 		// An upload of the caller's (own) or of another institution's clinic (other).

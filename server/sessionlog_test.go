@@ -331,6 +331,10 @@ func TestDashboard(t *testing.T) {
 	if _, _, err := f.app.auth.CreateToken(ctx, "new", f.inst["A"], auth.RoleClinic, "admin"); err != nil {
 		t.Fatal(err)
 	}
+	// Its last report, before it went quiet, had a queue.
+	if err := f.app.auth.ReportStation(ctx, tok.ID, protocol.StationStatus{Queue: protocol.StationQueue{Bundles: 1, Files: 5, Bytes: 4_000_000}}); err != nil {
+		t.Fatal(err)
+	}
 	uploaded := seen.Add(-time.Hour)
 	if _, err := f.app.trail.Append(ctx, audit.Entry{Time: uploaded, Actor: "token:DR工作站", Role: "clinic", Action: "study.upload",
 		Object: "study:" + f.studyA.Study, Outcome: "success"}); err != nil {
@@ -369,6 +373,7 @@ func TestDashboard(t *testing.T) {
 			TokenID              int64
 			Name, Institution    string
 			LastSeen, LastUpload time.Time
+			Queue                *protocol.StationQueue
 		}
 	}
 	code, body := f.json(admin, "GET", "/api/dashboard", nil, &d)
@@ -412,7 +417,8 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("live rooms: %+v", d.LiveRooms)
 	}
 	if len(d.StaleStations) != 1 || d.StaleStations[0].TokenID != tok.ID || !d.StaleStations[0].LastSeen.Equal(seen) ||
-		!d.StaleStations[0].LastUpload.Equal(uploaded) || d.StaleStations[0].Institution == "" {
+		!d.StaleStations[0].LastUpload.Equal(uploaded) || d.StaleStations[0].Institution == "" ||
+		d.StaleStations[0].Queue == nil || d.StaleStations[0].Queue.Files != 5 {
 		t.Errorf("stale stations: %+v (seen %v, uploaded %v)", d.StaleStations, seen, uploaded)
 	}
 }

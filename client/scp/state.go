@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sanping/sanping/internal/durable"
+	"github.com/sanping/sanping/protocol"
 )
 
 const (
@@ -126,4 +127,9 @@ func (s *Server) tell() {
 	case s.news <- struct{}{}:
 	default:
 	}
+}
+
+// Report is the spool as the station reports it to the server.
+func (st State) Report() *protocol.StationSpool {
+	return &protocol.StationSpool{WaitingImages: st.Waiting, WaitingBytes: st.WaitingBytes, DiskFree: st.Free, Refusing: st.Refusing != ""}
 }

@@ -353,16 +353,21 @@ func (cfg *Config) defaults() error {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
-			// A 4G link that drops packets silently fails the dial in 30 s, not the OS's minutes.
-			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   30 * time.Second,
-			ResponseHeaderTimeout: 5 * time.Minute, // the final PATCH waits for ingestion
-			IdleConnTimeout:       90 * time.Second,
-		}}
+		cfg.HTTPClient = defaultHTTPClient()
 	}
 	return nil
+}
+
+// defaultHTTPClient is Config.HTTPClient's default.
+func defaultHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		// A 4G link that drops packets silently fails the dial in 30 s, not the OS's minutes.
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   30 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute, // the final PATCH waits for ingestion
+		IdleConnTimeout:       90 * time.Second,
+	}}
 }
 
 // progress reports; called with mu held.

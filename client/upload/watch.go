@@ -24,9 +24,11 @@ type WatchConfig struct {
 	// KeepSent: files in Sent (the server has them) older than this, counted from when they
 	// were sent, are removed, so that the station's disk does not fill; 0 keeps them.
 	KeepSent time.Duration
-	// OnBatch hears of each batch's summary.
-	OnBatch func(*Summary)
-	Logger  *slog.Logger
+	// OnBatch hears of each batch's summary; AfterAttempt of each upload attempt, whatever
+	// its outcome (err nil: it went through), once the journal has noted it.
+	OnBatch      func(*Summary)
+	AfterAttempt func(err error)
+	Logger       *slog.Logger
 }
 
 // watchAttempts is Watch's MaxAttempts when none is set: a batch that cannot reach the server
@@ -155,6 +157,9 @@ func (wc *WatchConfig) batch(ctx context.Context, ready []string) bool {
 		return true
 	}
 	sum, err := Run(ctx, wc.Config, dicom)
+	if wc.AfterAttempt != nil {
+		wc.AfterAttempt(err)
+	}
 	if err != nil && ctx.Err() == nil {
 		// The journal keeps what was done; the files stay and are taken again later.
 		wc.Logger.Warn("upload interrupted; retrying later", "err", err)

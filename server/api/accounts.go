@@ -433,6 +433,12 @@ func (s *Service) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	for i := range list {
+		if list[i].LastUpload, err = s.lastUpload(r.Context(), list[i]); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, nonNil(list))
 }
 

@@ -101,6 +101,10 @@ func (s *Service) Routes() []auth.Route {
 		r("GET /api/tokens", auth.ActAdmin, s.listTokens),
 		r("POST /api/tokens", auth.ActAdmin, s.createToken),
 		r("DELETE /api/tokens/{tid}", auth.ActAdmin, s.revokeToken),
+		r("POST /api/station/status", auth.ActStationReport, s.reportStation),
+
+		r("GET /api/sessions", auth.ActAdmin, s.listSessions),
+		r("DELETE /api/sessions/{sessid}", auth.ActAdmin, s.endSession),
 
 		r("GET /api/consultations", auth.ActConsultList, s.listConsultations),
 		r("GET /api/worklist", auth.ActConsultList, s.worklist),

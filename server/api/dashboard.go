@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/signal"
 	"github.com/sanping/sanping/server/store"
@@ -29,8 +29,11 @@ type staleStation struct {
 	InstitutionID int64     `json:"institutionId"`
 	Institution   string    `json:"institution"`
 	LastSeen      time.Time `json:"lastSeen,omitzero"` // zero: never used
-	// LastUpload is its last upload in the 30 days before it was last seen (zero: none).
+	// LastUpload is its last upload (zero: none).
 	LastUpload time.Time `json:"lastUpload,omitzero"`
+	// Queue is what waited on the station at its last report (nil: it never reported).
+	Queue      *protocol.StationQueue `json:"queue,omitempty"`
+	ReportedAt time.Time              `json:"reportedAt,omitzero"`
 }
 
 type dashboard struct {
@@ -83,14 +86,12 @@ func (s *Service) getDashboard(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		st := staleStation{TokenID: t.ID, Name: t.Name, InstitutionID: t.InstitutionID, Institution: instName[t.InstitutionID], LastSeen: t.LastUsedAt}
-		// Uploads (tus and STOW-RS) are in the audit trail as the token's actor.
-		ups, err := s.trail.List(ctx, audit.Filter{Actor: "token:" + t.Name, Action: "study.upload", Since: t.LastUsedAt.AddDate(0, 0, -dashboardDays)})
-		if err != nil {
+		if st.LastUpload, err = s.lastUpload(ctx, t); err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		if len(ups) > 0 {
-			st.LastUpload = ups[len(ups)-1].Time
+		if t.Status != nil {
+			st.Queue, st.ReportedAt = &t.Status.Queue, t.Status.ReportedAt
 		}
 		d.StaleStations = append(d.StaleStations, st)
 	}

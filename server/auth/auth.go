@@ -241,8 +241,8 @@ func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
 			return nil, fmt.Errorf("adding users column: %w", err)
 		}
 	}
-	if _, err := db.ExecContext(ctx, sessionSchema+tokenSchema); err != nil {
-		return nil, fmt.Errorf("creating session and token tables: %w", err)
+	if _, err := db.ExecContext(ctx, sessionSchema+tokenSchema+stationReportSchema); err != nil {
+		return nil, fmt.Errorf("creating session, token and station report tables: %w", err)
 	}
 	return &Service{db: db, log: log, now: time.Now, cache: map[[32]byte]cachedCredential{}, limiter: newIPLimiter(), failures: newFailureLock()}, nil
 }

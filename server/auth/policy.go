@@ -33,6 +33,10 @@ const (
 	ActReportWrite    Action = "report.write"         // draft, sign, addendum: the assigned doctor only
 
 	ActAdmin Action = "admin" // users, institutions, tokens, the audit trail, session logs
+
+	// ActStationReport: a station reporting its queue and spool, with its own API token; no
+	// person's session, whatever the role.
+	ActStationReport Action = "station.report"
 )
 
 // Object is what a route acts on, from its path.
@@ -77,6 +81,8 @@ func (s *Service) Check(ctx context.Context, p *Principal, act Action, obj Objec
 		return nil
 	case ActAdmin:
 		return allow(admin)
+	case ActStationReport:
+		return allow(p.Method == "token" && p.TokenID != 0)
 	case ActStudySearch, ActStudyUpload, ActConsultList:
 		return allow(admin || doctor || clinic)
 	case ActConsultCreate:

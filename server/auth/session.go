@@ -172,3 +172,95 @@ func (s *Service) sessionPrincipal(ctx context.Context, secret string) (p *Princ
 func csrfMatches(got, want string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
+
+// SessionActive: a session seen within this long counts as someone signed in now (last_seen is
+// written at most once a minute, and idle sessions end at SessionIdle).
+const SessionActive = 15 * time.Minute
+
+// ActiveSession is a signed-in browser session as admins see it: never its secret nor the hash
+// the database keys it by. ID is a hash of that hash, enough to name it for EndSession.
+type ActiveSession struct {
+	ID            string    `json:"id"`
+	UserID        int64     `json:"userId"`
+	Username      string    `json:"username"`
+	DisplayName   string    `json:"displayName"`
+	Roles         []string  `json:"roles"`
+	InstitutionID int64     `json:"institutionId,omitempty"`
+	IP            string    `json:"ip"`
+	UserAgent     string    `json:"userAgent"`
+	CreatedAt     time.Time `json:"createdAt"`
+	LastSeen      time.Time `json:"lastSeen"`
+	// Current: the session of the request that asked.
+	Current bool `json:"current"`
+}
+
+// sessionRef names a session (by its id_hash) to admins: 64 bits of a hash of the hash, which
+// neither is the cookie nor leads to it.
+func sessionRef(idHash string) string {
+	sum := sha256.Sum256([]byte("sanping-session-ref\x00" + idHash))
+	return hex.EncodeToString(sum[:8])
+}
+
+// ActiveSessions lists the sessions seen within SessionActive and not past their absolute
+// limit, most recently seen first; current is the caller's session secret ("" for none).
+func (s *Service) ActiveSessions(ctx context.Context, current string) ([]ActiveSession, error) {
+	list, _, err := s.activeSessions(ctx, current)
+	return list, err
+}
+
+// activeSessions is ActiveSessions and each one's id_hash.
+func (s *Service) activeSessions(ctx context.Context, current string) ([]ActiveSession, []string, error) {
+	now := s.now()
+	rows, err := s.db.QueryContext(ctx, `SELECT s.id_hash, s.user_pk, u.username, u.display_name, u.roles, u.institution_id,
+		s.ip, s.user_agent, s.created_at, s.last_seen
+		FROM sessions s JOIN users u ON u.pk = s.user_pk
+		WHERE s.last_seen >= ? AND s.created_at >= ? ORDER BY s.last_seen DESC, s.created_at DESC`,
+		now.Add(-SessionActive).UnixMilli(), now.Add(-SessionAbsolute).UnixMilli())
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	defer rows.Close()
+	mine := ""
+	if current != "" {
+		mine = hashSecret(current)
+	}
+	out, hashes := []ActiveSession{}, []string{}
+	for rows.Next() {
+		var a ActiveSession
+		var idHash, roles string
+		var created, seen int64
+		if err := rows.Scan(&idHash, &a.UserID, &a.Username, &a.DisplayName, &roles, &a.InstitutionID,
+			&a.IP, &a.UserAgent, &created, &seen); err != nil {
+			return nil, nil, fmt.Errorf("listing sessions: %w", err)
+		}
+		a.ID, a.Roles, a.Current = sessionRef(idHash), splitRoles(roles), idHash == mine
+		a.CreatedAt, a.LastSeen = time.UnixMilli(created).UTC(), time.UnixMilli(seen).UTC()
+		out, hashes = append(out, a), append(hashes, idHash)
+	}
+	return out, hashes, rows.Err()
+}
+
+// ErrOwnSession: an admin tried to end their own session through the list (logout does that).
+var ErrOwnSession = fmt.Errorf("%w: this is your own session; sign out instead", ErrConflict)
+
+// EndSession ends the active session named id (ActiveSession.ID) at once: its next request is
+// answered 401. current is the caller's session secret, which cannot be ended this way.
+func (s *Service) EndSession(ctx context.Context, id, current string) (*ActiveSession, error) {
+	list, hashes, err := s.activeSessions(ctx, current)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range list {
+		if a.ID != id {
+			continue
+		}
+		if a.Current {
+			return nil, ErrOwnSession
+		}
+		if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE id_hash = ?`, hashes[i]); err != nil {
+			return nil, fmt.Errorf("ending session: %w", err)
+		}
+		return &a, nil
+	}
+	return nil, fmt.Errorf("session %s: %w", id, ErrHidden)
+}

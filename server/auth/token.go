@@ -40,6 +40,10 @@ type Token struct {
 	CreatedAt     time.Time `json:"createdAt"`
 	LastUsedAt    time.Time `json:"lastUsedAt,omitzero"`
 	RevokedAt     time.Time `json:"revokedAt,omitzero"`
+	// LastUpload is the token's last upload in the audit trail (filled by the API; zero: none).
+	LastUpload time.Time `json:"lastUpload,omitzero"`
+	// Status is the station's last report of itself (nil: none).
+	Status *StationReport `json:"status,omitempty"`
 }
 
 // TokenRoles are the roles a token may carry: admin work needs a person, not a script.
@@ -99,11 +103,19 @@ func (s *Service) Token(ctx context.Context, id int64) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading token %d: %w", id, err)
 	}
+	if t.Status, err = s.StationReport(ctx, id); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
-// Tokens lists every token, revoked ones included (they stay for the record).
+// Tokens lists every token, revoked ones included (they stay for the record), each with its
+// station's last report.
 func (s *Service) Tokens(ctx context.Context) ([]Token, error) {
+	reports, err := s.stationReports(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+tokenCols+` FROM api_tokens ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tokens: %w", err)
@@ -115,6 +127,7 @@ func (s *Service) Tokens(ctx context.Context) ([]Token, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing tokens: %w", err)
 		}
+		t.Status = reports[t.ID]
 		out = append(out, *t)
 	}
 	return out, rows.Err()

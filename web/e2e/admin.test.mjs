@@ -88,8 +88,28 @@ test('the admin adds a village clinic under the township and gives it a station'
   assert.equal((await asStation()).status, 200, 'the new token works');
   await page.keyboard.press('Escape');
   await tok.waitFor({ state: 'hidden' });
-  const row = page.getByRole('row', { name: /龙山村卫生室-DR/ });
-  await row.getByText('从未').waitFor({ state: 'hidden' }).catch(() => undefined);
+  let row = page.getByRole('row', { name: /龙山村卫生室-DR/ });
+  await row.getByText('工作站尚未报告').waitFor();
+
+  // The station reports its queue and a failed upload, as sanping-station does every minute.
+  const report = {
+    queue: { bundles: 2, files: 37, bytes: 31_500_000 },
+    lastSuccess: new Date(Date.now() - 3 * 3600_000).toISOString(),
+    lastError: { time: new Date(Date.now() - 120_000).toISOString(), message: 'dial tcp 10.0.0.2:443: i/o timeout' },
+    spool: { waitingImages: 3, waitingBytes: 1_200_000, diskFree: 8e9, refusing: false },
+  };
+  const posted = await fetch(`${server.base}/api/station/status`, { method: 'POST', headers: { Authorization: `Bearer ${secret}`, 'Content-Type': 'application/json' }, body: JSON.stringify(report) });
+  assert.equal(posted.status, 204, 'the station report is taken');
+  const asAdmin = await api('POST', '/api/station/status', report);
+  assert.equal(asAdmin.status, 403, "an admin's session cannot post a station's report");
+  await page.reload();
+  await tree.locator('[data-code="longshan"]').click();
+  row = page.getByRole('row', { name: /龙山村卫生室-DR/ });
+  const queue = row.getByTestId('station-queue');
+  await queue.getByText('2 个数据包，37 个文件，31.5 MB').waitFor();
+  await queue.locator('.el-tag--danger', { hasText: '上传出错' }).waitFor();
+  await shoot(page, 'admin-station-queue', DESKTOP);
+
   await row.getByRole('button', { name: '吊销' }).click();
   await page.locator('.el-popconfirm:visible').getByRole('button', { name: /确定|OK|Yes/ }).click();
   await row.getByText('已吊销').first().waitFor();
@@ -141,6 +161,26 @@ test('the admin adds a doctor with a temporary password, then locks and unlocks 
   await row.getByRole('button', { name: '解锁' }).click();
   await row.getByText('待改密码').first().waitFor();
   assert.equal((await login(temp)).status, 200, 'unlocked, the temporary password works again');
+});
+
+test('the admin sees who is signed in now and signs a doctor out', T, async (t) => {
+  if (skip()) return t.skip(skip());
+  const doctor = await apiSession(server.base, 'wei.dongping', PW);
+  assert.equal((await doctor('GET', '/api/sessions')).status, 403, 'a doctor cannot list sessions');
+  await page.goto(server.base + '/admin/people');
+  const online = page.getByRole('region', { name: '现在在线' });
+  await online.getByRole('button', { name: '刷新' }).click();
+  const row = online.getByRole('row', { name: /韦东平/ });
+  await row.waitFor();
+  // The admin's own browser session (their API session from before is another row).
+  const mine = online.getByRole('row', { name: /陆建华/ }).filter({ hasText: '本人' });
+  await mine.waitFor();
+  assert.equal(await mine.getByRole('button', { name: '强制退出' }).count(), 0, 'no sign-out of oneself');
+  await shoot(page, 'admin-signed-in-now', DESKTOP);
+  await row.getByRole('button', { name: '强制退出' }).click();
+  await page.locator('.el-popconfirm:visible').getByRole('button', { name: /确定|OK|Yes/ }).click();
+  await row.waitFor({ state: 'detached' });
+  assert.equal((await doctor('GET', '/api/session')).status, 401, 'the doctor is signed out');
 });
 
 test('a doctor gets no admin screen and no admin API', T, async (t) => {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/dicomweb"
@@ -28,6 +29,9 @@ type Server struct {
 	URL   string
 	Token string
 	Store *store.Store
+	// Auth holds the token (TokenID) and the station reports it sent.
+	Auth    *auth.Service
+	TokenID int64
 }
 
 // Start serves the upload routes, DICOMweb and GET /api/session on loopback, each through
@@ -62,7 +66,7 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, token, err := as.CreateToken(ctx, "station", clinic.ID, auth.RoleClinic, "admin")
+	tok, token, err := as.CreateToken(ctx, "station", clinic.ID, auth.RoleClinic, "admin")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -78,6 +82,21 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 		p, _ := auth.FromContext(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"username": p.Username, "institutionId": p.InstitutionID})
+	})}, {Pattern: "POST /api/station/status", Action: auth.ActStationReport, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As server/api reads it: strictly.
+		var st protocol.StationStatus
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 256<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&st); err != nil {
+			auth.WriteProblem(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		p, _ := auth.FromContext(r.Context())
+		if err := as.ReportStation(r.Context(), p.TokenID, st); err != nil {
+			auth.WriteProblem(w, http.StatusUnprocessableEntity, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})}})
 	var h http.Handler = mux
 	if wrap != nil {
@@ -85,7 +104,7 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	}
 	srv := httptest.NewServer(h)
 	tb.Cleanup(srv.Close)
-	return &Server{URL: srv.URL, Token: token, Store: st}
+	return &Server{URL: srv.URL, Token: token, Store: st, Auth: as, TokenID: tok.ID}
 }
 
 // Attribute tags by keyword (PS3.6).

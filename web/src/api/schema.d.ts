@@ -384,6 +384,69 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/station/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A station reports its upload queue, last results and SCP spool.
+         * @description With the station's own API token only (a person's session, whatever the role, is 403). `sanping-station` sends it every minute while it watches or forwards, after each upload attempt, and on `sanping-station status`. The server keeps the latest report per token, with its own receive time (`status.reportedAt` in `GET /api/tokens`). Not audited.
+         */
+        post: operations["reportStationStatus"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who is signed in now.
+         * @description Admins only. Browser sessions seen in the last 15 minutes and not past their 12-hour limit, most recently seen first. Never the session's cookie or the hash it is kept by: `id` is a hash of that hash, for `DELETE /api/sessions/{sessid}`.
+         */
+        get: operations["listSessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/sessions/{sessid}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session's `id` from `GET /api/sessions`. */
+                sessid: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Sign someone out.
+         * @description Admins only. The session ends at once; its next request is 401. Audited (`session.end`, the user as object). The caller's own session is 409 (sign out instead); a session no longer active is 404.
+         */
+        delete: operations["endSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/consultations": {
         parameters: {
             query?: never;
@@ -1852,6 +1915,85 @@ export interface components {
              * @description Absent unless revoked.
              */
             revokedAt?: string;
+            /**
+             * Format: date-time
+             * @description The token's last upload (tus or STOW-RS) in the audit trail; absent if none. In `GET /api/tokens` only.
+             */
+            lastUpload?: string;
+            /** @description The station's last report of itself (`POST /api/station/status`); absent if it never sent one. */
+            status?: components["schemas"]["StationStatus"] & {
+                /**
+                 * Format: date-time
+                 * @description When the server received it (the server's clock).
+                 */
+                reportedAt: string;
+            };
+        };
+        /** @description What `sanping-station status` shows (protocol.StationStatus). */
+        StationStatus: {
+            queue: components["schemas"]["StationQueue"];
+            /**
+             * Format: date-time
+             * @description When the server last took a bundle; absent if never.
+             */
+            lastSuccess?: string;
+            /** @description The last failed upload; absent once a later one went through and the queue drained. */
+            lastError?: {
+                /** Format: date-time */
+                time: string;
+                /** @description At most 1000 bytes of UTF-8. */
+                message: string;
+            };
+            /** @description The SCP's spool (sanping-station scp); absent when the station runs none. */
+            spool?: {
+                /** @description Acknowledged to the modality */
+                waitingImages: number;
+                /** Format: int64 */
+                waitingBytes: number;
+                /**
+                 * Format: int64
+                 * @description Free bytes on the spool's disk; -1: not known.
+                 */
+                diskFree: number;
+                /** @description The SCP refuses images for want of room. */
+                refusing: boolean;
+            };
+        };
+        /** @description What waits in the station's upload journal. */
+        StationQueue: {
+            bundles: number;
+            files: number;
+            /** Format: int64 */
+            bytes: number;
+        };
+        /** @description A signed-in browser session as admins see it. */
+        ActiveSession: {
+            /** @description Names the session for sign-out; neither its cookie nor its stored hash. */
+            id: string;
+            /** Format: int64 */
+            userId: number;
+            username: string;
+            displayName: string;
+            roles: components["schemas"]["Role"][];
+            /**
+             * Format: int64
+             * @description Absent for none.
+             */
+            institutionId?: number;
+            ip: string;
+            userAgent: string;
+            /**
+             * Format: date-time
+             * @description When the user signed in.
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description Written at most once a minute.
+             */
+            lastSeen: string;
+            /** @description The caller's own session. */
+            current: boolean;
         };
         /** @description A new token with its secret, shown this once. */
         TokenCreated: components["schemas"]["Token"] & {
@@ -2262,9 +2404,16 @@ export interface components {
                 lastSeen?: string;
                 /**
                  * Format: date-time
-                 * @description In the 30 days before it was last seen.
+                 * @description Its last upload in the audit trail; absent if none.
                  */
                 lastUpload?: string;
+                /** @description What waited on the station at its last report; absent if it never reported. */
+                queue?: components["schemas"]["StationQueue"];
+                /**
+                 * Format: date-time
+                 * @description When its last report arrived.
+                 */
+                reportedAt?: string;
             }[];
         };
         /** @description A STUN or TURN server for RTCPeerConnection (RTCIceServer). */
@@ -3224,6 +3373,81 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Token"];
                 };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    reportStationStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StationStatus"];
+            };
+        };
+        responses: {
+            /** @description Kept. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["Unprocessable"];
+        };
+    };
+    listSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sessions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ActiveSession"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    endSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A session's `id` from `GET /api/sessions`. */
+                sessid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];

@@ -418,6 +418,48 @@ export const MaxAnnotationPoints = 256;
 export const MaxAnnotationText = 500;
 export const MaxAnnotations = 500;
 
+// MaxStationErrorLen bounds StationError.Message in bytes; the station cuts longer ones.
+export const MaxStationErrorLen = 1000;
+
+/** StationStatus is a station's upload queue, how its uploads last went, and its SCP's spool. */
+export interface StationStatus {
+  queue: StationQueue;
+  /** LastSuccess is when the server last took a bundle (absent: never). */
+  lastSuccess?: string;
+  /**
+   * LastError is the last failed upload, absent once a later one went through and the queue
+   * drained.
+   */
+  lastError?: StationError;
+  /** Spool is the SCP's (sanping-station scp), absent when the station does not run one. */
+  spool?: StationSpool;
+}
+
+/** StationQueue is what waits in the station's upload journal. */
+export interface StationQueue {
+  bundles: number;
+  files: number;
+  bytes: number;
+}
+
+/** StationError is an upload's failure as the station saw it. */
+export interface StationError {
+  time: string;
+  message: string;
+}
+
+/**
+ * StationSpool is the SCP's spool: images acknowledged to the modality and not yet written
+ * out for upload, the disk's free bytes (-1: not known), and whether it refuses images for
+ * want of room.
+ */
+export interface StationSpool {
+  waitingImages: number;
+  waitingBytes: number;
+  diskFree: number;
+  refusing: boolean;
+}
+
 // TarSHA256 is the PAX record of a tar member that holds the SHA-256 of its content in hex. The
 // server refuses a member whose content does not match it (a file failed with "checksum
 // mismatch: ..."); members without it are taken as they are.

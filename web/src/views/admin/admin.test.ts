@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { institutionTree, parentKinds, stationLoginLine, temporaryPassword, type Institution } from './admin';
+import { institutionTree, parentKinds, QUEUE_STALE_MS, stationLoginLine, stationQueue, temporaryPassword, type Institution, type StationReport } from './admin';
 
 const inst = (id: number, name: string, kind: Institution['kind'], parentId?: number): Institution => ({ id, name, kind, code: `c${id}`, parentId, createdAt: '2026-12-01T00:00:00Z' });
 
@@ -38,5 +38,19 @@ describe('admin helpers', () => {
   it('knows where each kind may hang', () => {
     expect(parentKinds('clinic')).toEqual(['township', 'hospital']);
     expect(parentKinds('township')).toEqual(['hospital']);
+  });
+
+  it('shows a station report\'s queue, warning on a failed upload or a queue waiting an hour', () => {
+    const now = Date.parse('2026-12-08T02:00:00Z');
+    const report = (r: Partial<StationReport>): StationReport => ({ reportedAt: '2026-12-08T01:59:00Z', queue: { bundles: 0, files: 0, bytes: 0 }, ...r });
+    expect(stationQueue(undefined, now)).toBeNull();
+    expect(stationQueue(report({}), now)).toEqual({ bundles: 0, files: 0, mb: '0.0', warning: null });
+    // An empty queue is fine however long ago the last success was.
+    expect(stationQueue(report({ lastSuccess: '2026-11-01T00:00:00Z' }), now)?.warning).toBeNull();
+    const queued = { bundles: 2, files: 37, bytes: 31_549_999 };
+    expect(stationQueue(report({ queue: queued, lastSuccess: '2026-12-08T01:30:00Z' }), now)).toEqual({ bundles: 2, files: 37, mb: '31.5', warning: null });
+    expect(stationQueue(report({ queue: queued, lastSuccess: new Date(now - QUEUE_STALE_MS).toISOString() }), now)?.warning).toBe('stale');
+    expect(stationQueue(report({ queue: queued }), now)?.warning).toBe('stale');
+    expect(stationQueue(report({ lastError: { time: '2026-12-08T01:58:00Z', message: 'dial tcp: i/o timeout' } }), now)?.warning).toBe('error');
   });
 });

@@ -62,3 +62,35 @@ export function parentKinds(kind: InstitutionKind): InstitutionKind[] {
   if (kind === 'township') return ['hospital'];
   return ['township', 'hospital'];
 }
+
+export type ActiveSession = components['schemas']['ActiveSession'];
+export type StationReport = NonNullable<Token['status']>;
+
+/** A queue waiting this long since the station's last success (or with none) is a warning. */
+export const QUEUE_STALE_MS = 60 * 60 * 1000;
+
+export interface StationQueueView {
+  bundles: number;
+  files: number;
+  /** megabytes, one decimal, as `sanping-station status` writes them */
+  mb: string;
+  /** why the row carries a warning tag: 'error' (the last upload failed), 'stale' (a queue and no success for an hour), or none */
+  warning: 'error' | 'stale' | null;
+}
+
+/**
+ * stationQueue is what the station table shows of a token's last report (null: it never
+ * reported): the queue, and a warning when the last upload failed or a queue has waited an
+ * hour without a success.
+ */
+export function stationQueue(report: StationReport | undefined, now: number): StationQueueView | null {
+  if (!report) return null;
+  const q = report.queue;
+  let warning: StationQueueView['warning'] = null;
+  if (report.lastError) warning = 'error';
+  else if (q.bundles > 0 || q.files > 0) {
+    const last = report.lastSuccess ? Date.parse(report.lastSuccess) : NaN;
+    if (Number.isNaN(last) || now - last >= QUEUE_STALE_MS) warning = 'stale';
+  }
+  return { bundles: q.bundles, files: q.files, mb: (q.bytes / 1e6).toFixed(1), warning };
+}
