@@ -33,7 +33,7 @@ function sessionPage(id) {
   const quality = [];
   const timeline = [];
   for (let k = 0; k < PARTICIPANTS; k++) {
-    const q = { participant: `p${k}`, username: `user${k}`, t: [], bitrateIn: [], bitrateOut: [], loss: [], rttMs: [], jitterMs: [], fps: [], width: [], height: [], resumes: [] };
+    const q = { participant: `p${k}`, username: `user${k}`, t: [], bitrateIn: [], bitrateOut: [], loss: [], rttMs: [], jitterMs: [], fps: [], width: [], height: [], source: [], resumes: [] };
     const times = [];
     for (let t = start + k * 97; t < end; t += 2000) times.push(t);
     for (let t = start + 1000 + k * 97; t < end; t += 5000) times.push(t);
@@ -48,6 +48,7 @@ function sessionPage(id) {
       q.fps.push(15 + 15 * rnd());
       q.width.push(1280);
       q.height.push(720);
+      q.source.push(t % 2000 === (start + k * 97) % 2000 ? 'client' : 'server');
     }
     q.resumes.push(start + 1800_000 + k * 60_000);
     quality.push(q);

@@ -314,6 +314,9 @@ type qualitySeries struct {
 	// Width and Height are 0 where the client did not say.
 	Width  []int `json:"width"`
 	Height []int `json:"height"`
+	// Source is who measured each sample: "client" (the participant's own figures) or
+	// "server" (the SFU's, every 5 s, for participants that report none, such as WHIP feeds).
+	Source []string `json:"source"`
 	// Resumes are the times (Unix milliseconds) the participant reconnected.
 	Resumes []int64 `json:"resumes"`
 }
@@ -325,7 +328,7 @@ func qualityColumns(samples []signal.QualitySample, events []sessionEvent) []*qu
 		qs := by[participant]
 		if qs == nil {
 			qs = &qualitySeries{Participant: participant, Username: username, T: []int64{}, BitrateIn: []int64{}, BitrateOut: []int64{},
-				Loss: []float64{}, RTTms: []float64{}, JitterMs: []float64{}, FPS: []float64{}, Width: []int{}, Height: []int{}, Resumes: []int64{}}
+				Loss: []float64{}, RTTms: []float64{}, JitterMs: []float64{}, FPS: []float64{}, Width: []int{}, Height: []int{}, Source: []string{}, Resumes: []int64{}}
 			by[participant] = qs
 			out = append(out, qs)
 		}
@@ -342,6 +345,7 @@ func qualityColumns(samples []signal.QualitySample, events []sessionEvent) []*qu
 		qs.FPS = append(qs.FPS, q.Quality.FPS)
 		qs.Width = append(qs.Width, q.Quality.Width)
 		qs.Height = append(qs.Height, q.Quality.Height)
+		qs.Source = append(qs.Source, q.Source)
 	}
 	for _, ev := range events {
 		if ev.Type == "resume" {
@@ -355,7 +359,7 @@ func qualityColumns(samples []signal.QualitySample, events []sessionEvent) []*qu
 	return out
 }
 
-var qualityHeader = []string{"participant", "username", "time", "bitrateIn", "bitrateOut", "loss", "rttMs", "jitterMs", "fps", "width", "height"}
+var qualityHeader = []string{"participant", "username", "time", "bitrateIn", "bitrateOut", "loss", "rttMs", "jitterMs", "fps", "width", "height", "source"}
 
 // sessionReport is the report's state on the session page.
 type sessionReport struct {
@@ -424,7 +428,7 @@ func (s *Service) sessionLog(w http.ResponseWriter, r *http.Request) {
 			for i, t := range qs.T {
 				cw.Write(csvSafe([]string{qs.Participant, qs.Username, csvTime(time.UnixMilli(t)),
 					strconv.FormatInt(qs.BitrateIn[i], 10), strconv.FormatInt(qs.BitrateOut[i], 10), ftoa(qs.Loss[i]), ftoa(qs.RTTms[i]),
-					ftoa(qs.JitterMs[i]), ftoa(qs.FPS[i]), strconv.Itoa(qs.Width[i]), strconv.Itoa(qs.Height[i])}))
+					ftoa(qs.JitterMs[i]), ftoa(qs.FPS[i]), strconv.Itoa(qs.Width[i]), strconv.Itoa(qs.Height[i]), qs.Source[i]}))
 			}
 		}
 	} else {

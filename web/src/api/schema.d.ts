@@ -2324,6 +2324,8 @@ export interface components {
             width: number[];
             /** @description 0 where not known. */
             height: number[];
+            /** @description Who measured each sample: the participant (client) or the SFU (server, every 5 s). */
+            source: ("client" | "server")[];
             /** @description Unix milliseconds at which the participant reconnected. */
             resumes: number[];
         };

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { METRICS, alignedTimes, attendees, chinaDay, chinaTime, countGroups, dayRange, duration, filterTimeline, plotData, type QualitySeries, type SessionEvent } from './sessionlog';
+import { METRICS, alignedTimes, chartSamples, attendees, chinaDay, chinaTime, countGroups, dayRange, duration, filterTimeline, plotData, type QualitySeries, type SessionEvent } from './sessionlog';
 
 function series(participant: string, t: number[], extra: Partial<QualitySeries> = {}): QualitySeries {
   const z = t.map(() => 0);
   return { participant, username: participant, t, bitrateIn: z, bitrateOut: t.map((_, i) => (i + 1) * 1000), loss: t.map(() => 0.02), rttMs: z, jitterMs: z,
-    fps: z, width: z, height: t.map((_, i) => (i === 0 ? 0 : 720)), resumes: [], ...extra };
+    fps: z, width: z, height: t.map((_, i) => (i === 0 ? 0 : 720)), source: t.map(() => 'client'), resumes: [], ...extra };
 }
 
 function ev(type: SessionEvent['type'], participant: string, time: string, more: Partial<SessionEvent> = {}): SessionEvent {
@@ -43,6 +43,16 @@ describe('quality samples for uPlot', () => {
     const cols = plotData(parts, al, METRICS[0]!);
     const nonNull = cols.slice(1).reduce((n, c) => n + (c as (number | null)[]).filter((v) => v !== null).length, 0);
     expect(nonNull).toBe(5 * 3600);
+  });
+});
+
+describe('one measurer a line', () => {
+  it("plots a participant's own figures where it has them, else the server's", () => {
+    const mixed = series('a', [0, 1000, 2000, 3000], { source: ['server', 'client', 'server', 'client'] });
+    expect(chartSamples(mixed).t).toEqual([1000, 3000]);
+    expect(chartSamples(mixed).bitrateOut).toEqual([2, 4].map((k) => k * 1000));
+    const serverOnly = series('b', [0, 5000], { source: ['server', 'server'] });
+    expect(chartSamples(serverOnly)).toBe(serverOnly);
   });
 });
 

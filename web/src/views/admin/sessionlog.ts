@@ -77,6 +77,23 @@ export function plotData(series: readonly QualitySeries[], aligned: { xs: Float6
   return [aligned.xs, ...cols];
 }
 
+/**
+ * chartSamples keeps one measurer per participant, so a line does not zig-zag between two
+ * points of view: the participant's own figures where it reports them (the browser app, every
+ * 2 s), else the SFU's (every 5 s: WHIP feeds, older stations). The CSV export keeps both.
+ */
+export function chartSamples(s: QualitySeries): QualitySeries {
+  const src = s.source ?? [];
+  if (!src.includes('client') || !src.includes('server')) return s;
+  const keep: number[] = [];
+  src.forEach((v, i) => {
+    if (v === 'client') keep.push(i);
+  });
+  const pick = <T>(a: T[]): T[] => keep.map((i) => a[i] as T);
+  return { ...s, t: pick(s.t), bitrateIn: pick(s.bitrateIn), bitrateOut: pick(s.bitrateOut), loss: pick(s.loss), rttMs: pick(s.rttMs),
+    jitterMs: pick(s.jitterMs), fps: pick(s.fps), width: pick(s.width), height: pick(s.height), source: pick(src) };
+}
+
 /** A distinct colour a participant, the same on every chart (colour-blind safe, Okabe-Ito). */
 export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#F0E442'] as const;
 export function colour(i: number): string {
