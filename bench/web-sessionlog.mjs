@@ -48,7 +48,7 @@ function sessionPage(id) {
       q.fps.push(15 + 15 * rnd());
       q.width.push(1280);
       q.height.push(720);
-      q.source.push(t % 2000 === (start + k * 97) % 2000 ? 'client' : 'server');
+      q.source.push('client'); // all drawn: the worst case
     }
     q.resumes.push(start + 1800_000 + k * 60_000);
     quality.push(q);
