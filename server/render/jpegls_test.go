@@ -73,7 +73,7 @@ func TestJPEGLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := nativeOW(t, pf);  !bytes.Equal(native, want) {
+			if want := nativeOW(t, pf); !bytes.Equal(native, want) {
 				t.Errorf("DecodeFrame differs from dcmdjpls (%d bytes, %d)", len(native), len(want))
 			}
 			if na.BitsAllocated != c.pm.ba || na.PlanarConfiguration != 0 {
