@@ -1,18 +1,21 @@
 package jpegls
 
-// DICOM Part 10 files for the tests, written with the shared test writer and read back with
-// Sanping's own parser: enough to hand an image to DCMTK and get the pixel data back.
+// DICOM Part 10 files for the tests, written with the shared test writer and read back by
+// finding the Pixel Data tag: enough to hand an image to DCMTK and get the pixel data back.
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 
-	"github.com/sanping/sanping/server/dcm"
 	"github.com/sanping/sanping/server/internal/dicomtest"
 )
 
-const tsJPEGLSLossless = "1.2.840.10008.1.2.4.80"
+const (
+	tsJPEGLSLossless = "1.2.840.10008.1.2.4.80"
+	tsJPEGLSNear     = "1.2.840.10008.1.2.4.81"
+)
 
 // testImage is a synthetic image in DICOM terms.
 type testImage struct {
@@ -20,7 +23,8 @@ type testImage struct {
 	width, height, spp  int
 	bitsAllocated, bits int    // bits = BitsStored
 	pix                 []byte // native little endian samples, interleaved
-	jls                 []byte // if set, stored encapsulated as JPEG-LS Lossless instead of pix
+	jls                 []byte // if set, stored encapsulated as JPEG-LS instead of pix
+	near                bool   // jls is near-lossless (1.2.840.10008.1.2.4.81)
 }
 
 func (im *testImage) frame() Frame {
@@ -44,6 +48,9 @@ func writePart10(path string, im *testImage) error {
 	switch {
 	case im.jls != nil:
 		ts = tsJPEGLSLossless
+		if im.near {
+			ts = tsJPEGLSNear
+		}
 		frag := im.jls
 		if len(frag)%2 == 1 {
 			frag = append(frag[:len(frag):len(frag)], 0)
@@ -59,32 +66,40 @@ func writePart10(path string, im *testImage) error {
 
 // pixelData is what readPixelData finds.
 type pixelData struct {
-	transferSyntax string
-	native         []byte   // defined-length pixel data
-	fragments      [][]byte // encapsulated pixel data, without the Basic Offset Table
+	native    []byte   // defined-length pixel data
+	fragments [][]byte // encapsulated pixel data, without the Basic Offset Table
 }
 
-// readPixelData parses a Part 10 file with Sanping's parser and returns its pixel data.
+// readPixelData returns the top-level pixel data of an explicit VR little endian Part 10
+// file, found by its tag (Sanping's parser, server/dcm, imports this package).
 func readPixelData(path string) (*pixelData, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	in, err := dcm.Parse(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		return nil, err
-	}
-	px := in.Layout.Pixel
-	if px == nil {
+	i := bytes.LastIndex(b, []byte{0xE0, 0x7F, 0x10, 0x00})
+	if i < 0 || i+12 > len(b) || (string(b[i+4:i+6]) != "OB" && string(b[i+4:i+6]) != "OW") {
 		return nil, fmt.Errorf("%s: no pixel data", path)
 	}
-	pd := &pixelData{transferSyntax: in.TransferSyntax}
-	if !px.Encapsulated {
-		pd.native = b[px.Value.Offset : px.Value.Offset+px.Value.Length]
-		return pd, nil
+	n := binary.LittleEndian.Uint32(b[i+8:])
+	p := i + 12
+	if n != 0xFFFFFFFF {
+		if p+int(n) > len(b) {
+			return nil, fmt.Errorf("%s: pixel data truncated", path)
+		}
+		return &pixelData{native: b[p : p+int(n)]}, nil
 	}
-	for _, f := range px.Fragments {
-		pd.fragments = append(pd.fragments, b[f.Offset:f.Offset+f.Length])
+	pd := &pixelData{fragments: [][]byte{}}
+	for item := 0; p+8 <= len(b); item++ {
+		g, e, l := binary.LittleEndian.Uint16(b[p:]), binary.LittleEndian.Uint16(b[p+2:]), int(binary.LittleEndian.Uint32(b[p+4:]))
+		p += 8
+		if g != 0xFFFE || e != 0xE000 || p+l > len(b) {
+			break
+		}
+		if item > 0 {
+			pd.fragments = append(pd.fragments, b[p:p+l])
+		}
+		p += l
 	}
 	return pd, nil
 }

@@ -65,7 +65,10 @@ func AppendEncode(dst, src []byte, f Frame, opts Options) ([]byte, error) {
 		}
 		dst = appendSegment(dst, mLSE, lse)
 	}
-	e := &encoder{f: f, src: src, bps: bps, ps: ps}
+	if opts.restart > 0 {
+		dst = appendSegment(dst, mDRI, []byte{byte(opts.restart >> 8), byte(opts.restart)})
+	}
+	e := &encoder{f: f, src: src, bps: bps, ps: ps, restart: opts.restart}
 	if f.Interleave == InterleaveNone {
 		for k := range f.Components {
 			if dst, err = e.scan(dst, []int{k}); err != nil {
@@ -87,10 +90,11 @@ func appendSegment(dst []byte, code byte, payload []byte) []byte {
 }
 
 type encoder struct {
-	f   Frame
-	src []byte
-	bps int
-	ps  preset
+	f       Frame
+	src     []byte
+	bps     int
+	ps      preset
+	restart int // lines per restart interval, 0 = none
 }
 
 // scan appends one scan of the given components.
@@ -109,6 +113,7 @@ func (e *encoder) scan(dst []byte, comps []int) ([]byte, error) {
 	if f.Interleave == InterleaveSample {
 		prev, cur := make([]int32, (w+2)*nc), make([]int32, (w+2)*nc)
 		for y := range f.Height {
+			e.restartMarker(bw, c, y)
 			prev, cur = cur, prev
 			if err := e.getSamples(y, cur[nc:(w+1)*nc], comps); err != nil {
 				return nil, err
@@ -121,6 +126,7 @@ func (e *encoder) scan(dst []byte, comps []int) ([]byte, error) {
 			prev[i], cur[i] = make([]int32, w+2), make([]int32, w+2)
 		}
 		for y := range f.Height {
+			e.restartMarker(bw, c, y)
 			for i, k := range comps {
 				prev[i], cur[i] = cur[i], prev[i]
 				if err := e.getSamples(y, cur[i][1:w+1], []int{k}); err != nil {
@@ -132,6 +138,17 @@ func (e *encoder) scan(dst []byte, comps []int) ([]byte, error) {
 	}
 	bw.end()
 	return bw.out, nil
+}
+
+// restartMarker ends a restart interval before line y (T.87 D.2): the coded bits padded to
+// a byte, RSTm, and the adaptive state reset; the lines above still predict.
+func (e *encoder) restartMarker(bw *bitWriter, c *coder, y int) {
+	if e.restart == 0 || y == 0 || y%e.restart != 0 {
+		return
+	}
+	bw.end()
+	bw.out = append(bw.out, 0xFF, mRST0+byte((y/e.restart-1)%8))
+	c.init()
 }
 
 // getSamples loads line y of the given components (interleaved in line) and checks them

@@ -68,6 +68,8 @@ type Options struct {
 	MaxVal     int // largest sample value, default 2^P-1
 	T1, T2, T3 int // gradient quantization thresholds, default from MAXVAL and NEAR
 	Reset      int // context reset interval, default 64
+
+	restart int // lines per restart interval (DRI), for the tests: DCMTK writes none
 }
 
 // ErrUnsupported is wrapped by errors for valid JPEG-LS data (or JPEG data of another
@@ -94,17 +96,15 @@ const maxCompression = 8 << 15
 
 // Markers (second byte after 0xFF).
 const (
-	mSOF55 = 0xF7 // JPEG-LS frame
-	mLSE   = 0xF8 // JPEG-LS preset parameters
-	mSOI   = 0xD8
-	mEOI   = 0xD9
-	mSOS   = 0xDA
-	mDNL   = 0xDC
-	mDRI   = 0xDD
-	mRST0  = 0xD0
-	mAPP0  = 0xE0
-	mAPP8  = 0xE8
-	mCOM   = 0xFE
+	mSOF55 byte = 0xF7 // JPEG-LS frame
+	mLSE   byte = 0xF8 // JPEG-LS preset parameters
+	mSOI   byte = 0xD8
+	mEOI   byte = 0xD9
+	mSOS   byte = 0xDA
+	mDNL   byte = 0xDC
+	mDRI   byte = 0xDD
+	mRST0  byte = 0xD0
+	mAPP8  byte = 0xE8
 )
 
 // j is the run length order table J of T.87 A.7.1.2.
