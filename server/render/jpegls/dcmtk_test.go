@@ -305,3 +305,32 @@ func TestDCMTKPresets(t *testing.T) {
 		})
 	}
 }
+
+// TestDCMTKSizes compares our stream sizes with dcmcjpls's on the benchmark images (a CT
+// slice, a radiograph): the same bytes at the same precision; for 12-bit samples in 16-bit
+// words dcmcjpls codes with precision 16, and ours (precision 12) must not be larger.
+func TestDCMTKSizes(t *testing.T) {
+	needDCMTK(t)
+	if testing.Short() {
+		t.Skip("large images")
+	}
+	dir := t.TempDir()
+	for _, bc := range benchCases {
+		t.Run(bc.name, func(t *testing.T) {
+			im := &testImage{name: bc.name, width: bc.f.Width, height: bc.f.Height, spp: 1, bitsAllocated: 16, bits: bc.f.BitsPerSample, pix: bc.pix()}
+			theirs, _ := dcmtkEncode(t, dir, im, nil)
+			ours, err := AppendEncode(nil, im.pix, bc.f, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: ours %d bytes, dcmcjpls %d (%+.2f%%), %.2f bits/sample", bc.name, len(ours), len(theirs),
+				100*(float64(len(ours))/float64(len(theirs))-1), float64(8*len(ours))/float64(bc.f.Width*bc.f.Height))
+			if len(ours) > len(theirs) {
+				t.Errorf("ours are larger")
+			}
+			if bc.f.BitsPerSample == 16 && !bytes.Equal(ours, normalize(t, theirs)) {
+				t.Errorf("ours differ from dcmcjpls's at byte %d", firstDiff(ours, normalize(t, theirs)))
+			}
+		})
+	}
+}

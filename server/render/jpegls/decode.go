@@ -3,6 +3,7 @@ package jpegls
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 )
 
 // decoder holds the state while walking the marker segments.
@@ -428,21 +429,86 @@ func (d *decoder) putSamples(y int, line []int32, comps []int) {
 }
 
 // decodeLine decodes one line of one component. prev and cur are the line above and this
-// one with a sample of padding at each end: sample x at index x+1.
+// one with a sample of padding at each end: sample x at index x+1. The regular mode of
+// decodeRegular is written out here: this loop is where decoding spends its time.
 func (c *coder) decodeLine(br *bitReader, prev, cur []int32, comp int) {
 	w := len(cur) - 2
 	prev = prev[:w+2]
 	prev[w+1] = prev[w] // Rd of the last sample (T.87 A.2.1)
 	cur[0] = prev[1]    // Ra of the first; its Rc is the first sample two lines up
 	quant, qoff := c.quant, c.qoff
+	ctx := &c.ctx
+	maxval, rng, near, limit, qbpp, step, reset := c.maxval, c.rng, c.near, c.limit, c.qbpp, c.step, c.reset
+	maxZeros := uint(limit - qbpp - 1)
 	for x := 1; x <= w; {
 		ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
-		q := 81*quant[rd-rb+qoff] + 9*quant[rb-rc+qoff] + quant[rc-ra+qoff]
+		q := 81*int32(quant[rd-rb+qoff]) + 9*int32(quant[rb-rc+qoff]) + int32(quant[rc-ra+qoff])
 		if q == 0 {
 			x = c.decodeRun(br, prev, cur, x, comp)
 			continue
 		}
-		cur[x] = c.decodeRegular(br, q, predict(ra, rb, rc))
+		sign := q >> 31 // 0 or -1
+		cx := &ctx[(q^sign)-sign]
+		k := golombK(cx.n, cx.a)
+		px := predict(ra, rb, rc) + (cx.c ^ sign) - sign
+		px = min(max(px, 0), maxval)
+
+		if br.n < 56 {
+			br.refill()
+		}
+		var m int32
+		if z := uint(bits.LeadingZeros64(br.acc)); z < maxZeros && z+1+k <= br.n {
+			m = int32(z)<<k | int32(br.acc<<(z+1)>>(64-k))
+			br.acc <<= z + 1 + k
+			br.n -= z + 1 + k
+		} else {
+			m = br.golombSlow(k, maxZeros, qbpp)
+		}
+		if near == 0 && k == 0 && 2*cx.b <= -cx.n {
+			m ^= 1
+		}
+		e := m>>1 ^ -(m & 1)
+		if e > rng || e < -rng {
+			br.bad = true
+			e = 0
+		}
+		// c.update(cx, e), written out.
+		cb, ca, cn := cx.b+e*step, cx.a+abs(e), cx.n
+		if cn == reset {
+			ca, cb, cn = ca>>1, cb>>1, cn>>1
+		}
+		cn++
+		cx.a, cx.n = ca, cn
+		if cb+cn <= 0 {
+			cb += cn
+			if cb <= -cn {
+				cb = -cn + 1
+			}
+			if cx.c > -128 {
+				cx.c--
+			}
+		} else if cb > 0 {
+			cb -= cn
+			if cb > 0 {
+				cb = 0
+			}
+			if cx.c < 127 {
+				cx.c++
+			}
+		}
+		cx.b = cb
+		e = (e ^ sign) - sign
+		if near == 0 {
+			rx := px + e
+			if rx < 0 {
+				rx += rng
+			} else if rx > maxval {
+				rx -= rng
+			}
+			cur[x] = min(max(rx, 0), maxval)
+		} else {
+			cur[x] = c.reconstruct(px, e)
+		}
 		x++
 	}
 }
@@ -554,7 +620,7 @@ func (c *coder) decodeLineSample(br *bitReader, prev, cur []int32, nc int) {
 		zero := true
 		for k := range nc {
 			ra, rb, rc, rd := cur[i-nc+k], prev[i+k], prev[i-nc+k], prev[i+nc+k]
-			qs[k] = 81*quant[rd-rb+qoff] + 9*quant[rb-rc+qoff] + quant[rc-ra+qoff]
+			qs[k] = 81*int32(quant[rd-rb+qoff]) + 9*int32(quant[rb-rc+qoff]) + int32(quant[rc-ra+qoff])
 			zero = zero && qs[k] == 0
 		}
 		if zero {

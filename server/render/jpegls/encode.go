@@ -202,21 +202,71 @@ func (e *encoder) getSamples(y int, line []int32, comps []int) error {
 }
 
 // encodeLine codes one line of one component; prev and cur as in decodeLine, cur holding the
-// samples to code (replaced by the reconstructed ones when NEAR > 0).
+// samples to code (replaced by the reconstructed ones when NEAR > 0). The regular mode of
+// encodeRegular is written out for lossless coding: this loop is where encoding spends its
+// time.
 func (c *coder) encodeLine(bw *bitWriter, prev, cur []int32, comp int) {
 	w := len(cur) - 2
 	prev = prev[:w+2]
 	prev[w+1] = prev[w]
 	cur[0] = prev[1]
 	quant, qoff := c.quant, c.qoff
+	ctx := &c.ctx
+	maxval, rng, limit, qbpp, reset := c.maxval, c.rng, c.limit, c.qbpp, c.reset
 	for x := 1; x <= w; {
 		ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
-		q := 81*quant[rd-rb+qoff] + 9*quant[rb-rc+qoff] + quant[rc-ra+qoff]
+		q := 81*int32(quant[rd-rb+qoff]) + 9*int32(quant[rb-rc+qoff]) + int32(quant[rc-ra+qoff])
 		if q == 0 {
 			x = c.encodeRun(bw, prev, cur, x, comp)
 			continue
 		}
-		cur[x] = c.encodeRegular(bw, q, predict(ra, rb, rc), cur[x])
+		if c.near != 0 {
+			cur[x] = c.encodeRegular(bw, q, predict(ra, rb, rc), cur[x])
+			x++
+			continue
+		}
+		sign := q >> 31 // 0 or -1
+		cx := &ctx[(q^sign)-sign]
+		k := golombK(cx.n, cx.a)
+		px := predict(ra, rb, rc) + (cx.c ^ sign) - sign
+		px = min(max(px, 0), maxval)
+		e := ((cur[x] - px) ^ sign) - sign
+		if e < 0 {
+			e += rng
+		}
+		if e >= (rng+1)/2 {
+			e -= rng
+		}
+		m := uint32(e<<1 ^ e>>31) // 2e, or -2e-1 for e < 0
+		if k == 0 && 2*cx.b <= -cx.n {
+			m ^= 1
+		}
+		bw.golomb(m, k, limit, qbpp)
+		// c.update(cx, e), written out.
+		cb, ca, cn := cx.b+e, cx.a+abs(e), cx.n
+		if cn == reset {
+			ca, cb, cn = ca>>1, cb>>1, cn>>1
+		}
+		cn++
+		cx.a, cx.n = ca, cn
+		if cb+cn <= 0 {
+			cb += cn
+			if cb <= -cn {
+				cb = -cn + 1
+			}
+			if cx.c > -128 {
+				cx.c--
+			}
+		} else if cb > 0 {
+			cb -= cn
+			if cb > 0 {
+				cb = 0
+			}
+			if cx.c < 127 {
+				cx.c++
+			}
+		}
+		cx.b = cb
 		x++
 	}
 }
@@ -335,7 +385,7 @@ func (c *coder) encodeLineSample(bw *bitWriter, prev, cur []int32, nc int) {
 		zero := true
 		for k := range nc {
 			ra, rb, rc, rd := cur[i-nc+k], prev[i+k], prev[i-nc+k], prev[i+nc+k]
-			qs[k] = 81*quant[rd-rb+qoff] + 9*quant[rb-rc+qoff] + quant[rc-ra+qoff]
+			qs[k] = 81*int32(quant[rd-rb+qoff]) + 9*int32(quant[rb-rc+qoff]) + int32(quant[rc-ra+qoff])
 			zero = zero && qs[k] == 0
 		}
 		if zero {

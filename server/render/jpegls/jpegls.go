@@ -26,6 +26,7 @@ package jpegls
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // Interleave is the ILV parameter of a scan (T.87 C.2.3).
@@ -182,7 +183,7 @@ type runContext struct {
 type coder struct {
 	maxval, near, rng, qbpp, limit, reset int32
 	step                                  int32 // 2*NEAR+1
-	quant                                 []int32
+	quant                                 []int8
 	qoff                                  int32 // quant[d+qoff] is Q(d) for -MAXVAL <= d <= MAXVAL
 	ctx                                   [365]context
 	run                                   [2]runContext
@@ -205,10 +206,10 @@ func newCoder(p int, ps preset, near int) *coder {
 	c.limit = 2 * (bpp + max(8, bpp))
 	// Gradient quantization (T.87 A.3.3) for every difference of two samples.
 	c.qoff = c.maxval
-	c.quant = make([]int32, 2*c.maxval+1)
+	c.quant = make([]int8, 2*c.maxval+1)
 	t1, t2, t3 := int32(ps.t1), int32(ps.t2), int32(ps.t3)
 	for d := -c.maxval; d <= c.maxval; d++ {
-		var q int32
+		var q int8
 		switch {
 		case d <= -t3:
 			q = -4
@@ -258,13 +259,17 @@ func predict(ra, rb, rc int32) int32 {
 	return ra + rb - rc
 }
 
-// golombK is the Golomb parameter of a regular context (T.87 A.5.1).
+// golombK is the Golomb parameter of a regular context (T.87 A.5.1): the least k with
+// N<<k >= A, found from the bit lengths rather than by a loop.
 func golombK(n, a int32) uint {
-	k := uint(0)
-	for n<<k < a {
-		k++
+	d := bits.Len32(uint32(a)) - bits.Len32(uint32(n))
+	if d < 0 {
+		d = 0
 	}
-	return k
+	if n<<d < a {
+		d++
+	}
+	return uint(d)
 }
 
 // update adapts a regular context to the coded error (T.87 A.6).
