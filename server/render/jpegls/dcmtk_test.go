@@ -334,3 +334,38 @@ func TestDCMTKSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteFuzzSeeds regenerates testdata/fuzz/FuzzDecode from small dcmcjpls-compressed
+// images when JPEGLS_WRITE_SEEDS=1.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("JPEGLS_WRITE_SEEDS") != "1" {
+		t.Skip("set JPEGLS_WRITE_SEEDS=1 to regenerate the seed corpus")
+	}
+	needDCMTK(t)
+	dir := t.TempDir()
+	seedDir := filepath.Join("testdata", "fuzz", "FuzzDecode")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	seeds := []struct {
+		im   testImage
+		args []string
+	}{
+		{testImage{name: "gray8", width: 16, height: 12, spp: 1, bitsAllocated: 8, bits: 8}, nil},
+		{testImage{name: "gray12", width: 16, height: 12, spp: 1, bitsAllocated: 16, bits: 12}, []string{"+t1", "4", "+t2", "9", "+t3", "30"}},
+		{testImage{name: "gray16", width: 16, height: 12, spp: 1, bitsAllocated: 16, bits: 16}, []string{"+en", "+md", "3"}},
+		{testImage{name: "rgb8", width: 12, height: 8, spp: 3, bitsAllocated: 8, bits: 8}, []string{"+il"}},
+		{testImage{name: "rgb8", width: 12, height: 8, spp: 3, bitsAllocated: 8, bits: 8}, []string{"+is"}},
+		{testImage{name: "rgb8", width: 12, height: 8, spp: 3, bitsAllocated: 8, bits: 8}, []string{"+in"}},
+	}
+	for i, s := range seeds {
+		im := s.im
+		im.pix = synth(im.width, im.height, im.spp, im.bits, uint64(i+100))
+		stream, _ := dcmtkEncode(t, dir, &im, s.args)
+		name := "dcmtk_" + im.name + strings.ReplaceAll(strings.Join(s.args, ""), "+", "_")
+		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", stream)
+		if err := os.WriteFile(filepath.Join(seedDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/bits"
+	"slices"
 )
 
 // decoder holds the state while walking the marker segments.
@@ -337,11 +338,9 @@ func (d *decoder) scan() error {
 	}
 	c := newCoder(f.BitsPerSample, ps, near)
 	if d.out == nil {
-		size := f.Width * f.Height * f.Components
-		if f.BitsPerSample > 8 {
-			size *= 2
-		}
-		d.out = make([]byte, size)
+		// Grown as lines are decoded (putSamples): a header may promise far more than the data
+		// holds, and allocating for it up front would let a few bytes claim half a gigabyte.
+		d.out = make([]byte, 0, min(d.frameBytes(), 1<<20))
 	}
 	w, nc := f.Width, len(comps)
 	if ilv == InterleaveNone {
@@ -397,10 +396,23 @@ func (d *decoder) scan() error {
 	return nil
 }
 
+// frameBytes is the size of the decoded frame.
+func (d *decoder) frameBytes() int {
+	n := d.f.Width * d.f.Height * d.f.Components
+	if d.f.BitsPerSample > 8 {
+		n *= 2
+	}
+	return n
+}
+
 // putSamples stores a decoded line of the given components (interleaved in line).
 func (d *decoder) putSamples(y int, line []int32, comps []int) {
 	f := d.f
 	nc := len(comps)
+	if need := (y + 1) * f.Width * f.Components * (1 + (f.BitsPerSample-1)/8); need > len(d.out) {
+		n := min(max(need, 2*len(d.out)), d.frameBytes())
+		d.out = slices.Grow(d.out, n-len(d.out))[:n]
+	}
 	if f.BitsPerSample <= 8 {
 		row := d.out[y*f.Width*f.Components:]
 		if nc == f.Components {
@@ -593,7 +605,7 @@ func (c *coder) decodeRI(br *bitReader, ritype, ri int32) int32 {
 	}
 	if e > c.rng || e < -c.rng {
 		br.bad = true
-		e = 0
+		e, em = 0, 0 // and A stays bounded
 	}
 	c.riUpdate(rc, e, em, ritype)
 	return e

@@ -303,12 +303,7 @@ func (c *coder) update(cx *context, errval int32) {
 
 // riK is the Golomb parameter of a run interruption context (T.87 A.7.2.1).
 func riK(rc *runContext, ritype int32) uint {
-	t := rc.a + (rc.n>>1)*ritype
-	k := uint(0)
-	for rc.n<<k < t {
-		k++
-	}
-	return k
+	return golombK(rc.n, rc.a+(rc.n>>1)*ritype)
 }
 
 // riUpdate adapts a run interruption context (T.87 A.7.2.2).

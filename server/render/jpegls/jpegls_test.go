@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -350,5 +351,23 @@ func TestMangled(t *testing.T) {
 			b = b[:rng.IntN(len(b))]
 			Decode(b)
 		}
+	}
+}
+
+// TestHostileHeaderAllocation: a header promising 65535 x 4000 samples with a little data
+// fails without allocating for the whole frame.
+func TestHostileHeaderAllocation(t *testing.T) {
+	data := header(mSOF55, sof(16, 65535, 4000, 1), mSOS, []byte{1, 1, 0, 0, 0, 0})
+	data = append(data, make([]byte, 4096)...)
+	data = append(data, bytes.Repeat([]byte{0x55}, 4096)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := Decode(data)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("error %v", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Errorf("%d MB allocated for %d bytes of input", n>>20, len(data))
 	}
 }
