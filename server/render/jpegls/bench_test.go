@@ -5,20 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
-	"syscall"
 	"testing"
-	"time"
 )
-
-// threadCPU is the CPU time of the calling thread: the machines the benchmarks run on are
-// shared, and MB per CPU second is what "per core" means.
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // measure runs f b.N times and reports, besides the wall-clock figures, megabytes of input
 // per second of the thread's CPU time.

@@ -8,9 +8,11 @@ import (
 
 // Encode writes src, f.Width x f.Height pixels of f.Components samples (native little
 // endian, one byte each up to 8 bits and two above, pixel by pixel), to w as a JPEG-LS stream
-// with the interleave mode and NEAR of f. A single component is coded with ILV 0. Preset
-// parameters other than the defaults go in an LSE segment; the output is what CharLS (and so
-// DCMTK's dcmcjpls) writes for the same parameters.
+// with the interleave mode and NEAR of f. A single component is coded with ILV 0; for color,
+// line interleave is what dcmcjpls writes by default. Preset parameters other than the
+// defaults go in an LSE segment. The output is what CharLS (and so DCMTK's dcmcjpls) writes
+// for the same parameters, except that dcmcjpls also writes default parameters in an LSE
+// segment above 8 bits.
 func Encode(w io.Writer, src []byte, f Frame, opts Options) error {
 	b, err := AppendEncode(nil, src, f, opts)
 	if err != nil {
