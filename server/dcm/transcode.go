@@ -32,7 +32,7 @@ func CanTranscodeToExplicitLE(tsUID string) bool {
 // Sequences and items are written with undefined length and group lengths are dropped, so no
 // length needs recomputing.
 func TranscodeToExplicitLE(w io.Writer, src io.ReaderAt, size int64) error {
-	return transcode(w, src, size, nil)
+	return transcode(w, src, size, nil, nil)
 }
 
 // NativePixels is the decoded pixel data that replaces an instance's encapsulated Pixel Data in
@@ -88,10 +88,42 @@ func TranscodeDecoded(w io.Writer, src io.ReaderAt, size int64, px *NativePixels
 	if px.FrameLength > (undefinedLength-1)/int64(px.Frames) {
 		return ErrTooLargeForNative
 	}
-	return transcode(w, src, size, px)
+	return transcode(w, src, size, px, nil)
 }
 
-func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error {
+// EncapsulatedPixels is the compressed pixel data that replaces an instance's native Pixel
+// Data in TranscodeEncapsulated (the encoder lives with the caller, as in TranscodeDecoded).
+type EncapsulatedPixels struct {
+	// TransferSyntaxUID names the compression; the data set stays explicit VR little endian.
+	TransferSyntaxUID string
+	// Frames are the compressed frames, one fragment each, of even length (PS3.5 A.4).
+	Frames [][]byte
+	// Attributes replace top-level attributes of the same tag, or are added.
+	Attributes []Attribute
+}
+
+// TranscodeEncapsulated writes a Part 10 file with native pixel data in little endian to w
+// with px as its encapsulated Pixel Data (PS3.5 A.4): a Basic Offset Table, one fragment per
+// frame, the meta information's Transfer Syntax UID changed, px.Attributes set, every other
+// element as stored (the SOP Instance UID included), as DCMTK's dcmcjpls does.
+func TranscodeEncapsulated(w io.Writer, src io.ReaderAt, size int64, px *EncapsulatedPixels) error {
+	if px == nil || len(px.Frames) < 1 || px.TransferSyntaxUID == "" || !Encapsulated(px.TransferSyntaxUID) {
+		return fmt.Errorf("transcoding: no encapsulated pixel data")
+	}
+	var total int64
+	for i, f := range px.Frames {
+		if len(f)%2 == 1 {
+			return fmt.Errorf("transcoding: frame %d has odd length %d", i+1, len(f))
+		}
+		total += int64(len(f)) + 8
+	}
+	if total > undefinedLength-1 {
+		return fmt.Errorf("transcoding: %d bytes of fragments are too many for a Basic Offset Table", total)
+	}
+	return transcode(w, src, size, nil, px)
+}
+
+func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels, enc *EncapsulatedPixels) error {
 	meta, datasetOffset, err := ReadMeta(src, size)
 	if err != nil {
 		return err
@@ -100,8 +132,11 @@ func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error
 	if err != nil {
 		return err
 	}
-	if px == nil && !CanTranscodeToExplicitLE(ts.uid) {
+	if px == nil && enc == nil && !CanTranscodeToExplicitLE(ts.uid) {
 		return fmt.Errorf("transcoding from %s is not supported", ts.uid)
+	}
+	if enc != nil && (ts.uid != ImplicitVRLittleEndian && ts.uid != ExplicitVRLittleEndian) {
+		return fmt.Errorf("transcoding: compressing pixel data stored as %s is not supported (little endian only)", ts.uid)
 	}
 	if px != nil && !Encapsulated(ts.uid) {
 		return fmt.Errorf("transcoding: %s does not encapsulate its pixel data", ts.uid)
@@ -112,7 +147,11 @@ func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error
 		r = &reader{stream: &capReader{r: inflated, left: maxInflatedSize}, pos: datasetOffset, base: datasetOffset}
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	if err := writeMeta(bw, meta, ExplicitVRLittleEndian); err != nil {
+	outTS := ExplicitVRLittleEndian
+	if enc != nil {
+		outTS = enc.TransferSyntaxUID
+	}
+	if err := writeMeta(bw, meta, outTS); err != nil {
 		return err
 	}
 	t := &transcoder{
@@ -121,16 +160,23 @@ func transcode(w io.Writer, src io.ReaderAt, size int64, px *NativePixels) error
 		src:    src,
 		swap:   ts.byteOrder == binary.BigEndian,
 		px:     px,
+		enc:    enc,
 	}
-	if px != nil {
+	switch {
+	case px != nil:
 		t.set = append([]Attribute(nil), px.Attributes...)
-		sort.Slice(t.set, func(i, j int) bool { return tagNumber(t.set[i].Tag) < tagNumber(t.set[j].Tag) })
+	case enc != nil:
+		t.set = append([]Attribute(nil), enc.Attributes...)
 	}
+	sort.Slice(t.set, func(i, j int) bool { return tagNumber(t.set[i].Tag) < tagNumber(t.set[j].Tag) })
 	if err := t.dataset(0, -1, false); err != nil {
 		return err
 	}
 	if px != nil && !t.pixelsWritten {
 		return malformed("no encapsulated Pixel Data to decode")
+	}
+	if enc != nil && !t.pixelsWritten {
+		return malformed("no native Pixel Data to compress")
 	}
 	t.flushSet(^uint32(0))
 	return bw.Flush()
@@ -200,7 +246,8 @@ type transcoder struct {
 	swap bool // source is big endian
 
 	px            *NativePixels
-	set           []Attribute // px.Attributes by tag, not yet written
+	enc           *EncapsulatedPixels
+	set           []Attribute // px.Attributes or enc.Attributes by tag, not yet written
 	pixelsWritten bool
 }
 
@@ -260,7 +307,7 @@ func (t *transcoder) dataset(depth int, limit int64, delimited bool) error {
 			}
 			return malformed("unexpected item tag (FFFE,%04X)", h.element)
 		}
-		if depth == 0 && t.px != nil {
+		if depth == 0 && (t.px != nil || t.enc != nil) {
 			done, err := t.decodedElement(h)
 			if err != nil {
 				return err
@@ -275,7 +322,8 @@ func (t *transcoder) dataset(depth int, limit int64, delimited bool) error {
 	}
 }
 
-// decodedElement handles the top-level elements that change when pixel data is decoded.
+// decodedElement handles the top-level elements that change when pixel data is decoded or
+// compressed.
 func (t *transcoder) decodedElement(h header) (bool, error) {
 	n := uint32(h.group)<<16 | uint32(h.element)
 	t.flushSet(n)
@@ -283,6 +331,10 @@ func (t *transcoder) decodedElement(h header) (bool, error) {
 	case len(t.set) > 0 && tagNumber(t.set[0].Tag) == n:
 		t.flushSet(n + 1)
 		return true, t.skipValue(h)
+	case t.enc != nil && h.group == groupPixel && h.element == elemPixelData && h.length != undefinedLength:
+		return true, t.encapsulatedPixelData(h)
+	case t.enc != nil:
+		return false, nil
 	case h.group == groupPixel && h.element == elemPixelData && h.length == undefinedLength:
 		return true, t.nativePixelData()
 	case h.group == groupPixel && (h.element == elemExtendedOffset || h.element == elemExtendedLength || h.element == elemEncapsulatedLength):
@@ -338,6 +390,31 @@ func (t *transcoder) nativePixelData() error {
 	if total%2 == 1 {
 		t.w.WriteByte(0) // values are of even length (PS3.5 7.1.1)
 	}
+	t.pixelsWritten = true
+	return nil
+}
+
+// encapsulatedPixelData skips the native Pixel Data of the input and writes the compressed
+// frames: a Basic Offset Table with each frame's item offset, then one fragment per frame.
+func (t *transcoder) encapsulatedPixelData(h header) error {
+	if err := t.r.skip(int64(h.length)); err != nil {
+		return err
+	}
+	frames := t.enc.Frames
+	t.header(groupPixel, elemPixelData, "OB", undefinedLength)
+	t.header(groupItem, elemItem, "", uint32(4*len(frames)))
+	var off uint32
+	for _, f := range frames {
+		t.w.Write(binary.LittleEndian.AppendUint32(nil, off))
+		off += 8 + uint32(len(f))
+	}
+	for _, f := range frames {
+		t.header(groupItem, elemItem, "", uint32(len(f)))
+		if _, err := t.w.Write(f); err != nil {
+			return err
+		}
+	}
+	t.header(groupItem, elemSequenceDelim, "", 0)
 	t.pixelsWritten = true
 	return nil
 }

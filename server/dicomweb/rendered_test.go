@@ -152,10 +152,10 @@ func TestRenderedResources(t *testing.T) {
 	u := dicomtest.UIDs{Study: "1.2.826.0.1.77", Series: "1.2.826.0.1.77.1", SOP: "1.2.826.0.1.77.1.1"}
 	e.mustStow(ctSlice(u, 200, 300, "MONOCHROME2"))
 	inst := fmt.Sprintf("%s/studies/%s/series/%s/instances/%s", base, u.Study, u.Series, u.SOP)
-	// A JPEG-LS instance: stored and retrievable, not rendered by the server.
+	// A JPEG 2000 instance: stored and retrievable, not rendered by the server.
 	ls := dicomtest.UIDs{Study: u.Study, Series: "1.2.826.0.1.77.2", SOP: "1.2.826.0.1.77.2.1"}
-	lsFile := dicomtest.File{TS: "1.2.840.10008.1.2.4.80", Elems: append(dicomtest.BaseElems(ls, dicomtest.SOPClassCT),
-		append(dicomtest.ImageElems(8, 8, 16, 0, "MONOCHROME2"), dicomtest.Encapsulated(nil, dicomtest.JPEGFragment(true, 40, 1)))...)}.Bytes()
+	lsFile := dicomtest.File{TS: "1.2.840.10008.1.2.4.90", Elems: append(dicomtest.BaseElems(ls, dicomtest.SOPClassCT),
+		append(dicomtest.ImageElems(8, 8, 16, 0, "MONOCHROME2"), dicomtest.Encapsulated(nil, []byte{0xFF, 0x4F, 0xFF, 0x51, 0, 0x29, 0, 0}))...)}.Bytes()
 	e.mustStow(lsFile)
 
 	cases := []struct {
@@ -183,7 +183,7 @@ func TestRenderedResources(t *testing.T) {
 		{"bad window function", inst + "/rendered?window=1,2,cubic", "", 400, "", 0, 0},
 		{"bad quality", inst + "/rendered?quality=101", "", 400, "", 0, 0},
 		{"unknown instance", fmt.Sprintf("%s/studies/%s/series/%s/instances/1.2.3.999/rendered", base, u.Study, u.Series), "", 404, "", 0, 0},
-		{"JPEG-LS is not rendered here", fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/rendered", base, ls.Study, ls.Series, ls.SOP), "", 501, "", 0, 0},
+		{"JPEG 2000 is not rendered here", fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/rendered", base, ls.Study, ls.Series, ls.SOP), "", 501, "", 0, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

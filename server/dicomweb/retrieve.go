@@ -170,10 +170,12 @@ func (s *Service) planPart(r *http.Request, in *store.Instance, wants []string) 
 	return partPlan{}, why
 }
 
-// lossyDecodable: lossy syntaxes render.DecodeFrame decodes: JPEG baseline (8 bits) and
-// extended (8 bits, or 12 bits held in 16-bit words).
+// lossyDecodable: lossy syntaxes render.DecodeFrame decodes: JPEG baseline (8 bits),
+// extended (8 bits, or 12 bits held in 16-bit words) and JPEG-LS near-lossless (8 or 16).
 func lossyDecodable(ts string, in *store.Instance) bool {
 	switch ts {
+	case "1.2.840.10008.1.2.4.81":
+		return in.BitsAllocated.Int64 == 8 || in.BitsAllocated.Int64 == 16
 	case "1.2.840.10008.1.2.4.50":
 		return in.BitsAllocated.Int64 == 8
 	case "1.2.840.10008.1.2.4.51":

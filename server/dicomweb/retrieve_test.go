@@ -233,7 +233,12 @@ func TestRetrieveNegotiation(t *testing.T) {
 	}
 	rle := add(1, "dcmcrle")
 	jpeg := add(2, "dcmcjpeg", "+eb", "+Wi", "1", "+un")
-	jls := add(3, "dcmcjpls") // JPEG-LS lossless: not decoded by the server
+	jls := add(3, "dcmcjpls") // JPEG-LS lossless: decoded like RLE
+	// JPEG 2000 (a hand-made stand-in: DCMTK has no encoder), which the server does not decode.
+	j2k := dicomtest.UIDs{Study: study, Series: study + ".4", SOP: study + ".4.1"}
+	files[j2k.SOP] = dicomtest.File{TS: "1.2.840.10008.1.2.4.90", Elems: append(dicomtest.BaseElems(j2k, dicomtest.SOPClassCT),
+		append(dicomtest.ImageElems(30, 40, 16, 0, "MONOCHROME2"), dicomtest.Encapsulated(nil, []byte{0xFF, 0x4F, 0xFF, 0x51, 0, 0x29, 0, 0}))...)}.Bytes()
+	e.mustStow(files[j2k.SOP])
 
 	partTS := func(p part) string {
 		_, params, _ := mime.ParseMediaType(p.header.Get("Content-Type"))
@@ -266,25 +271,28 @@ func TestRetrieveNegotiation(t *testing.T) {
 	if st, ts, _ := one(jpeg, acceptExplicit); st != http.StatusOK || ts != dcm.ExplicitVRLittleEndian {
 		t.Errorf("JPEG baseline as explicit VR LE: %d %s, want it decoded", st, ts)
 	}
-	if st, _, body := one(jls, acceptDefault); st != http.StatusNotAcceptable || !bytes.Contains(body, []byte("transfer-syntax=*")) {
-		t.Errorf("JPEG-LS, default: %d %s, want 406 saying to ask with transfer-syntax=*", st, body)
+	if st, ts, _ := one(jls, acceptDefault); st != http.StatusOK || ts != dcm.ExplicitVRLittleEndian {
+		t.Errorf("JPEG-LS, default: %d %s, want it decoded", st, ts)
 	}
 	for _, accept := range []string{acceptStored, `multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80`} {
 		if st, _, b := one(jls, accept); st != http.StatusOK || !bytes.Equal(b, files[jls.SOP]) {
 			t.Errorf("JPEG-LS, %s: %d, want the stored file", accept, st)
 		}
 	}
+	if st, _, body := one(j2k, acceptDefault); st != http.StatusNotAcceptable || !bytes.Contains(body, []byte("transfer-syntax=*")) {
+		t.Errorf("JPEG 2000, default: %d %s, want 406 saying to ask with transfer-syntax=*", st, body)
+	}
 	if st, _, _ := one(rle, `multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50`); st != http.StatusNotAcceptable {
 		t.Errorf("RLE as JPEG baseline: %d, want 406", st)
 	}
 	// The most preferred syntax that can be given, per instance.
-	if st, ts, _ := one(jls, `multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1, multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5`); st != http.StatusOK || ts != "1.2.840.10008.1.2.4.80" {
-		t.Errorf("JPEG-LS, explicit VR LE or else as stored: %d %s", st, ts)
+	if st, ts, _ := one(j2k, `multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1, multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5`); st != http.StatusOK || ts != "1.2.840.10008.1.2.4.90" {
+		t.Errorf("JPEG 2000, explicit VR LE or else as stored: %d %s", st, ts)
 	}
 
 	r := e.get(base+"/studies/"+study, acceptDefault)
-	if r.status != http.StatusPartialContent || !strings.Contains(r.header.Get("Warning"), jls.SOP) {
-		t.Fatalf("study, default: %d, Warning %q; want 206 naming the JPEG-LS instance", r.status, r.header.Get("Warning"))
+	if r.status != http.StatusPartialContent || !strings.Contains(r.header.Get("Warning"), j2k.SOP) {
+		t.Fatalf("study, default: %d, Warning %q; want 206 naming the JPEG 2000 instance", r.status, r.header.Get("Warning"))
 	}
 	got := map[string]string{}
 	for _, p := range multipartParts(t, r) {
@@ -294,12 +302,12 @@ func TestRetrieveNegotiation(t *testing.T) {
 		}
 		got[in.SOPInstanceUID] = partTS(p)
 	}
-	want := map[string]string{rle.SOP: dcm.ExplicitVRLittleEndian, jpeg.SOP: "1.2.840.10008.1.2.4.50"}
+	want := map[string]string{rle.SOP: dcm.ExplicitVRLittleEndian, jpeg.SOP: "1.2.840.10008.1.2.4.50", jls.SOP: dcm.ExplicitVRLittleEndian}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("study, default: parts %v, want %v", got, want)
 	}
 	r = e.get(base+"/studies/"+study, acceptStored)
-	if r.status != http.StatusOK || len(multipartParts(t, r)) != 3 {
+	if r.status != http.StatusOK || len(multipartParts(t, r)) != 4 {
 		t.Errorf("study, transfer-syntax=*: %d", r.status)
 	}
 }

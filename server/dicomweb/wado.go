@@ -430,7 +430,7 @@ func wantsNative(accept string) bool {
 
 func losslessDecodable(ts string) bool {
 	switch ts {
-	case dcm.RLELossless, "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70":
+	case dcm.RLELossless, "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80":
 		return true
 	}
 	return false

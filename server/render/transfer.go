@@ -12,6 +12,7 @@ import (
 
 	"github.com/sanping/sanping/server/render/jpegbase"
 	"github.com/sanping/sanping/server/render/jpegll"
+	"github.com/sanping/sanping/server/render/jpegls"
 	"github.com/sanping/sanping/server/render/rle"
 )
 
@@ -25,13 +26,15 @@ const (
 	tsJPEGExtended = "1.2.840.10008.1.2.4.51"
 	tsJPEGLossless = "1.2.840.10008.1.2.4.57"
 	tsJPEGLossSV1  = "1.2.840.10008.1.2.4.70"
+	tsJPEGLS       = "1.2.840.10008.1.2.4.80"
+	tsJPEGLSNear   = "1.2.840.10008.1.2.4.81"
 	tsRLE          = "1.2.840.10008.1.2.5"
 )
 
 // Renders reports whether frames stored in a transfer syntax can be rendered by the server.
 func Renders(ts string) bool {
 	switch ts {
-	case tsImplicitLE, tsExplicitLE, tsDeflated, tsExplicitBE, tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLossSV1, tsRLE:
+	case tsImplicitLE, tsExplicitLE, tsDeflated, tsExplicitBE, tsJPEGBaseline, tsJPEGExtended, tsJPEGLossless, tsJPEGLossSV1, tsJPEGLS, tsJPEGLSNear, tsRLE:
 		return true
 	}
 	return false
@@ -39,8 +42,8 @@ func Renders(ts string) bool {
 
 // DecodeFrame turns one stored frame into native pixel data (little endian, Planar
 // Configuration as the returned attributes say) for Render. pixelVR is the stored Pixel Data VR
-// (big endian OW data is word-swapped). Syntaxes the server cannot decode (JPEG-LS, JPEG 2000,
-// HTJ2K: browsers decode those from the frames resource) fail with ErrUnsupported.
+// (big endian OW data is word-swapped). Syntaxes the server cannot decode (JPEG 2000, HTJ2K:
+// browsers decode those from the frames resource) fail with ErrUnsupported.
 func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attributes, error) {
 	switch ts {
 	case tsImplicitLE, tsExplicitLE, tsDeflated:
@@ -92,6 +95,8 @@ func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attr
 		}
 		b.BitsAllocated = 16
 		return out, &b, nil
+	case tsJPEGLS, tsJPEGLSNear:
+		return nativeFromJPEGLS(frame, a)
 	case tsJPEGBaseline, tsJPEGExtended:
 		// jpegbase decodes exactly as libjpeg (and so DCMTK) does; image/jpeg, whose inverse DCT
 		// and chroma upsampling differ by up to a few levels, reads what jpegbase does not.
@@ -117,6 +122,36 @@ func DecodeFrame(frame []byte, ts, pixelVR string, a *Attributes) ([]byte, *Attr
 		return nativeFromImage(img, a)
 	}
 	return nil, nil, fmt.Errorf("%w: frames stored as %s are not rendered by the server; the frames resource serves them as stored for the viewer to decode", ErrUnsupported, ts)
+}
+
+// nativeFromJPEGLS decodes a JPEG-LS frame: samples as coded (dcmcjpls codes 12-bit data in
+// 16-bit words with precision 16, two's complement bits included), one byte each when Bits
+// Allocated is 8 and 16-bit words otherwise, interleaved by pixel.
+func nativeFromJPEGLS(frame []byte, a *Attributes) ([]byte, *Attributes, error) {
+	f, pix, err := jpegls.Decode(frame)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: JPEG-LS frame: %v", ErrUnsupported, err)
+	}
+	if f.Width != a.Columns || f.Height != a.Rows || f.Components != a.SamplesPerPixel {
+		return nil, nil, fmt.Errorf("%w: JPEG-LS frame is %dx%dx%d, the data set says %dx%dx%d", ErrUnsupported,
+			f.Width, f.Height, f.Components, a.Columns, a.Rows, a.SamplesPerPixel)
+	}
+	b := *a
+	b.PlanarConfiguration = 0 // the decoder interleaves samples
+	switch {
+	case a.BitsAllocated <= 8 && f.BitsPerSample <= 8:
+		return pix, &b, nil
+	case a.BitsAllocated <= 8:
+		return nil, nil, fmt.Errorf("%w: %d-bit JPEG-LS samples, Bits Allocated %d", ErrUnsupported, f.BitsPerSample, a.BitsAllocated)
+	case f.BitsPerSample <= 8:
+		out := make([]byte, 2*len(pix))
+		for i, v := range pix {
+			out[2*i] = v
+		}
+		pix = out
+	}
+	b.BitsAllocated = 16
+	return pix, &b, nil
 }
 
 // nativeFromImage12 turns a decoded 12-bit JPEG into 16-bit words holding the samples as

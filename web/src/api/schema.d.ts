@@ -2546,7 +2546,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The pixel data's transfer syntax does not render here (JPEG-LS, JPEG 2000, HTJ2K, 12-bit lossy JPEG); fetch the frames instead. */
+        /** @description The pixel data's transfer syntax does not render here (JPEG 2000, HTJ2K, 12-bit lossy JPEG); fetch the frames instead. */
         NotImplemented: {
             headers: {
                 [name: string]: unknown;
