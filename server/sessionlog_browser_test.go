@@ -208,6 +208,13 @@ func TestAdminReadsASessionLog(t *testing.T) {
 	if !strings.Contains(chat, "请看右下肺野") || !strings.Contains(report, "右下肺炎") {
 		t.Errorf("chat %q; the report's impression not on the page", chat)
 	}
+	// The recording plays in the page: the clinic's camera with its microphone muxed in.
+	waitJS(t, bctx, "a recording player", `!!document.querySelector('[data-testid=recording] video')`, 10*time.Second)
+	if _, err := eval[bool](bctx, `(() => { const v = document.querySelector('[data-testid=recording] video'); v.muted = true; v.play(); return true; })()`); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, bctx, "the recording playing", `(() => { const v = document.querySelector('[data-testid=recording] video');
+		return v.videoWidth > 0 && v.currentTime > 0.3 && !v.error; })()`, 30*time.Second)
 	shot(t, bctx, "admin-session-log.png")
 
 	// The exports, fetched from the page's own links.
