@@ -66,8 +66,11 @@ export async function localSource(study: string, county: SeriesSummary[]): Promi
   const base = localBase();
   if (!base || !county.length) return null;
   try {
-    const [health, headers] = await Promise.all([fetchWithin(`${base}/dicom-web/health`, PROBE_MS), authHeaders(study)]);
+    // The probe first: a screen without a station (the county's doctors) asks for no grant,
+    // so the audit trail records local reads only where a station answered.
+    const health = await fetchWithin(`${base}/dicom-web/health`, PROBE_MS);
     if (!health.ok) return null;
+    const headers = await authHeaders(study);
     const res = await fetchWithin(`${base}/dicom-web/studies/${encodeURIComponent(study)}/series`, 2000, { ...headers, Accept: 'application/dicom+json' });
     if (!res.ok) return null;
     const list = (await res.json()) as Record<string, { Value?: unknown[] }>[];
