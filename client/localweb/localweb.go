@@ -208,8 +208,9 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	})
 }
 
-// granted requires a grant for the path's study, and logs the read (coalesced per user,
-// study and minute: the county audited the grant itself).
+// granted requires a grant for the path's study, and logs the read: at Info once per user,
+// study and minute (the county audited the grant itself, coalesced alike), every request at
+// Debug.
 func (s *Server) granted(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -258,6 +259,8 @@ func (s *Server) logRead(user, study, path string) {
 	s.readMu.Unlock()
 	if !seen || now.Sub(last) >= time.Minute {
 		s.log.Info("local read", "user", user, "study", study, "path", path)
+	} else {
+		s.log.Debug("local read", "user", user, "study", study, "path", path)
 	}
 }
 
