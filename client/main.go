@@ -29,6 +29,7 @@ commands:
   scp       receive images from the modality by DICOM C-STORE (each fsynced before success)
   watch     upload files as they appear in a folder, once complete
   status    the upload queue, the last success, the link to the server
+  serve     serve folders of DICOM files read-only to the clinic's browser (local DICOMweb)
   service   install, start, stop or remove the Windows service (scp -forward, started with Windows)
 
 Run "sanping-station <command> -h" for the command's flags. Messages are in Chinese unless
@@ -96,6 +97,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = loginCommand(ctx, p, args[1:], os.Stdin, stdout, stderr)
 	case "upload":
 		err = uploadCommand(ctx, p, args[1:], stdout, stderr)
+	case "serve":
+		err = serveCommand(ctx, p, args[1:], stdout, stderr)
 	case "service":
 		err = serviceCommand(ctx, p, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -423,6 +423,13 @@ func routeTable() map[string]routeCase {
 		"GET /api/uploads/{id}/result": {path: "/api/uploads/{upid}/result", pre: "complete", anon: "401", admin: "200/404", doctor: "200/404", clinic: "200/404"},
 		"OPTIONS /api/uploads/":        {path: "/api/uploads/", anon: "200", admin: "200", doctor: "200", clinic: "200"},
 
+		"POST /api/local-grants": {path: "/api/local-grants", body: jsonOf(func(f *authzFixture, _ string, other bool) any {
+			_, study := own(f, other)
+			return map[string]string{"study": study.Study}
+		}), anon: "401", admin: "201/201", doctor: "201/404", clinic: "201/404"},
+		// Station tokens only (server/localgrant_test.go); sessions are refused before the grant is read.
+		"POST /api/local-grants/verify": {path: "/api/local-grants/verify", body: jsonBody(map[string]string{"token": "spg_unknown"}),
+			anon: "401", admin: "403", doctor: "403", clinic: "403"},
 		"GET /api/audit":              {path: "/api/audit", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/audit/verify":       {path: "/api/audit/verify", anon: "401", admin: "200", doctor: "403", clinic: "403"},
 		"GET /api/audit/export":       {path: "/api/audit/export", anon: "401", admin: "200", doctor: "403", clinic: "403"},

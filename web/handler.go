@@ -19,9 +19,11 @@ import (
 // messages compiled at build time (the full build compiles with new Function). Styles allow
 // 'unsafe-inline' because Element Plus sets style attributes (popper positions, z-index,
 // transitions); that is styling only, never script. 'self' in connect-src covers ws: and wss:
-// of the same origin in Chromium, which the live room needs.
+// of the same origin in Chromium, which the live room needs. connect-src also names the
+// clinic's own station (client/localweb's default address, web/src/viewer/local.ts), whose
+// copies the viewer reads with a grant; a station moved elsewhere needs this changed too.
 const ContentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; " +
-	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; " +
+	"img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' http://127.0.0.1:11180; worker-src 'self' blob:; " +
 	"object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
 const (

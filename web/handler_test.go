@@ -171,7 +171,7 @@ func TestStrictPolicy(t *testing.T) {
 	}
 	for name, want := range map[string]string{
 		"default-src": "'self'", "script-src": "'self' 'wasm-unsafe-eval'", "frame-ancestors": "'none'", "base-uri": "'none'",
-		"connect-src": "'self'", "object-src": "'none'", "form-action": "'self'",
+		"connect-src": "'self' http://127.0.0.1:11180", "object-src": "'none'", "form-action": "'self'",
 	} {
 		if directives[name] != want {
 			t.Errorf("%s %q, want %q", name, directives[name], want)

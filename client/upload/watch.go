@@ -28,7 +28,10 @@ type WatchConfig struct {
 	// its outcome (err nil: it went through), once the journal has noted it.
 	OnBatch      func(*Summary)
 	AfterAttempt func(err error)
-	Logger       *slog.Logger
+	// OnSent hears of each file moved to Sent, by its new path (the station's local
+	// DICOMweb indexes it).
+	OnSent func(path string)
+	Logger *slog.Logger
 }
 
 // watchAttempts is Watch's MaxAttempts when none is set: a batch that cannot reach the server
@@ -234,6 +237,9 @@ func (wc *WatchConfig) move(p, to, reason string) {
 	if to == wc.Sent {
 		now := time.Now()
 		os.Chtimes(dst, now, now) // when it was sent, for KeepSent
+		if wc.OnSent != nil {
+			wc.OnSent(dst)
+		}
 	}
 	if reason != "" {
 		os.WriteFile(dst+".reason", []byte(reason+"\n"), 0o640)

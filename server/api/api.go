@@ -126,6 +126,9 @@ func (s *Service) Routes() []auth.Route {
 		c("POST /api/consultations/{id}/report/addenda", auth.ActReportWrite, s.addAddendum),
 		c("GET /api/consultations/{id}/report/print", auth.ActConsultRead, s.printReport),
 
+		{Pattern: "POST /api/local-grants", Action: auth.ActStudyRead, Object: grantStudy, Handler: http.HandlerFunc(s.createLocalGrant)},
+		r("POST /api/local-grants/verify", auth.ActLocalGrantVerify, s.verifyLocalGrant),
+
 		r("GET /api/audit", auth.ActAdmin, s.listAudit),
 		r("GET /api/audit/verify", auth.ActAdmin, s.verifyAudit),
 		r("GET /api/audit/export", auth.ActAdmin, s.exportAudit),

@@ -11,9 +11,12 @@ import (
 	"github.com/sanping/sanping/server/store"
 )
 
-// Storage is what the dashboard reads of the DICOM store (store.Store).
+// Storage is what the API reads of the DICOM store (store.Store): the dashboard's usage, and
+// a study's owner and patient for local read grants.
 type Storage interface {
 	Usage(ctx context.Context, loc *time.Location) (*store.Usage, error)
+	StudyInstitution(ctx context.Context, studyUID string) (int64, error)
+	StudyPatient(ctx context.Context, studyUID string) (id, name string, err error)
 }
 
 // Dashboard window and the age past which a station counts as not seen.

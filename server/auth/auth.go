@@ -228,7 +228,7 @@ const (
 	lockDuration    = 30 * time.Minute
 )
 
-// New prepares the users, sessions and token tables in db.
+// New prepares the users, sessions, token and local grant tables in db.
 func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
 	if log == nil {
 		log = slog.Default()
@@ -241,8 +241,8 @@ func New(ctx context.Context, db *sql.DB, log *slog.Logger) (*Service, error) {
 			return nil, fmt.Errorf("adding users column: %w", err)
 		}
 	}
-	if _, err := db.ExecContext(ctx, sessionSchema+tokenSchema+stationReportSchema); err != nil {
-		return nil, fmt.Errorf("creating session, token and station report tables: %w", err)
+	if _, err := db.ExecContext(ctx, sessionSchema+tokenSchema+stationReportSchema+localGrantSchema); err != nil {
+		return nil, fmt.Errorf("creating session, token, station report and local grant tables: %w", err)
 	}
 	return &Service{db: db, log: log, now: time.Now, cache: map[[32]byte]cachedCredential{}, limiter: newIPLimiter(), failures: newFailureLock()}, nil
 }

@@ -32,6 +32,8 @@ const (
 	ActConsentUpload  Action = "consultation.consent" // requesting clinic
 	ActReportWrite    Action = "report.write"         // draft, sign, addendum: the assigned doctor only
 
+	ActLocalGrantVerify Action = "localgrant.verify" // a station's API token checks a local read grant (its study's institution: the handler)
+
 	ActAdmin Action = "admin" // users, institutions, tokens, the audit trail, session logs
 
 	// ActStationReport: a station reporting its queue and spool, with its own API token; no
@@ -87,6 +89,8 @@ func (s *Service) Check(ctx context.Context, p *Principal, act Action, obj Objec
 		return allow(admin || doctor || clinic)
 	case ActConsultCreate:
 		return allow(clinic && p.InstitutionID != 0)
+	case ActLocalGrantVerify:
+		return allow(p.Method == "token" && clinic && p.InstitutionID != 0)
 	case ActStudyRead:
 		if admin {
 			return nil

@@ -517,3 +517,17 @@ func (s *Store) StudyPatient(ctx context.Context, studyUID string) (id, name str
 	}
 	return id, pn, nil
 }
+
+// StudyInstitution returns the institution that owns a stored study (the first uploader's),
+// or ErrNotFound.
+func (s *Store) StudyInstitution(ctx context.Context, studyUID string) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT institution_id FROM studies WHERE study_uid = ?`, studyUID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: study institution: %w", err)
+	}
+	return id, nil
+}

@@ -871,6 +871,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/local-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A short-lived grant to read one study from the clinic's own station.
+         * @description Any signed-in caller who may read the study (the same check as a DICOMweb read: 404
+         *     for a study not visible). Opaque, random, valid 10 minutes, stored hashed; recorded in
+         *     the audit trail as `study.read.local` (coalesced like a study read). The browser sends it
+         *     as `Authorization: Bearer` to the station's local DICOMweb, which accepts it for this
+         *     study only.
+         */
+        post: operations["createLocalGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/local-grants/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A station checks a grant a browser showed it.
+         * @description Station API tokens (role clinic) only; a session gets 403. The study must belong to the
+         *     token's institution (403 otherwise, so a station learns nothing of other institutions'
+         *     grants); an unknown or expired grant is 404. The station caches the answer until
+         *     `expiresAt`.
+         */
+        post: operations["verifyLocalGrant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/ice-servers": {
         parameters: {
             query?: never;
@@ -1761,6 +1808,20 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        LocalGrantToken: {
+            /** @description opaque, `spg_...` */
+            token: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
+        LocalGrant: {
+            /** @description the user name the grant was issued to */
+            user: string;
+            /** @description Study Instance UID */
+            study: string;
+            /** Format: date-time */
+            expiresAt: string;
+        };
         /** @description RFC 9457 problem details. */
         Problem: {
             /** @example about:blank */
@@ -4050,6 +4111,67 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+        };
+    };
+    createLocalGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Study Instance UID */
+                    study: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The grant. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LocalGrantToken"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    verifyLocalGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The grant is good. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LocalGrant"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
     getICEServers: {

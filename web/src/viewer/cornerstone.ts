@@ -16,7 +16,7 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import dicomImageLoader from '@cornerstonejs/dicom-image-loader';
-import { fetchSeriesMetadata, buildSeries, type LoadedSeries, type DicomJSON } from './series';
+import { fetchSeriesMetadata, buildSeries, requestHeaders, seriesURL, type LoadedSeries, type DicomJSON } from './series';
 import { prefetchOrder } from './math';
 
 /** The in-memory image cache: a 300-slice 512x512 CT is 150 MB decoded; 1 GB holds several. */
@@ -29,7 +29,9 @@ export function initCornerstone(): Promise<void> {
   ready ??= (async () => {
     coreInit();
     const cores = typeof navigator !== 'undefined' ? navigator.hardwareConcurrency || 2 : 2;
-    dicomImageLoader.init({ maxWebWorkers: Math.max(1, Math.min(4, cores - 1)) });
+    // Frames from the clinic's station carry its grant (series.ts, local.ts); the loader passes
+    // the image ID (XHR) or the URL (streaming) here.
+    dicomImageLoader.init({ maxWebWorkers: Math.max(1, Math.min(4, cores - 1)), beforeSend: (_xhr, idOrUrl) => requestHeaders(idOrUrl) });
     cache.setMaxCacheSize(CACHE_BYTES);
     // Six connections per origin over HTTP/1.1: keep them busy with what the user asked for
     // first (interaction), then the prefetch.
@@ -45,7 +47,7 @@ const seriesCache = new Map<string, Promise<LoadedSeries>>();
 
 /** loadSeries fetches a series' metadata once and registers each frame with the wadors loader. */
 export function loadSeries(study: string, series: string): Promise<LoadedSeries> {
-  const key = `${study}/${series}`;
+  const key = seriesURL(study, series);
   let p = seriesCache.get(key);
   if (!p) {
     p = fetchSeriesMetadata(study, series).then((list) => {

@@ -1,7 +1,9 @@
 // What the viewer reads from /dicom-web (PS3.18): the series of a study (QIDO-RS) and a
 // series' metadata (WADO-RS, DICOM JSON), turned into a stack of `wadors:` image IDs and the
-// facts the overlays and tools need. Cookies authenticate (same origin).
+// facts the overlays and tools need. Cookies authenticate (same origin); a study the clinic's
+// own station has whole is read from the station instead (local.ts), with a grant.
 import { ApiError, NETWORK_ERROR, problemFrom } from '@/api/errors';
+import { authHeaders, localSource, studyOfLocalURL } from './local';
 import { cineRate, sortInstances, stackOf, type InstanceEntry, type StackEntry } from './math';
 
 /** DICOM JSON (PS3.18 F.2): attributes by tag, values in arrays. */
@@ -67,10 +69,10 @@ export interface SeriesSummary {
   instances: number;
 }
 
-async function getJSON(url: string): Promise<DicomJSON[]> {
+async function getJSON(url: string, headers: Record<string, string> = {}): Promise<DicomJSON[]> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: { Accept: 'application/dicom+json' }, credentials: 'same-origin' });
+    res = await fetch(url, { headers: { ...headers, Accept: 'application/dicom+json' }, credentials: 'same-origin' });
   } catch (err) {
     throw new ApiError({ type: 'about:blank', title: 'Network error', status: NETWORK_ERROR, detail: String(err) });
   }
@@ -134,9 +136,35 @@ export function thumbnailURL(study: string, series: string): string {
   return `/dicom-web/studies/${enc(study)}/series/${enc(series)}/thumbnail`;
 }
 
+/** Where each study's metadata and frames come from: the station's origin, when chosen. */
+const localStudies = new Map<string, string>();
+
+export type Source = 'local' | 'county';
+
+/**
+ * chooseSource decides where a study's pixels come from, given the series the county lists:
+ * the clinic's station when it has them all, else the county.
+ */
+export async function chooseSource(study: string, county: SeriesSummary[]): Promise<Source> {
+  const base = await localSource(study, county);
+  if (base) localStudies.set(study, base);
+  else localStudies.delete(study);
+  return base ? 'local' : 'county';
+}
+
+function originOf(study: string): string {
+  return localStudies.get(study) ?? location.origin;
+}
+
+/** requestHeaders are the extra headers of a request to url (image ID or URL): a grant for the station. */
+export async function requestHeaders(url: string): Promise<Record<string, string> | undefined> {
+  const study = studyOfLocalURL(url);
+  return study && localStudies.has(study) ? authHeaders(study) : undefined;
+}
+
 /** The base of a series' instance URLs, absolute (the loader keeps it in image IDs). */
 export function seriesURL(study: string, series: string): string {
-  return `${location.origin}/dicom-web/studies/${enc(study)}/series/${enc(series)}`;
+  return `${originOf(study)}/dicom-web/studies/${enc(study)}/series/${enc(series)}`;
 }
 
 export function frameImageId(study: string, series: string, instance: string, frame1: number): string {
@@ -170,10 +198,11 @@ function positionAlongNormal(o: DicomJSON): number | undefined {
 const metadata = new Map<string, Promise<DicomJSON[]>>();
 
 export function fetchSeriesMetadata(study: string, series: string): Promise<DicomJSON[]> {
-  const key = `${study}/${series}`;
+  const url = `${seriesURL(study, series)}/metadata`;
+  const key = url;
   let p = metadata.get(key);
   if (!p) {
-    p = getJSON(`/dicom-web/studies/${enc(study)}/series/${enc(series)}/metadata`);
+    p = requestHeaders(url).then((h) => getJSON(url, h));
     p.catch(() => metadata.delete(key));
     metadata.set(key, p);
   }
