@@ -178,7 +178,20 @@ func TestAdminReadsASessionLog(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(link))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, bctx, "the quality charts drawn", `!!document.querySelector('.quality-charts[data-drawn-ms]')`, 30*time.Second)
+	// Errors the page meets from here on are in the failure's message.
+	eval[bool](bctx, `(() => { window.__errors = []; addEventListener('error', (e) => __errors.push(String(e.message)));
+		addEventListener('unhandledrejection', (e) => __errors.push(String(e.reason))); return true; })()`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if ok, _ := eval[bool](bctx, `!!document.querySelector('.quality-charts[data-drawn-ms]')`); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			diag, _ := eval[string](bctx, `JSON.stringify({url: location.href, errors: window.__errors, charts: document.querySelectorAll('.quality-charts .chart').length,
+				canvases: document.querySelectorAll('.quality-charts canvas').length, root: (document.querySelector('.quality-charts') || {outerHTML: 'none'}).outerHTML.slice(0, 200)})`)
+			shot(t, bctx, "admin-session-log-failed.png")
+			t.Fatalf("the quality charts were not drawn within 30 s: %s", diag)
+		}
+	}
 	charts, err := eval[int](bctx, `document.querySelectorAll('.quality-charts .chart canvas').length`)
 	if err != nil || charts != 7 {
 		t.Errorf("quality charts: %d canvases (%v), want 7", charts, err)
