@@ -50,6 +50,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 	interval := fs.Duration("interval", 2*time.Second, p.Tr("time between scans of DIR"))
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, p.Tr("longest wait between tries while the server is out of reach"))
 	keepSent := fs.Duration("keep-sent", 0, p.Tr("remove files from DIR/.sent this long after the server took them (0: keep)"))
+	compress := fs.Bool("compress", true, p.Tr("compress uncompressed images losslessly (JPEG-LS) and other files (zstd) before sending; false: send files as they are"))
 	fs.Usage = func() {
 		p.Trf(fs.Output(), watchUsage)
 		fs.PrintDefaults()
@@ -67,6 +68,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 	p.Trf(stdout, "watching %s\n", fs.Arg(0))
 	wc := watchConfig(p, srv, tok, *journal, fs.Arg(0), *interval, *maxBackoff, stdout, stderr)
 	wc.KeepSent = *keepSent
+	wc.NoCompress = !*compress
 	err = watchReporting(ctx, wc, "")
 	if ctx.Err() != nil {
 		return nil

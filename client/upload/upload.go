@@ -63,6 +63,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// SendAll sends every file, without asking the server first which instances it has.
 	SendAll bool
+	// NoCompress sends every file as it is. Otherwise native images go as JPEG-LS lossless,
+	// and other uncompressed files zstd-compressed (coding.go).
+	NoCompress bool
 	// FollowDICOMDIR: a path that is a DICOMDIR file stands for the files it references
 	// (`sanping-station upload /media/cdrom/DICOMDIR`). Otherwise it is skipped as any DICOMDIR is.
 	FollowDICOMDIR bool
@@ -165,9 +168,10 @@ func DefaultJournalDir() (string, error) {
 // uploader runs one job. Bundles go through their own goroutines, Parallel at a time; mu
 // guards the journal (every bundle's fields) and the counters.
 type uploader struct {
-	cfg  Config
-	tus  *tusClient
-	sent atomic.Int64
+	cfg   Config
+	tus   *tusClient
+	sent  atomic.Int64
+	coder *coder // nil: files go as they are
 
 	mu      sync.Mutex
 	j       *journal
@@ -202,6 +206,9 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 		return nil, err
 	}
 	u := &uploader{cfg: cfg, j: j}
+	if !cfg.NoCompress {
+		u.coder = &coder{dir: filepath.Join(cfg.JournalDir, "cache")}
+	}
 	u.tus = &tusClient{endpoint: endpoint, token: cfg.Token, hc: cfg.HTTPClient, stall: cfg.Stall, sent: &u.sent}
 
 	found, failed, skipped, err := walk(paths, cfg.FollowDICOMDIR)
@@ -274,6 +281,8 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			return sum, err
 		}
 	}
+	// Every bundle is done: no cache is needed, whatever a run without coding left.
+	os.RemoveAll(filepath.Join(cfg.JournalDir, "cache"))
 	return sum, nil
 }
 
@@ -445,9 +454,10 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			nb := &bundle{Files: b.Files}
-			failed := prepare(nb)
-			t, err := layout(nb)
+			u.coder.forget(b)
+			nb := &bundle{ID: b.ID, Files: b.Files}
+			failed := prepare(nb, u.coder)
+			t, err := layout(nb, u.coder)
 			if err != nil {
 				return nil, err
 			}
@@ -466,7 +476,15 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 			})
 			return t, err
 		}
-		t, err := layout(b)
+		if ok, err := u.restore(b); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			u.cfg.Logger.Info("upload: a file's coding is not as bundled; bundling again", "bundle", b.ID)
+			fresh = true
+			continue
+		}
+		t, err := layout(b, u.coder)
 		if err != nil {
 			return nil, err
 		}
@@ -476,6 +494,22 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 		u.cfg.Logger.Info("upload: a file changed since it was bundled; bundling again", "bundle", b.ID)
 		fresh = true
 	}
+}
+
+// restore makes sure the cache holds b's coded members (coder.restore); false when b must be
+// bundled again: a coded member and coding now off, or a coding that is not as bundled.
+func (u *uploader) restore(b *bundle) (bool, error) {
+	coded := false
+	for _, m := range b.Members {
+		coded = coded || m.Coding != ""
+	}
+	if !coded {
+		return true, nil
+	}
+	if u.coder == nil {
+		return false, nil
+	}
+	return u.coder.restore(b)
 }
 
 // bundle takes one bundle from where the journal says to done.
@@ -661,6 +695,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	if err := u.j.saveBundle(b); err != nil {
 		return err
 	}
+	u.coder.forget(b)
 	noteStatus(u.cfg.JournalDir, nil)
 	u.files += len(b.Files)
 	u.progress()
