@@ -19,6 +19,7 @@ import (
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/dicomweb"
+	"github.com/sanping/sanping/server/lossless"
 	"github.com/sanping/sanping/server/org"
 	"github.com/sanping/sanping/server/store"
 	"github.com/sanping/sanping/server/upload"
@@ -41,7 +42,7 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(dir, "data")})
+	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(dir, "data"), SameInstance: lossless.SameInstance})
 	if err != nil {
 		tb.Fatal(err)
 	}
