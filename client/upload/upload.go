@@ -44,7 +44,8 @@ type Config struct {
 	// Token is the station token (spt_...).
 	Token string
 	// JournalDir holds the journal (default os.UserCacheDir()/sanping/journal). One job at a
-	// time per directory. Bundles are read from the files themselves as they are sent.
+	// time per directory. Bundles are read from the files themselves as they are sent, coded
+	// members from JournalDir/cache/<bundle>/ (at most a bundle's size each, removed with it).
 	JournalDir string
 	// BundleSize bounds a bundle's tar (default 16 MiB); ChunkSize a PATCH (default 64 MiB:
 	// a bundle in one PATCH; the server keeps and syncs what arrives of a PATCH cut short, so

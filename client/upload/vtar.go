@@ -19,13 +19,13 @@ import (
 )
 
 // A bundle's tar is never written to disk. It is laid out from what the journal records of
-// each file (size, modification time, SHA-256) and read straight from the files as it is sent
-// (a coded member from the bundle's cache, coding.go):
-// the same files give the same bytes at the same offsets, which is what resuming a tus upload
-// needs, and the station's disk writes nothing but the journal. A file that changes before
-// its bytes are sent is noticed by its size or time (the bundle is laid out again and sent as
-// a new upload), or, changed within the same second to the same size, by the server, which
-// checks each member's SHA-256.
+// each member (size, modification time, SHA-256) and read straight from the files as it is
+// sent, a coded member from the bundle's cache (coding.go): the same files give the same bytes
+// at the same offsets, which is what resuming a tus upload needs, and the station's disk
+// writes nothing but the journal and the coded members. A file that changes before its bytes
+// are sent is noticed by its size or time (the bundle is laid out again and sent as a new
+// upload), or, changed within the same second to the same size, by the server, which checks
+// each member's SHA-256.
 
 // errFileChanged: a file of the bundle is not what the journal recorded.
 var errFileChanged = errors.New("a file changed since it was bundled")
