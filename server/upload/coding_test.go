@@ -14,13 +14,32 @@ import (
 	"github.com/sanping/sanping/server/store"
 )
 
-func zstdBytes(t *testing.T, b []byte) []byte {
+func zstdBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return enc.EncodeAll(b, nil)
+}
+
+// codedBundle is a tar of ms, each zstd-coded with its records.
+func codedBundle(tb testing.TB, ms []member) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range ms {
+		z := zstdBytes(tb, m.data)
+		h := &tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(z)), Typeflag: tar.TypeReg, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{protocol.TarCoding: protocol.CodingZstd, protocol.TarSize: strconv.Itoa(len(m.data)), protocol.TarSHA256: sha256Hex(m.data)}}
+		if err := tw.WriteHeader(h); err != nil {
+			tb.Fatal(err)
+		}
+		tw.Write(z)
+	}
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // TestIngestCoded: a zstd member is decoded and stored; a member of an unknown coding, one
