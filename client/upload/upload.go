@@ -287,39 +287,56 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 	return sum, nil
 }
 
-// all takes every bundle not done to done, Parallel at a time. The first error that ends the
-// job stops the others (the journal keeps what each had reached).
+// all takes every bundle not done to done, Parallel at a time. One bundle more is prepared
+// (hashed and coded) meanwhile, so the link does not wait for the encoder even with Parallel 1.
+// The first error that ends the job stops the others (the journal keeps what each had reached).
 func (u *uploader) all(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, u.cfg.Parallel)
+	ahead := make(chan struct{}, u.cfg.Parallel+1)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
+	fail := func(err error) { once.Do(func() { first = err; cancel(err) }) }
 	for i, b := range u.j.Bundles {
 		if b.State == stateDone {
 			continue
 		}
 		select {
-		case sem <- struct{}{}:
+		case ahead <- struct{}{}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		u.mu.Lock()
-		u.current = max(u.current, i+1)
-		u.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-ahead }()
+			if err := u.prepareAhead(ctx, b); err != nil {
+				fail(err)
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			defer func() { <-sem }()
+			u.mu.Lock()
+			u.current = max(u.current, i+1)
+			done := b.State == stateDone // nothing of it could be read
+			u.mu.Unlock()
+			if done {
+				return
+			}
 			err := u.bundle(ctx, b)
 			if err != nil {
 				err = u.refused(ctx, b, err)
 			}
 			if err != nil {
-				once.Do(func() { first = err; cancel(err) })
+				fail(err)
 			}
 		}()
 	}
@@ -328,6 +345,22 @@ func (u *uploader) all(ctx context.Context) error {
 		return first
 	}
 	return context.Cause(ctx)
+}
+
+// prepareAhead prepares b (ready) if the journal has not recorded its members yet; sending it
+// later lays its tar out from the journal and the cache.
+func (u *uploader) prepareAhead(ctx context.Context, b *bundle) error {
+	u.mu.Lock()
+	fresh := len(b.Members) != len(b.Files)
+	u.mu.Unlock()
+	if !fresh {
+		return nil
+	}
+	t, err := u.ready(ctx, b)
+	if t != nil {
+		t.Close()
+	}
+	return err
 }
 
 func (cfg *Config) defaults() error {
