@@ -434,3 +434,21 @@ func BenchmarkCode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPrepare is preparing a bundle as the uploader does, per core: the file's SHA-256
+// and its coding (BenchmarkCode) together.
+func BenchmarkPrepare(b *testing.B) {
+	src := libraryFile(b, "4.dcm")
+	fi, err := os.Stat(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &coder{dir: b.TempDir()}
+	b.SetBytes(fi.Size())
+	for b.Loop() {
+		bd := &bundle{ID: "cr", Files: []string{src}}
+		if failed := prepare(bd, c); len(failed) != 0 || bd.Members[0].Coding != codingJPEGLS {
+			b.Fatal(failed)
+		}
+	}
+}
