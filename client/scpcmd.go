@@ -45,6 +45,7 @@ func scpCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stde
 	interval := fs.Duration("interval", 2*time.Second, p.Tr("time between scans of DIR/incoming (with -forward)"))
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, p.Tr("longest wait between tries while the server is out of reach (with -forward)"))
 	lf := addLocalFlags(fs, p)
+	compress := fs.Bool("compress", true, p.Tr("compress losslessly before sending, as upload -compress does (with -forward)"))
 	keepSent := fs.Duration("keep-sent", 30*24*time.Hour, p.Tr("remove images from DIR/incoming/.sent this long after the server took them (0: keep; with -forward)"))
 	fs.Usage = func() {
 		p.Trf(fs.Output(), scpUsage)
@@ -91,6 +92,7 @@ func scpCommand(ctx context.Context, p *msg.Printer, args []string, stdout, stde
 		// apart, so a day offline loses nothing: the spool waits, the upload resumes.
 		wc := watchConfig(p, server, token, *journal, filepath.Join(*dir, "incoming"), *interval, *maxBackoff, stdout, stderr)
 		wc.KeepSent = *keepSent
+		wc.NoCompress = !*compress
 		wc.Stable = time.Millisecond // files appear whole (renamed into place after fsync)
 		if local := startLocal(ctx, p, lf, server, token, []string{filepath.Join(*dir, "incoming", ".sent")}, stdout, stderr); local != nil {
 			wc.OnSent = local.Add

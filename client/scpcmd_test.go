@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/sanping/sanping/client/upload/uploadtest"
 	"github.com/sanping/sanping/internal/testtool"
+	"github.com/sanping/sanping/server/dcm"
 	"github.com/sanping/sanping/server/store"
 )
 
@@ -343,8 +345,9 @@ func waiting(t *testing.T, dir string) []string {
 	return w
 }
 
-// checkForwarded: every image is on the server once, whole (the bytes the station received,
-// kept in incoming/.sent), in the syntax the modality sent it in; nothing else is.
+// checkForwarded: every image is on the server once, whole: the bytes the station received
+// (kept in incoming/.sent) in the syntax the modality sent, or for a native image its JPEG-LS
+// lossless transcoding, which DCMTK's dcmdjpls decodes to the pixels received; nothing else is.
 func checkForwarded(t *testing.T, srv *uploadtest.Server, study, dir string, images []image) {
 	t.Helper()
 	have, rows := serverHas(t, srv, study)
@@ -357,18 +360,50 @@ func checkForwarded(t *testing.T, srv *uploadtest.Server, study, dir string, ima
 			t.Errorf("%s: %d on the server, want 1", im.uid, rows[im.uid])
 			continue
 		}
-		if in.TransferSyntax != im.syntax {
-			t.Errorf("%s: stored in %s, sent in %s", im.uid, in.TransferSyntax, im.syntax)
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "incoming", ".sent", im.uid+".dcm"))
+		received := filepath.Join(dir, "incoming", ".sent", im.uid+".dcm")
+		b, err := os.ReadFile(received)
 		if err != nil {
 			t.Errorf("%s: %v", im.uid, err)
 			continue
+		}
+		if im.syntax == explicitLE || im.syntax == implicitLE {
+			// Sent as JPEG-LS lossless: DCMTK decodes the server's copy to the pixels received.
+			if in.TransferSyntax != dcm.JPEGLSLossless {
+				t.Errorf("%s: stored in %s, want JPEG-LS lossless", im.uid, in.TransferSyntax)
+				continue
+			}
+			decoded := filepath.Join(t.TempDir(), im.uid+".dcm")
+			if err := dcmtk("dcmdjpls", filepath.Join(srv.Store.Dir(), in.Path), decoded); err != nil {
+				t.Errorf("%s: %v", im.uid, err)
+				continue
+			}
+			if a, b := pixelData(t, received), pixelData(t, decoded); !bytes.Equal(a, b) {
+				t.Errorf("%s: dcmdjpls decodes the server's copy to other pixels (%d bytes) than received (%d bytes)", im.uid, len(b), len(a))
+			}
+			continue
+		}
+		if in.TransferSyntax != im.syntax {
+			t.Errorf("%s: stored in %s, sent in %s", im.uid, in.TransferSyntax, im.syntax)
 		}
 		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != in.SHA256 || int64(len(b)) != in.Size {
 			t.Errorf("%s: the server's copy (%d bytes) is not the one received (%d bytes)", im.uid, in.Size, len(b))
 		}
 	}
+}
+
+// pixelData is the native Pixel Data value of a Part 10 file.
+func pixelData(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := dcm.Parse(bytes.NewReader(b), int64(len(b)))
+	if err != nil || in.Layout.Pixel == nil || in.Layout.Pixel.Encapsulated {
+		t.Fatalf("%s: no native pixel data (%v)", path, err)
+	}
+	v := in.Layout.Pixel.Value
+	return b[v.Offset : v.Offset+v.Length]
 }
 
 // holdFirstPatch lets the first PATCH of the server's tus endpoint take its first n bytes, then
@@ -410,7 +445,7 @@ func (b *heldBody) Read(p []byte) (int, error) {
 // instance the station acknowledged reaches the server exactly once and whole; the one cut
 // short never appears until the modality sends it again.
 func TestSCPForwardExactlyOnce(t *testing.T) {
-	needDCMTK(t, "storescu", "dump2dcm", "dcmcjpeg", "dcmcrle")
+	needDCMTK(t, "storescu", "dump2dcm", "dcmcjpeg", "dcmcrle", "dcmdjpls")
 	wrap, held, release := holdFirstPatch(16 << 10)
 	srv := uploadtest.Start(t, wrap)
 	t.Cleanup(release)
@@ -570,7 +605,7 @@ func status(t *testing.T, config, journal string) (queued int, up bool, out stri
 // and queue on disk, sanping-station status counts them and shows the link down; once the link is back
 // each reaches the server once.
 func TestSCPForwardOffline(t *testing.T) {
-	needDCMTK(t, "storescu", "dump2dcm", "dcmcrle")
+	needDCMTK(t, "storescu", "dump2dcm", "dcmcrle", "dcmdjpls")
 	srv := uploadtest.Start(t, nil)
 	l := startLink(t, strings.TrimPrefix(srv.URL, "http://"))
 	config, journal := filepath.Join(t.TempDir(), "client.json"), t.TempDir()

@@ -19,8 +19,9 @@ const uploadUsage = `usage: sanping-station upload [-server URL] [-token spt_...
 Uploads the DICOM Part 10 files under the paths (files or folders) in bundles of about 16 MB,
 resuming after a dropped link or an interrupted run. A path that is a DICOMDIR (a CD or DVD:
 sanping-station upload /media/cdrom/DICOMDIR) stands for the files it references. Instances the
-server already has are not sent and are reported as already stored. Exit status 1 if any
-file was not stored.
+server already has are not sent and are reported as already stored. Uncompressed images
+go as JPEG-LS lossless and other uncompressed files zstd-compressed, no pixel changed
+(-compress=false sends files as they are). Exit status 1 if any file was not stored.
 
 `
 
@@ -37,6 +38,7 @@ func uploadCommand(ctx context.Context, p *msg.Printer, args []string, stdout, s
 	bundleMB := fs.Int("bundle-mb", 16, p.Tr("size of a bundle, MB"))
 	attempts := fs.Int("attempts", 0, p.Tr("tries of one request in a row before giving up (0: until interrupted)"))
 	check := fs.Bool("check", true, p.Tr("ask the server first which instances it has, and send only the others"))
+	compress := fs.Bool("compress", true, p.Tr("compress uncompressed images losslessly (JPEG-LS) and other files (zstd) before sending; false: send files as they are"))
 	fs.Usage = func() {
 		p.Trf(fs.Output(), uploadUsage)
 		fs.PrintDefaults()
@@ -72,7 +74,7 @@ func uploadCommand(ctx context.Context, p *msg.Printer, args []string, stdout, s
 	}
 	pr := newProgressPrinter(p, stdout)
 	sum, err := upload.Run(ctx, upload.Config{Server: srv, Token: *token, JournalDir: *journal, MaxAttempts: *attempts,
-		Parallel: *parallel, BundleSize: int64(*bundleMB) << 20, SendAll: !*check, FollowDICOMDIR: true, OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
+		Parallel: *parallel, BundleSize: int64(*bundleMB) << 20, SendAll: !*check, NoCompress: !*compress, FollowDICOMDIR: true, OnProgress: pr.progress, OnBundle: pr.bundle}, fs.Args())
 	pr.end()
 	if sum != nil {
 		printSummary(p, stdout, sum)

@@ -1,10 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/sanping/sanping/client/msg"
 	"github.com/sanping/sanping/client/upload"
 	"github.com/sanping/sanping/client/upload/uploadtest"
+	"github.com/sanping/sanping/server/dcm"
 	"golang.org/x/text/language"
 )
 
@@ -162,5 +165,41 @@ func TestUploadSaysWhatToDo(t *testing.T) {
 	errs.Reset()
 	if code := run(context.Background(), []string{"-lang", "zh", "upload", "-config", config}, &out, &errs); code != 2 || !strings.Contains(errs.String(), "请给出要上传的文件或文件夹") {
 		t.Errorf("no path: exit %d: %s", code, errs.String())
+	}
+}
+
+// TestUploadCommandCompress: `upload` sends a native image as JPEG-LS lossless, which the
+// server stores as such; with -compress=false it stores the file as it is.
+func TestUploadCommandCompress(t *testing.T) {
+	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/suyashkumar/dicom").Output()
+	if err != nil {
+		t.Fatalf("locating suyashkumar/dicom testdata: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(mod)), "testdata", "3.dcm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		flags  []string
+		syntax string
+	}{{nil, dcm.JPEGLSLossless}, {[]string{"-compress=false"}, dcm.ExplicitVRLittleEndian}} {
+		srv := uploadtest.Start(t, nil)
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "IM0"), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out, errs strings.Builder
+		args := append(append([]string{"upload", "-config", loginFile(t, srv), "-journal", t.TempDir()}, c.flags...), dir)
+		if code := run(context.Background(), args, &out, &errs); code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", c.flags, code, out.String(), errs.String())
+		}
+		in, err := dcm.Parse(bytes.NewReader(src), int64(len(src)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := srv.Store.Instances(context.Background(), in.StudyInstanceUID, "", "")
+		if err != nil || len(stored) != 1 || stored[0].TransferSyntax != c.syntax {
+			t.Errorf("%v: stored %+v (%v), want one in %s", c.flags, stored, err, c.syntax)
+		}
 	}
 }

@@ -52,6 +52,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 	maxBackoff := fs.Duration("max-backoff", 30*time.Second, p.Tr("longest wait between tries while the server is out of reach"))
 	keepSent := fs.Duration("keep-sent", 0, p.Tr("remove files from DIR/.sent this long after the server took them (0: keep)"))
 	lf := addLocalFlags(fs, p)
+	compress := fs.Bool("compress", true, p.Tr("compress uncompressed images losslessly (JPEG-LS) and other files (zstd) before sending; false: send files as they are"))
 	fs.Usage = func() {
 		p.Trf(fs.Output(), watchUsage)
 		fs.PrintDefaults()
@@ -72,6 +73,7 @@ func watchCommand(ctx context.Context, p *msg.Printer, args []string, stdout, st
 	if local := startLocal(ctx, p, lf, srv, tok, []string{filepath.Join(fs.Arg(0), ".sent")}, stdout, stderr); local != nil {
 		wc.OnSent = local.Add
 	}
+	wc.NoCompress = !*compress
 	err = watchReporting(ctx, wc, "")
 	if ctx.Err() != nil {
 		return nil

@@ -8,6 +8,18 @@ package protocol
 // mismatch: ..."); members without it are taken as they are.
 const TarSHA256 = "SANPING.sha256"
 
+// TarCoding is the PAX record of a tar member whose bytes are a coding of the Part 10 file
+// (CodingZstd); TarSHA256 and TarSize are then the decoded file's. The server refuses a
+// member of a coding it does not know, or whose decoding is not TarSize bytes that hash to
+// TarSHA256.
+const TarCoding = "SANPING.coding"
+
+// TarSize is the PAX record of a coded member that holds the decoded file's size in bytes.
+const TarSize = "SANPING.size"
+
+// CodingZstd: the member is one zstd stream (RFC 8878) of the Part 10 file.
+const CodingZstd = "zstd"
+
 // MetaSHA256 is the key of tus Upload-Metadata that holds the SHA-256 (hex) of an upload of
 // one Part 10 file, checked as TarSHA256 is.
 const MetaSHA256 = "sha256"

@@ -24,6 +24,7 @@ import (
 	"github.com/pion/transport/v5"
 
 	"github.com/sanping/sanping/server/audit"
+	"github.com/sanping/sanping/server/lossless"
 	"github.com/sanping/sanping/server/store"
 )
 
@@ -141,7 +142,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer, 
 // being stored completes or is not acknowledged), then the store closes cleanly.
 // ready, if not nil, receives the bound address once /healthz answers.
 func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger, ready chan<- string) error {
-	st, err := store.Open(ctx, store.Config{Dir: cfg.DataDir, Logger: log})
+	st, err := store.Open(ctx, store.Config{Dir: cfg.DataDir, Logger: log, SameInstance: lossless.SameInstance})
 	if err != nil {
 		return err
 	}

@@ -123,10 +123,10 @@ func TestUploadChecksumRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := group(found, 16<<20)[0]
-	if failed := prepare(b); len(failed) > 0 {
+	if failed := prepare(b, nil); len(failed) > 0 {
 		t.Fatal(failed)
 	}
-	vt, err := layout(b)
+	vt, err := layout(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,8 @@ type Config struct {
 	// Token is the station token (spt_...).
 	Token string
 	// JournalDir holds the journal (default os.UserCacheDir()/sanping/journal). One job at a
-	// time per directory. Bundles are read from the files themselves as they are sent.
+	// time per directory. Bundles are read from the files themselves as they are sent, coded
+	// members from JournalDir/cache/<bundle>/ (at most a bundle's size each, removed with it).
 	JournalDir string
 	// BundleSize bounds a bundle's tar (default 16 MiB); ChunkSize a PATCH (default 64 MiB:
 	// a bundle in one PATCH; the server keeps and syncs what arrives of a PATCH cut short, so
@@ -63,6 +64,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// SendAll sends every file, without asking the server first which instances it has.
 	SendAll bool
+	// NoCompress sends every file as it is. Otherwise native images go as JPEG-LS lossless,
+	// and other uncompressed files zstd-compressed (coding.go).
+	NoCompress bool
 	// FollowDICOMDIR: a path that is a DICOMDIR file stands for the files it references
 	// (`sanping-station upload /media/cdrom/DICOMDIR`). Otherwise it is skipped as any DICOMDIR is.
 	FollowDICOMDIR bool
@@ -165,9 +169,10 @@ func DefaultJournalDir() (string, error) {
 // uploader runs one job. Bundles go through their own goroutines, Parallel at a time; mu
 // guards the journal (every bundle's fields) and the counters.
 type uploader struct {
-	cfg  Config
-	tus  *tusClient
-	sent atomic.Int64
+	cfg   Config
+	tus   *tusClient
+	sent  atomic.Int64
+	coder *coder // nil: files go as they are
 
 	mu      sync.Mutex
 	j       *journal
@@ -202,6 +207,9 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 		return nil, err
 	}
 	u := &uploader{cfg: cfg, j: j}
+	if !cfg.NoCompress {
+		u.coder = &coder{dir: filepath.Join(cfg.JournalDir, "cache")}
+	}
 	u.tus = &tusClient{endpoint: endpoint, token: cfg.Token, hc: cfg.HTTPClient, stall: cfg.Stall, sent: &u.sent}
 
 	found, failed, skipped, err := walk(paths, cfg.FollowDICOMDIR)
@@ -274,42 +282,61 @@ func Run(ctx context.Context, cfg Config, paths []string) (*Summary, error) {
 			return sum, err
 		}
 	}
+	// Every bundle is done: no cache is needed, whatever a run without coding left.
+	os.RemoveAll(filepath.Join(cfg.JournalDir, "cache"))
 	return sum, nil
 }
 
-// all takes every bundle not done to done, Parallel at a time. The first error that ends the
-// job stops the others (the journal keeps what each had reached).
+// all takes every bundle not done to done, Parallel at a time. One bundle more is prepared
+// (hashed and coded) meanwhile, so the link does not wait for the encoder even with Parallel 1.
+// The first error that ends the job stops the others (the journal keeps what each had reached).
 func (u *uploader) all(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sem := make(chan struct{}, u.cfg.Parallel)
+	ahead := make(chan struct{}, u.cfg.Parallel+1)
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
+	fail := func(err error) { once.Do(func() { first = err; cancel(err) }) }
 	for i, b := range u.j.Bundles {
 		if b.State == stateDone {
 			continue
 		}
 		select {
-		case sem <- struct{}{}:
+		case ahead <- struct{}{}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		u.mu.Lock()
-		u.current = max(u.current, i+1)
-		u.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-ahead }()
+			if err := u.prepareAhead(ctx, b); err != nil {
+				fail(err)
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			defer func() { <-sem }()
+			u.mu.Lock()
+			u.current = max(u.current, i+1)
+			done := b.State == stateDone // nothing of it could be read
+			u.mu.Unlock()
+			if done {
+				return
+			}
 			err := u.bundle(ctx, b)
 			if err != nil {
 				err = u.refused(ctx, b, err)
 			}
 			if err != nil {
-				once.Do(func() { first = err; cancel(err) })
+				fail(err)
 			}
 		}()
 	}
@@ -318,6 +345,22 @@ func (u *uploader) all(ctx context.Context) error {
 		return first
 	}
 	return context.Cause(ctx)
+}
+
+// prepareAhead prepares b (ready) if the journal has not recorded its members yet; sending it
+// later lays its tar out from the journal and the cache.
+func (u *uploader) prepareAhead(ctx context.Context, b *bundle) error {
+	u.mu.Lock()
+	fresh := len(b.Members) != len(b.Files)
+	u.mu.Unlock()
+	if !fresh {
+		return nil
+	}
+	t, err := u.ready(ctx, b)
+	if t != nil {
+		t.Close()
+	}
+	return err
 }
 
 func (cfg *Config) defaults() error {
@@ -445,9 +488,10 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			nb := &bundle{Files: b.Files}
-			failed := prepare(nb)
-			t, err := layout(nb)
+			u.coder.forget(b)
+			nb := &bundle{ID: b.ID, Files: b.Files}
+			failed := prepare(nb, u.coder)
+			t, err := layout(nb, u.coder)
 			if err != nil {
 				return nil, err
 			}
@@ -466,7 +510,15 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 			})
 			return t, err
 		}
-		t, err := layout(b)
+		if ok, err := u.restore(b); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			u.cfg.Logger.Info("upload: a file's coding is not as bundled; bundling again", "bundle", b.ID)
+			fresh = true
+			continue
+		}
+		t, err := layout(b, u.coder)
 		if err != nil {
 			return nil, err
 		}
@@ -476,6 +528,22 @@ func (u *uploader) ready(ctx context.Context, b *bundle) (*vtar, error) {
 		u.cfg.Logger.Info("upload: a file changed since it was bundled; bundling again", "bundle", b.ID)
 		fresh = true
 	}
+}
+
+// restore makes sure the cache holds b's coded members (coder.restore); false when b must be
+// bundled again: a coded member and coding now off, or a coding that is not as bundled.
+func (u *uploader) restore(b *bundle) (bool, error) {
+	coded := false
+	for _, m := range b.Members {
+		coded = coded || m.Coding != ""
+	}
+	if !coded {
+		return true, nil
+	}
+	if u.coder == nil {
+		return false, nil
+	}
+	return u.coder.restore(b)
 }
 
 // bundle takes one bundle from where the journal says to done.
@@ -661,6 +729,7 @@ func (u *uploader) done(b *bundle, outcomes []FileOutcome, reason string) error 
 	if err := u.j.saveBundle(b); err != nil {
 		return err
 	}
+	u.coder.forget(b)
 	noteStatus(u.cfg.JournalDir, nil)
 	u.files += len(b.Files)
 	u.progress()

@@ -310,8 +310,8 @@ func TestUploadGone(t *testing.T) {
 	}
 	j.Bundles = group(found, 16<<20)
 	b := j.Bundles[0]
-	prepare(b)
-	vt, err := layout(b)
+	prepare(b, nil)
+	vt, err := layout(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

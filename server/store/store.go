@@ -31,6 +31,13 @@ type Config struct {
 	// MaxInstanceSize bounds one instance; larger input fails with ErrTooLarge.
 	MaxInstanceSize int64
 	Logger          *slog.Logger
+	// SameInstance, if set, tells whether two objects under one SOP Instance UID are the same
+	// instance in two lossless transfer syntaxes (the station sends native images as JPEG-LS
+	// lossless; a modality may have sent the original before). Then the second is answered
+	// AlreadyStored and the first kept, instead of a Conflict. It decodes pixels, which the
+	// store leaves to others (server/lossless); it sees only objects that parse and are
+	// within MaxInstanceSize.
+	SameInstance func(ctx context.Context, stored, sent io.ReaderAt, storedSize, sentSize int64) (bool, error)
 }
 
 // Errors callers map to answers.
@@ -73,6 +80,7 @@ type Store struct {
 	tmpDir  string
 	slots   chan int // temporary subdirectories handed out in turn (see spool)
 	maxSize int64
+	same    func(ctx context.Context, stored, sent io.ReaderAt, storedSize, sentSize int64) (bool, error)
 	db      *sql.DB
 	log     *slog.Logger
 	stmts   stmtCache
@@ -125,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]chan struct{}{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, db: db, log: cfg.Logger,
+	s := &Store{stmts: stmtCache{db: db, m: map[string]*sql.Stmt{}}, dir: cfg.Dir, tmpDir: filepath.Join(cfg.Dir, "tmp"), dirs: map[string]*os.File{}, inflight: map[string]chan struct{}{}, slots: make(chan int, tmpSlots), maxSize: cfg.MaxInstanceSize, same: cfg.SameInstance, db: db, log: cfg.Logger,
 		queue: make(chan *pending, 256), done: make(chan struct{})}
 	if err := s.recover(ctx, newIndex, len(blobs) > 0); err != nil {
 		db.Close()
@@ -308,6 +316,11 @@ func (s *Store) IngestFor(ctx context.Context, r io.Reader, t Target) (*Result, 
 	case err == nil && existing == rec.sha:
 		res.Outcome = AlreadyStored
 		return res, nil
+	case err == nil && s.sameInstance(ctx, sp, rec.sopUID, existing):
+		res.Outcome = AlreadyStored
+		res.Warnings = append(res.Warnings, fmt.Sprintf(
+			"SOP Instance UID %s is already stored in another transfer syntax with the same data set and pixel values (a lossless transcoding); the stored object was kept", rec.sopUID))
+		return res, nil
 	case err == nil:
 		return s.setAside(sp, res, existing)
 	case !errors.Is(err, sql.ErrNoRows):
@@ -370,6 +383,39 @@ func (s *Store) place(sp *spooled, rel string) error {
 	sp.path = dst // from now on the file is not temporary
 	sp.placed = true
 	return s.syncAll(sp.f, dirs)
+}
+
+// sameInstance tells whether the spooled object is the stored one (SHA-256 existing) in
+// another lossless transfer syntax (Config.SameInstance). Any failure to tell is a no.
+func (s *Store) sameInstance(ctx context.Context, sp *spooled, sopUID, existing string) bool {
+	if s.same == nil {
+		return false
+	}
+	var rel string
+	var size int64
+	if err := s.db.QueryRowContext(ctx, `SELECT path, size FROM instances WHERE sop_uid = ?`, sopUID).Scan(&rel, &size); err != nil {
+		s.log.Warn("comparing with the stored instance", "sop_instance_uid", sopUID, "err", err)
+		return false
+	}
+	if s.maxSize > 0 && size > s.maxSize {
+		return false
+	}
+	f, err := os.Open(filepath.Join(s.dir, rel))
+	if err != nil {
+		s.log.Warn("comparing with the stored instance", "sop_instance_uid", sopUID, "err", err)
+		return false
+	}
+	defer f.Close()
+	same, err := s.same(ctx, f, sp.source(), size, sp.size)
+	if err != nil {
+		s.log.Info("not compared with the stored instance", "sop_instance_uid", sopUID, "err", err)
+		return false
+	}
+	if same {
+		s.log.Info("instance already stored in another transfer syntax: the same instance, the stored object kept",
+			"sop_instance_uid", sopUID, "stored_sha256", existing, "sent_sha256", sp.sha)
+	}
+	return same
 }
 
 // setAside keeps different bytes sent under a known SOP Instance UID in conflicts/: the stored

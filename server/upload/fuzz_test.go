@@ -28,6 +28,7 @@ func FuzzIngest(f *testing.F) {
 	f.Add(instance("1.2.3", "1.2.3.1", "1.2.3.1.1", 64))
 	f.Add(bundle(f, studyMembers("1.2.4", 3, 64)))
 	f.Add(bundle(f, studyMembers("1.2.5", 2, 64))[:1500])
+	f.Add(codedBundle(f, studyMembers("1.2.6", 2, 64)))
 	f.Add([]byte("hello"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st := &readingStore{}

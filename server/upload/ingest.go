@@ -76,7 +76,7 @@ func memberProblem(h *tar.Header, maxInstance int64) string {
 	if h.Size > maxInstance {
 		return fmt.Sprintf("%d bytes: larger than one instance may be (%d bytes)", h.Size, maxInstance)
 	}
-	return ""
+	return codingProblem(h, maxInstance)
 }
 
 // ingestTar ingests the members of a tar to its end, adding to res. A member with a
@@ -98,13 +98,10 @@ func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name strin
 			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: why})
 			continue
 		}
-		member := &memberReader{r: tr}
-		mt := t
-		mt.SHA256 = h.PAXRecords[protocol.TarSHA256]
-		f, err := ingestOne(ctx, st, member, h.Name, mt)
-		if member.err != nil {
+		f, cut, err := ingestMember(ctx, st, tr, h, t)
+		if cut != nil {
 			// The archive is cut short or damaged: nothing after this member can be read.
-			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + member.err.Error()})
+			res.Add(FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: "reading the tar archive: " + cut.Error()})
 			return nil
 		}
 		if err != nil {
@@ -112,6 +109,39 @@ func ingestTar(ctx context.Context, st instanceStore, tr *tar.Reader, name strin
 		}
 		res.Add(f)
 	}
+}
+
+// ingestMember stores the tar member whose header tr has just read (memberProblem passed),
+// decoding it first if it is coded. cut is the error reading the archive (cut short or
+// damaged: nothing after can be read); err is the store's own. A member whose decoding fails
+// fails alone, and its remaining bytes are read, so that tr stands at its end either way.
+func ingestMember(ctx context.Context, st instanceStore, tr *tar.Reader, h *tar.Header, t store.Target) (f FileResult, cut, err error) {
+	member := &memberReader{r: tr}
+	t.SHA256 = h.PAXRecords[protocol.TarSHA256]
+	var r io.Reader = member
+	var dec *decodedReader
+	if h.PAXRecords[protocol.TarCoding] != "" {
+		if dec, err = decodeMember(member, h); err != nil {
+			return f, nil, err
+		}
+		defer dec.close()
+		r = dec
+	}
+	f, err = ingestOne(ctx, st, r, h.Name, t)
+	if member.err == nil {
+		_, cut = io.Copy(io.Discard, member)
+	}
+	if member.err != nil {
+		return f, member.err, nil
+	}
+	if cut != nil {
+		return f, cut, nil
+	}
+	if dec != nil && dec.err != nil {
+		// Not a store failure: this member's bytes are bad, and it fails alone.
+		return FileResult{Name: h.Name, Outcome: OutcomeFailed, Error: dec.err.Error()}, nil, nil
+	}
+	return f, nil, err
 }
 
 // ingestOne stores one Part 10 file. Refusals of the file become its FileResult; other

@@ -11,7 +11,6 @@ import (
 	"os"
 
 	"github.com/sanping/sanping/internal/durable"
-	"github.com/sanping/sanping/protocol"
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/store"
 
@@ -154,11 +153,8 @@ func (u syncedUpload) streamChunk(ctx context.Context, src io.Reader) (n int64, 
 		if memberProblem(h, s.cfg.MaxInstance) != "" {
 			break // finish reports it, as for any upload, and reads none of it
 		}
-		member := &memberReader{r: tr}
-		mt := t
-		mt.SHA256 = h.PAXRecords[protocol.TarSHA256]
-		fr, err := ingestOne(ictx, s.st, member, h.Name, mt)
-		if member.err != nil || err != nil || k.err != nil {
+		fr, cut, err := ingestMember(ictx, s.st, tr, h, t)
+		if cut != nil || err != nil || k.err != nil {
 			break // cut short, or the store failed: finish ingests this member from the data file
 		}
 		// The member is in the store: the tar goes on at the block after its data.

@@ -19,6 +19,7 @@ import (
 	"github.com/sanping/sanping/server/auth"
 	"github.com/sanping/sanping/server/consult"
 	"github.com/sanping/sanping/server/dicomweb"
+	"github.com/sanping/sanping/server/lossless"
 	"github.com/sanping/sanping/server/org"
 	"github.com/sanping/sanping/server/store"
 	"github.com/sanping/sanping/server/upload"
@@ -41,7 +42,7 @@ func Start(tb testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(dir, "data")})
+	st, err := store.Open(ctx, store.Config{Dir: filepath.Join(dir, "data"), SameInstance: lossless.SameInstance})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -127,7 +128,8 @@ const (
 )
 
 // Part10 is a Part 10 file (explicit VR little endian) of one secondary capture instance
-// whose Pixel Data is n bytes.
+// whose Pixel Data is n bytes, pseudo-random: no coding makes it smaller, so the station
+// sends it as it is and tests can count its bytes.
 func Part10(study, series, sop string, n int) []byte {
 	meta := elem(nil, fileMetaInformationVersion, "OB", []byte{0, 1})
 	meta = elem(meta, mediaStorageSOPClassUID, "UI", uid(secondaryCapture))
@@ -143,8 +145,12 @@ func Part10(study, series, sop string, n int) []byte {
 	b = elem(b, studyInstanceUID, "UI", uid(study))
 	b = elem(b, seriesInstanceUID, "UI", uid(series))
 	px := make([]byte, n+n%2)
+	x := uint64(len(sop))*0x9E3779B97F4A7C15 | 1
 	for i := range px {
-		px[i] = byte(i*7 + len(sop))
+		x ^= x << 13 // xorshift64
+		x ^= x >> 7
+		x ^= x << 17
+		px[i] = byte(x >> 32)
 	}
 	return elem(b, pixelData, "OB", px)
 }
