@@ -604,7 +604,7 @@ function ctPhantom(size, slice, slices) {
  * kind 'ct' (16-bit signed, rescale -1024, Pixel Spacing, a plane), 'us' (8-bit multi-frame
  * with a Frame Time), 'dr' (16-bit unsigned, 12 stored, its own window, no Pixel Spacing).
  */
-export function dicomImage({ kind, study, series, instance, number = 1, slices = 1, size = 512, frames = 1, frameTime = 40, patientName = '测试^患者', patientId = 'V1', sex = 'M', birthDate = '19580306', seriesNumber = 1, description = '' }) {
+export function dicomImage({ kind, study, series, instance, number = 1, slices = 1, size = 512, frames = 1, frameTime = 40, patientName = '测试^患者', patientId = 'V1', sex = 'M', birthDate = '19580306', seriesNumber = 1, description = '', pixels = null }) {
   const sopClass = { ct: '1.2.840.10008.5.1.4.1.1.2', us: '1.2.840.10008.5.1.4.1.1.3.1', dr: '1.2.840.10008.5.1.4.1.1.1.1' }[kind];
   const modality = { ct: 'CT', us: 'US', dr: 'DX' }[kind];
   let rows = size;
@@ -612,9 +612,14 @@ export function dicomImage({ kind, study, series, instance, number = 1, slices =
   let px;
   const extra = [];
   if (kind === 'ct') {
-    const hu = ctPhantom(size, number - 1, slices);
-    px = Buffer.alloc(size * size * 2);
-    for (let i = 0; i < hu.length; i++) px.writeInt16LE(hu[i] + 1024, i * 2);
+    if (pixels) {
+      // A real scanner's slice (stored value = HU + 1024, size x size, 16-bit LE).
+      px = pixels;
+    } else {
+      const hu = ctPhantom(size, number - 1, slices);
+      px = Buffer.alloc(size * size * 2);
+      for (let i = 0; i < hu.length; i++) px.writeInt16LE(hu[i] + 1024, i * 2);
+    }
     const zpos = -200 + (number - 1) * 2.5;
     extra.push(
       [0x0018, 0x0050, 'DS', ds(2.5)],
