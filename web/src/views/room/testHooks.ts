@@ -27,6 +27,9 @@ export interface SanpingHooks {
   /** Remote participants' media: the face stream (camera and microphone) and camera sizes. */
   readonly remote: Map<string, RemoteMedia & { stream: MediaStream }>;
   readonly pub: RTCPeerConnection | null;
+  /** This page's uplink state (web/src/live/uplink.ts) and its last sample's rates, bits/s. */
+  readonly uplink: string;
+  readonly uplinkRates: { imaging: number; camera: number; estimate: number };
   readonly sub: RTCPeerConnection | null;
   framesDecoded(): Promise<Record<string, number>>;
   sendOp(op: Op): number;
@@ -86,6 +89,12 @@ export function installTestHooks(room: RoomStore): void {
     },
     get pub() {
       return room.client?.pub ?? null;
+    },
+    get uplink() {
+      return room.uplink;
+    },
+    get uplinkRates() {
+      return room.uplinkRates;
     },
     get sub() {
       return room.client?.sub ?? null;
