@@ -85,6 +85,8 @@ export const useRoomStore = defineStore('room', () => {
   const uplink = ref<UplinkState>('full');
   /** The imaging feed's and the camera's send rates at the last sample, bits/s (the tests read them). */
   const uplinkRates = ref({ imaging: 0, camera: 0, estimate: 0 });
+  /** The controller's changes, newest last (at most 50): when, to what, and the sample's rates. */
+  const uplinkChanges: { at: number; state: UplinkState; step: number; estimate: number; imaging: number; camera: number }[] = [];
   let uplinkCtl: UplinkController | null = null;
   let uplinkFor: UplinkPlan | null = null;
   let lastCounters: Counters | null = null;
@@ -292,6 +294,8 @@ export const useRoomStore = defineStore('room', () => {
     uplinkRates.value = { imaging: Math.round(uplinkCtl.imagingRate), camera: Math.round(uplinkCtl.cameraRate), estimate: sample.estimate ?? 0 };
     if (d.changed) {
       uplink.value = d.state;
+      uplinkChanges.push({ at: now, state: d.state, step: d.step, ...uplinkRates.value });
+      if (uplinkChanges.length > 50) uplinkChanges.shift();
       void c.setCameraStep(d.step, d.state);
     }
   }
@@ -406,6 +410,7 @@ export const useRoomStore = defineStore('room', () => {
     quality,
     uplink,
     uplinkRates,
+    uplinkChanges,
     remoteUplink,
     myConnection,
     reach,
