@@ -232,7 +232,7 @@ type participant struct {
 	connection string
 	quality    string // protocol.QualityGood, ...; shown only while connected
 	muted      []string
-	uplink     string // protocol.UplinkReduced or UplinkAudioOnly; "" when it sends everything
+	uplink     string  // protocol.UplinkReduced or UplinkAudioOnly; "" when it sends everything
 	conn       *Member // the current connection; nil during the grace period
 	grace      *time.Timer
 	graceGen   int // tells a stale grace timer from the current one
