@@ -107,6 +107,25 @@ describe('uplink controller', () => {
     expect(states).toEqual(['2:reduced', '1:reduced', '0:full']);
   });
 
+  it('keeps what the imaging feed asked for while a full link holds it back without saying so', () => {
+    const c = make();
+    const { feed } = feeder(c);
+    feed(6_000_000, 2_400_000, false, 4);
+    // 0.7 Mbit/s: the encoder gets 0.5 and still reports no limitation. It needs its 2.4.
+    feed(700_000, 500_000, false, 6);
+    expect(c.state).toBe('audio-only');
+    expect(c.imagingDemand).toBe(2_400_000);
+  });
+
+  it('lets what a screen gone still asks for fall while the link has room', () => {
+    const c = make();
+    const { feed } = feeder(c);
+    feed(6_000_000, 2_400_000, false, 4);
+    feed(6_000_000, 200_000, false, 20); // 30 s
+    expect(c.imagingDemand).toBeLessThan(300_000);
+    expect(c.state).toBe('full');
+  });
+
   it('gives a light imaging feed what it uses with room to grow, not its cap', () => {
     const c = make();
     const { feed } = feeder(c);

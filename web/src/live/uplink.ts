@@ -11,8 +11,10 @@ export const AUDIO_NEED = 40_000;
 const LAYER_SHARE = 0.5;
 /** Less than this for the imaging feed is taken as an estimate not settled yet. */
 const IMAGING_FLOOR = 300_000;
-/** An imaging feed the link does not hold back is given what it sends and a quarter more. */
+/** The imaging feed is given what it asks for and a quarter more. */
 const IMAGING_ROOM = 1.25;
+/** How fast what the imaging feed asks for follows a lower rate it sends with room to spare, ms. */
+const DEMAND_DECAY = 10_000;
 
 /** One camera step: its encodings (getParameters order) and the rate it needs. */
 export interface CameraStep {
@@ -114,9 +116,9 @@ export interface UplinkDecision {
 
 /**
  * UplinkController keeps the camera's step. The budget is the estimate less audio and the
- * imaging feed's need: its cap while the encoder is held back by bandwidth, else what it
- * sends and a quarter more (a still screen needs little; a cap it never uses would pause the
- * camera on a link that carries both). A sample is short when the imaging encoder is held
+ * imaging feed's need: its cap while the encoder is held back by bandwidth, else what it asks
+ * for (imagingDemand) and a quarter more (a still screen needs little; a cap it never uses
+ * would pause the camera on a link that carries both). A sample is short when the imaging encoder is held
  * back or the budget is under the camera's need at its step; after downAfter short samples in
  * a row the camera goes one step down. It goes one step up only once the budget has carried
  * the step above for upAfter. Without an imaging feed it stays at the top: the browser's own
@@ -134,6 +136,13 @@ export class UplinkController {
   /** The imaging feed's rate at the last sample, bits/s (tests and logs). */
   imagingRate = 0;
   cameraRate = 0;
+  /**
+   * What the imaging feed asks for, bits/s: the most it sent lately. Chromium's encoder holds
+   * a 720p feed to the estimate by its quantizer, still saying "none" for a limitation, so its
+   * rate on a full link is what it is given, not what it needs. It follows a lower rate only
+   * while the estimate leaves room (a screen gone still).
+   */
+  imagingDemand = 0;
 
   constructor(opts: UplinkOptions) {
     this.steps = opts.steps;
@@ -150,7 +159,7 @@ export class UplinkController {
   imagingNeed(limited: boolean): number {
     if (this.imagingMax <= 0) return 0;
     if (limited) return this.imagingMax;
-    return Math.min(this.imagingMax, Math.max(IMAGING_FLOOR, IMAGING_ROOM * this.imagingRate));
+    return Math.min(this.imagingMax, Math.max(IMAGING_FLOOR, IMAGING_ROOM * this.imagingDemand));
   }
 
   update(s: UplinkSample): UplinkDecision {
@@ -162,6 +171,9 @@ export class UplinkController {
     // Counters restart with a new connection: a negative difference is no rate.
     this.imagingRate = Math.max(0, (8 * (s.imagingBytes - prev.imagingBytes)) / secs);
     this.cameraRate = Math.max(0, (8 * (s.cameraBytes - prev.cameraBytes)) / secs);
+    const spare = s.estimate !== null && s.estimate > 1.25 * (this.imagingRate + this.cameraRate + AUDIO_NEED);
+    if (this.imagingRate >= this.imagingDemand) this.imagingDemand = this.imagingRate;
+    else if (spare) this.imagingDemand += (this.imagingRate - this.imagingDemand) * Math.min(1, (s.at - prev.at) / DEMAND_DECAY);
     if (this.imagingMax <= 0 || this.steps.length < 2 || s.estimate === null) return keep();
     const budget = s.estimate - AUDIO_NEED - this.imagingNeed(s.imagingLimited);
     const last = this.steps.length - 1;
