@@ -177,6 +177,7 @@ func TestBrowserThinUplink(t *testing.T) {
 
 	// The limit lifts: the camera comes back, one step at a time.
 	relay.SetRate(0, 0)
+	t.Logf("limit lifted %d ms after it was set", time.Since(limitedAt).Milliseconds())
 	waitJS(t, clinic, "the clinic sends its camera in full again", `sanping.uplink === 'full'`, 60*time.Second)
 	waitJS(t, doctor, "the doctor's tile is clear again", fmt.Sprintf(`sanping.participants.get(%q).uplink === undefined &&
 		document.querySelector('figure.tile[data-participant=%[1]q]').dataset.uplink === 'full'`, clinicID), 30*time.Second)
