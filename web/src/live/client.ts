@@ -219,7 +219,6 @@ export class LiveClient {
   private senders = new Map<MediaStreamTrack, RTCRtpSender>();
   private silenced = new Set<string>();
   private cameraSender: RTCRtpSender | null = null;
-  private cameraStep = 0;
   private uplink: UplinkState = 'full';
   /** The current plan for the uplink controller; null when nothing is published. */
   uplinkPlan: UplinkPlan | null = null;
@@ -621,7 +620,6 @@ export class LiveClient {
     const stream = new MediaStream();
     this.senders.clear();
     this.cameraSender = null;
-    this.cameraStep = 0;
     let cameraTr: RTCRtpTransceiver | null = null;
     let imagingTr: RTCRtpTransceiver | null = null;
     let published: RTCRtpEncodingParameters[] = [];
@@ -705,7 +703,6 @@ export class LiveClient {
     const plan = this.uplinkPlan;
     const want = plan?.steps[step];
     if (sender && want) {
-      this.cameraStep = step;
       const p = sender.getParameters();
       p.encodings.forEach((e, i) => {
         const w = want.encodings[i];
@@ -721,11 +718,6 @@ export class LiveClient {
       }
     }
     this.setUplink(state);
-  }
-
-  /** The camera step applied last (0: all of it). */
-  get cameraStepNow(): number {
-    return this.cameraStep;
   }
 
   /** setUplink tells the room what this page's uplink lets it send (docs/protocol.md "media"). */

@@ -38,6 +38,7 @@ describe('camera steps', () => {
     expect(steps).toHaveLength(3);
     expect(steps[1]?.encodings[0]).toMatchObject({ active: true, maxBitrate: 300_000, scaleResolutionDownBy: 2 });
     expect(steps[2]?.encodings[0]?.active).toBe(false);
+    expect(steps[0]?.encodings[0]).toMatchObject({ active: true, maxBitrate: 1_200_000, scaleResolutionDownBy: 1 });
   });
 
   it('name the states', () => {

@@ -28,7 +28,8 @@ export interface CameraStep {
  * its resolution at a quarter of its rate. The last step sends no video.
  */
 export function cameraSteps(published: RTCRtpEncodingParameters[]): CameraStep[] {
-  const base = published.map((e) => ({ ...e, active: true }));
+  // Every field a later step changes is set in the first, so stepping back up restores it.
+  const base = published.map((e) => ({ ...e, active: true, scaleResolutionDownBy: e.scaleResolutionDownBy ?? 1 }));
   const need = (es: RTCRtpEncodingParameters[]) => es.reduce((n, e) => n + (e.active ? LAYER_SHARE * (e.maxBitrate ?? 0) : 0), 0);
   const steps: RTCRtpEncodingParameters[][] = [base];
   if (base.length > 1) {
@@ -118,9 +119,9 @@ export interface UplinkDecision {
  * UplinkController keeps the camera's step. The budget is the estimate less audio and the
  * imaging feed's need: its cap while the encoder is held back by bandwidth, else what it asks
  * for (imagingDemand) and a quarter more (a still screen needs little; a cap it never uses
- * would pause the camera on a link that carries both). A sample is short when the imaging encoder is held
- * back or the budget is under the camera's need at its step; after downAfter short samples in
- * a row the camera goes one step down. It goes one step up only once the budget has carried
+ * would pause the camera on a link that carries both). A sample is short when the imaging
+ * encoder is held back or the budget is under the camera's need at its step; after downAfter
+ * short samples in a row the camera goes one step down. It goes one step up only once the budget has carried
  * the step above for upAfter. Without an imaging feed it stays at the top: the browser's own
  * allocation of the camera's layers is as before.
  */
