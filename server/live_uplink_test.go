@@ -89,7 +89,9 @@ func TestBrowserThinUplink(t *testing.T) {
 		t.Skip("Chromium gathers no loopback candidates; this machine has no other address")
 	}
 	relay, err := udprelay.New(udprelay.Config{Listen: "127.0.0.2:0", Link: udprelay.Link{
-		Up:   udprelay.Direction{Delay: 20 * time.Millisecond},
+		// A second of queue at the limit, as a 4G cell buffers: with 250 ms, one 720p keyframe
+		// of the imaging feed overflows it, and Chromium's estimate falls far below the link.
+		Up:   udprelay.Direction{Delay: 20 * time.Millisecond, Queue: 150 << 10},
 		Down: udprelay.Direction{Delay: 20 * time.Millisecond},
 	}})
 	if err != nil {

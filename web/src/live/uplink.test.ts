@@ -116,6 +116,10 @@ describe('uplink controller', () => {
     feed(700_000, 500_000, false, 6);
     expect(c.state).toBe('audio-only');
     expect(c.imagingDemand).toBe(2_400_000);
+    // Paused, the feed gets even less of a thin estimate: still no room for the camera.
+    feed(470_000, 210_000, false, 20);
+    expect(c.state).toBe('audio-only');
+    expect(c.imagingDemand).toBe(2_400_000);
   });
 
   it('lets what a screen gone still asks for fall while the link has room', () => {

@@ -141,7 +141,8 @@ export class UplinkController {
    * What the imaging feed asks for, bits/s: the most it sent lately. Chromium's encoder holds
    * a 720p feed to the estimate by its quantizer, still saying "none" for a limitation, so its
    * rate on a full link is what it is given, not what it needs. It follows a lower rate only
-   * while the estimate leaves room (a screen gone still).
+   * while the estimate would carry what it asked for (a screen gone still), never on a link
+   * that holds it back.
    */
   imagingDemand = 0;
 
@@ -172,7 +173,8 @@ export class UplinkController {
     // Counters restart with a new connection: a negative difference is no rate.
     this.imagingRate = Math.max(0, (8 * (s.imagingBytes - prev.imagingBytes)) / secs);
     this.cameraRate = Math.max(0, (8 * (s.cameraBytes - prev.cameraBytes)) / secs);
-    const spare = s.estimate !== null && s.estimate > 1.25 * (this.imagingRate + this.cameraRate + AUDIO_NEED);
+    // Only a link that would carry what the feed asked for shows that it asks for less now.
+    const spare = s.estimate !== null && s.estimate > IMAGING_ROOM * this.imagingDemand + this.cameraRate + AUDIO_NEED;
     if (this.imagingRate >= this.imagingDemand) this.imagingDemand = this.imagingRate;
     else if (spare) this.imagingDemand += (this.imagingRate - this.imagingDemand) * Math.min(1, (s.at - prev.at) / DEMAND_DECAY);
     if (this.imagingMax <= 0 || this.steps.length < 2 || s.estimate === null) return keep();
