@@ -645,7 +645,7 @@ export class LiveClient {
     if (imaging) {
       // Ultrasound is motion and text: keep detail in the encoder, and the frame rate when
       // the link is short (lower the resolution first). High priority: Chromium's allocator
-      // gives it its share of the estimate before the camera's layers (DSCP AF42 where honoured).
+      // weighs its share of the estimate over the camera's layers (web/src/live/uplink.ts).
       imaging.contentHint = 'detail';
       const tr = pub.addTransceiver(imaging, {
         direction: 'sendonly',
