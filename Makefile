@@ -39,7 +39,7 @@ test: vet client test-go test-js test-web
 # Tests that assert real-time media timings (first frame in a browser, recovery after a link
 # outage) skip or assert less under the race detector; they run here again without it, one
 # at a time. (The SFU's repair and layer tests run on testing/synctest's clock, race or not.)
-TIMING_TESTS := TestBrowsersInOneRoom|TestBrowserFirstFrame|TestLiveBadNetwork
+TIMING_TESTS := TestBrowsersInOneRoom|TestBrowserFirstFrame|TestLiveBadNetwork|TestBrowserThinUplink
 
 # A loaded 2-core machine takes several minutes for ./server under -race: the timeout is for
 # a hung test, not a slow one. The app is built first: the Chromium tests in ./server join the

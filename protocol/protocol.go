@@ -107,7 +107,10 @@ type Participant struct {
 	Quality     string  `json:"quality,omitempty"`    // good, weak or lost (QualityGood, ...); absent until measured and while not connected
 	// Muted names the sources (LabelMicrophone, LabelCamera, LabelImaging) the participant
 	// has turned off itself, as its last Media message said; its tracks stay published.
-	Muted    []string  `json:"muted,omitempty"`
+	Muted []string `json:"muted,omitempty"`
+	// Uplink is UplinkReduced or UplinkAudioOnly while the participant's own uplink is too
+	// thin for all it publishes (its last Media message); absent when it sends everything.
+	Uplink   string    `json:"uplink,omitempty"`
 	JoinedAt time.Time `json:"joinedAt"`
 }
 
@@ -293,7 +296,18 @@ type ControlState struct {
 // microphone, camera off), so the others show it instead of guessing from silence.
 type Media struct {
 	Muted []string `json:"muted"` // labels: microphone, camera, imaging; empty: nothing muted
+	// Uplink says what the participant's uplink lets it send (UplinkFull, UplinkReduced,
+	// UplinkAudioOnly); absent from older clients, which is UplinkFull.
+	Uplink string `json:"uplink,omitempty"`
 }
+
+// Uplink states: how a publisher with a thin uplink cut its camera to keep its imaging feed
+// (docs/protocol.md "Muted sources").
+const (
+	UplinkFull      = "full"       // everything sent as published
+	UplinkReduced   = "reduced"    // the camera at its lower layers only
+	UplinkAudioOnly = "audio-only" // the camera's video paused: its microphone only
+)
 
 // ChatSend is a chat message from a client.
 type ChatSend struct {

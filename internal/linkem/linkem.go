@@ -112,11 +112,11 @@ func (l Link) Paths() (up, down *Path) {
 // byte is sent). When the queue is full it returns wait > 0, the time until there is room,
 // and books nothing.
 func (p *Path) Reserve(now time.Time, n int) (sent time.Time, wait time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.RateBitsPerSecond <= 0 {
 		return now, 0
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	start := p.freeAt
 	if start.Before(now) {
 		start = now
@@ -127,6 +127,14 @@ func (p *Path) Reserve(now time.Time, n int) (sent time.Time, wait time.Duration
 	}
 	p.freeAt = start.Add(p.timeFor(n))
 	return p.freeAt, 0
+}
+
+// SetRate changes the rate of a direction in use (a link that thins and recovers); 0 lifts
+// the limit. What is queued already leaves at the rate it was booked at.
+func (p *Path) SetRate(bitsPerSecond int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.RateBitsPerSecond = bitsPerSecond
 }
 
 func (p *Path) timeFor(n int) time.Duration {

@@ -37,6 +37,23 @@ func TestReserve(t *testing.T) {
 	}
 }
 
+// TestSetRate: a path's rate changes while it is in use, and 0 lifts the limit.
+func TestSetRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	p := NewPath(Direction{RateBitsPerSecond: 8000, Queue: 1000}, 1)
+	if sent, _ := p.Reserve(t0, 500); sent.Sub(t0) != 500*time.Millisecond {
+		t.Errorf("at 8 kbit/s: 500 bytes sent after %v", sent.Sub(t0))
+	}
+	p.SetRate(16000)
+	if sent, _ := p.Reserve(t0.Add(time.Second), 500); sent.Sub(t0) != 1250*time.Millisecond {
+		t.Errorf("at 16 kbit/s: 500 bytes sent at %v", sent.Sub(t0))
+	}
+	p.SetRate(0)
+	if sent, wait := p.Reserve(t0.Add(time.Second), 1<<20); !sent.Equal(t0.Add(time.Second)) || wait != 0 {
+		t.Errorf("unlimited again: sent %v, wait %v", sent.Sub(t0), wait)
+	}
+}
+
 // TestLoss: over many draws the share lost is the configured mean, and Gilbert-Elliott's
 // losses come in longer runs than Bernoulli's at the same mean.
 func TestLoss(t *testing.T) {

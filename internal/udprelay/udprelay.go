@@ -126,6 +126,12 @@ func (r *Relay) SetTarget(a *net.UDPAddr) { r.target.Store(a) }
 func (r *Relay) Up() Counters   { return r.upN.load() }
 func (r *Relay) Down() Counters { return r.downN.load() }
 
+// SetRate changes each direction's rate limit while the relay runs; 0 is unlimited.
+func (r *Relay) SetRate(up, down int64) {
+	r.up.SetRate(up)
+	r.down.SetRate(down)
+}
+
 // Cut drops every datagram, both ways, until Restore. Client mappings survive.
 func (r *Relay) Cut() {
 	r.mu.Lock()

@@ -37,6 +37,7 @@ var unions = []struct{ prefix, name string }{
 	{"Err", "ErrorCode"},
 	{"Outcome", "UploadOutcome"},
 	{"Quality", "QualityLevel"},
+	{"Uplink", "UplinkState"},
 }
 
 func main() {

@@ -236,7 +236,7 @@ func (e sessionEvent) record() []string {
 var liveTypes = map[string]string{
 	"live.join": "join", "live.leave": "leave", "live.resume": "resume", "live.disconnect": "disconnect",
 	"live.connection": "connection", "live.control": "control", "live.view": "view", "live.annotation": "annotation",
-	"live.chat": "chat", "live.muted": "muted", "live.quality.level": "quality", "live.recording": "recording",
+	"live.chat": "chat", "live.muted": "muted", "live.quality.level": "quality", "live.uplink": "quality", "live.recording": "recording",
 	"live.whip": "join",
 }
 

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -120,6 +121,13 @@ func parse(msg protocol.Message) (request, error) {
 			return req, err
 		}
 		m.Muted = muted
+		switch m.Uplink {
+		case "", protocol.UplinkFull:
+			m.Uplink = ""
+		case protocol.UplinkReduced, protocol.UplinkAudioOnly:
+		default:
+			return req, refuse(protocol.ErrInvalid, "media: unknown uplink state %q", m.Uplink)
+		}
 		req.media = &m
 	case protocol.TypePing, protocol.TypeLeave:
 	default:
@@ -165,7 +173,7 @@ func (mb *Member) Handle(msg protocol.Message) error {
 			b, _ := json.Marshal(req.quality)
 			r.event(mb.p, "live.quality", string(b))
 		case req.media != nil:
-			r.setMuted(mb.p, req.media.Muted)
+			r.setMedia(mb.p, *req.media)
 		case msg.Type == protocol.TypePing:
 			r.sendTo(mb, protocol.TypePong, msg.ID, nil)
 		}
@@ -199,14 +207,21 @@ func mutedLabels(labels []string) ([]string, error) {
 	return out, nil
 }
 
-// setMuted records what the participant turned off and tells the others when it changed.
-func (r *Room) setMuted(p *participant, muted []string) {
-	if slices.Equal(p.muted, muted) {
+// setMedia records what the participant turned off and what its uplink lets it send, and
+// tells the others when either changed.
+func (r *Room) setMedia(p *participant, m protocol.Media) {
+	mutedChanged, uplinkChanged := !slices.Equal(p.muted, m.Muted), p.uplink != m.Uplink
+	if !mutedChanged && !uplinkChanged {
 		return
 	}
-	p.muted = muted
+	p.muted, p.uplink = m.Muted, m.Uplink
 	r.broadcast(protocol.TypeParticipant, protocol.ParticipantEvent{Event: "updated", Participant: r.view(p)}, nil)
-	r.event(p, "live.muted", strings.Join(muted, " "))
+	if mutedChanged {
+		r.event(p, "live.muted", strings.Join(m.Muted, " "))
+	}
+	if uplinkChanged {
+		r.event(p, "live.uplink", cmp.Or(m.Uplink, protocol.UplinkFull))
+	}
 }
 
 // answer tells the member its message was refused and kicks one that gets nothing right.

@@ -232,6 +232,7 @@ type participant struct {
 	connection string
 	quality    string // protocol.QualityGood, ...; shown only while connected
 	muted      []string
+	uplink     string  // protocol.UplinkReduced or UplinkAudioOnly; "" when it sends everything
 	conn       *Member // the current connection; nil during the grace period
 	grace      *time.Timer
 	graceGen   int // tells a stale grace timer from the current one
@@ -427,7 +428,7 @@ func (r *Room) participants() []protocol.Participant {
 func (r *Room) view(p *participant) protocol.Participant {
 	v := protocol.Participant{ID: p.id, UserID: p.info.UserID, Name: p.info.Name, Role: p.info.Role,
 		Institution: p.info.Institution, Connected: p.conn != nil, Tracks: slices.Clone(p.tracks),
-		Connection: p.connection, Muted: slices.Clone(p.muted), JoinedAt: p.joined}
+		Connection: p.connection, Muted: slices.Clone(p.muted), Uplink: p.uplink, JoinedAt: p.joined}
 	if p.conn != nil {
 		// Without its websocket a participant is "disconnected", which says more; "lost" is
 		// for media that stopped while the websocket is up.

@@ -536,3 +536,51 @@ func TestMuted(t *testing.T) {
 		t.Errorf("session log %q", got)
 	}
 }
+
+// TestUplink: a publisher's uplink state (docs/protocol.md "Muted sources") is told to the
+// others when it changes, holds across a resume, and "full" or absent is the same thing.
+func TestUplink(t *testing.T) {
+	f := newFixture(t, Config{})
+	doc, _ := f.join(doctor)
+	cli, w := f.join(clinic)
+	queued(t, doc)
+	queued(t, cli)
+	uplinks := func(ms []protocol.Message) []string {
+		var got []string
+		for _, m := range ofType(ms, protocol.TypeParticipant) {
+			e := payload[protocol.ParticipantEvent](t, m)
+			got = append(got, e.Participant.Uplink+"/"+strings.Join(e.Participant.Muted, ","))
+		}
+		return got
+	}
+	media := func(uplink string, muted ...string) error {
+		return cli.Handle(message(protocol.TypeMedia, 5, protocol.Media{Muted: muted, Uplink: uplink}))
+	}
+	for _, u := range []string{protocol.UplinkReduced, protocol.UplinkReduced, protocol.UplinkAudioOnly, protocol.UplinkFull, "", protocol.UplinkAudioOnly} {
+		if err := media(u); err != nil {
+			t.Fatalf("%q: %v", u, err)
+		}
+	}
+	// An older client's message (no uplink) is "full"; muting keeps to its own field.
+	if err := cli.Handle(protocol.Message{Type: protocol.TypeMedia, Data: []byte(`{"muted":["microphone"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := uplinks(queued(t, doc)); !slices.Equal(got, []string{"reduced/", "audio-only/", "/", "audio-only/", "/microphone"}) {
+		t.Errorf("events %q", got)
+	}
+	wantCode(t, media("slow"), protocol.ErrInvalid)
+	if err := media(protocol.UplinkAudioOnly); err != nil {
+		t.Fatal(err)
+	}
+	cli.Disconnected()
+	_, w2, err := f.r.Join(context.Background(), clinic, w.ResumeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w2.Participants[1].Uplink; got != protocol.UplinkAudioOnly {
+		t.Errorf("welcome after the resume: uplink %q", got)
+	}
+	if got := f.events.details("live.uplink"); !slices.Equal(got, []string{"reduced", "audio-only", "full", "audio-only", "full", "audio-only"}) {
+		t.Errorf("session log %q", got)
+	}
+}

@@ -251,6 +251,9 @@ func (s *SFU) settingEngine() error {
 			s.udpConn = conn
 			s.udpMux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: s.pionLog.NewLogger("udpmux"), UDPConn: conn, Net: cfg.Net})
 			se.SetICEUDPMux(s.udpMux)
+			if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.IsLoopback() {
+				se.SetIncludeLoopbackCandidate(true) // as without Net: a test's real loopback
+			}
 		}
 		s.se = se
 		return nil

@@ -90,7 +90,8 @@ func (p *Peer) maybeQuality(now time.Time) {
 		if p.isClosed() {
 			return
 		}
-		p.s.emit(Event{Room: p.roomID, Peer: p.id, Kind: EventQuality, Quality: &q})
+		sample := q // the event is read on the event goroutine; q changes below
+		p.s.emit(Event{Room: p.roomID, Peer: p.id, Kind: EventQuality, Quality: &sample})
 		if measured {
 			if c := p.client.Load(); c != nil && nowNs-c.at < int64(2*p.s.cfg.QualityInterval) {
 				q.RTTms = max(q.RTTms, c.q.RTTms)

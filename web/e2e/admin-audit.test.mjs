@@ -162,7 +162,7 @@ test('the admin lands on the dashboard: consultations, storage, live rooms', T, 
   await page.waitForURL(/\/admin\/dashboard$/);
   await page.getByRole('heading', { name: '概览', level: 1 }).waitFor();
   const tabs = await page.getByRole('navigation', { name: '主导航' }).getByRole('link').allTextContents();
-  assert.deepEqual(tabs.map((s) => s.trim()), ['概览', '机构与工作站', '人员', '审计'], 'the session logs tab waits for its route');
+  assert.deepEqual(tabs.map((s) => s.trim()), ['概览', '机构与工作站', '人员', '会诊记录', '审计']);
   assert.equal((await page.getByTestId('figure-total').locator('strong').textContent()).trim(), '2');
   // uPlot drew the consultations per day: a canvas with today's bar of 2.
   const perDay = page.getByRole('article', { name: '每日会诊申请' });

@@ -188,6 +188,26 @@ describe('LiveClient', () => {
     expect(s.last().of('media')).toEqual([{ muted: ['microphone'] }, { muted: ['microphone', 'camera'] }, { muted: ['camera'] }, { muted: ['camera'] }]);
   });
 
+  it('tells the room its uplink state with what it muted, and again to a room that forgot', async () => {
+    const { s, client } = setup();
+    client.join();
+    s.last().open();
+    s.last().serve('welcome', welcome('p1'));
+    await client.setCameraStep(1, 'reduced');
+    await client.setCameraStep(2, 'audio-only');
+    await client.setCameraStep(2, 'audio-only');
+    expect(s.last().of('media')).toEqual([
+      { muted: [], uplink: 'reduced' },
+      { muted: [], uplink: 'audio-only' },
+    ]);
+    s.last().serve('welcome', welcome('p1', { resumed: true, participants: [{ ...participant('p1', '韦东平'), uplink: 'audio-only' }] }));
+    expect(s.last().of('media')).toHaveLength(2);
+    s.last().serve('welcome', welcome('p9'));
+    await client.setCameraStep(0, 'full');
+    // Full is said by leaving the field out, as an older client does.
+    expect(s.last().of('media').slice(2)).toEqual([{ muted: [], uplink: 'audio-only' }, { muted: [] }]);
+  });
+
   it('pings, and takes a silent socket for dead', () => {
     let now = 0;
     const { s, client } = setup({ now: () => now, pingEvery: 10_000, silentFor: 30_000 });

@@ -44,9 +44,11 @@ import {
   type Snapshot,
   type Track,
   type ViewState,
+  type UplinkState,
   type Welcome,
 } from './protocol';
 import { applyOp, cloneViewState, defaultViewState } from './viewstate';
+import { cameraSteps, type CameraStep, type UplinkMids } from './uplink';
 
 export type ClientStatus = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'ended';
 export type ControlAction = 'request' | 'cancel' | 'give' | 'release' | 'take';
@@ -57,6 +59,21 @@ export interface LocalMedia {
   camera?: MediaStream | null;
   imaging?: MediaStream | null;
 }
+
+/**
+ * What the uplink controller (web/src/live/uplink.ts) steps: made anew each time media is
+ * published, so a controller knows when to start over.
+ */
+export interface UplinkPlan {
+  steps: CameraStep[];
+  /** The imaging feed's cap; 0 without one. */
+  imagingMax: number;
+  /** The senders' mids (known once the offer is made). */
+  mids(): UplinkMids;
+}
+
+/** The imaging feed's cap: ultrasound at 1280x720 with its text sharp. */
+export const IMAGING_MAX_BITRATE = 2_500_000;
 
 /** A remote track as it arrived on "sub", with what the server said it is. */
 export interface RemoteTrack {
@@ -201,6 +218,10 @@ export class LiveClient {
   private pubTracks: Record<string, Track> = {};
   private senders = new Map<MediaStreamTrack, RTCRtpSender>();
   private silenced = new Set<string>();
+  private cameraSender: RTCRtpSender | null = null;
+  private uplink: UplinkState = 'full';
+  /** The current plan for the uplink controller; null when nothing is published. */
+  uplinkPlan: UplinkPlan | null = null;
   private pubCandidates: RTCIceCandidateInit[] = [];
   private subCandidates: RTCIceCandidateInit[] = [];
   private subQueue: Promise<void> = Promise.resolve();
@@ -506,7 +527,7 @@ export class LiveClient {
     this.emit('welcome', w);
     // A new participant starts unmuted at the server; a resumed one kept what it had.
     const mine = w.participants.find((p) => p.id === w.participant);
-    if ((mine?.muted ?? []).join() !== this.mutedLabels().join()) this.sendMuted();
+    if ((mine?.muted ?? []).join() !== this.mutedLabels().join() || (mine?.uplink ?? 'full') !== this.uplink) this.sendMuted();
     if (w.resumed && this.pub) return; // the server kept our media
     void this.startMedia();
   }
@@ -598,6 +619,10 @@ export class LiveClient {
     const tracks: Record<string, Track> = {};
     const stream = new MediaStream();
     this.senders.clear();
+    this.cameraSender = null;
+    let cameraTr: RTCRtpTransceiver | null = null;
+    let imagingTr: RTCRtpTransceiver | null = null;
+    let published: RTCRtpEncodingParameters[] = [];
     for (const t of this.local.camera?.getTracks() ?? []) {
       if (t.readyState === 'ended') continue;
       stream.addTrack(t);
@@ -608,21 +633,36 @@ export class LiveClient {
       }
       const tr = pub.addTransceiver(t, init);
       this.senders.set(t, tr.sender);
+      if (t.kind === 'video') {
+        cameraTr = tr;
+        this.cameraSender = tr.sender;
+        published = init.sendEncodings ?? [];
+      }
       if (this.silenced.has(t.kind)) await tr.sender.replaceTrack(null);
       tracks[t.id] = { id: t.id, kind: t.kind, label: t.kind === 'audio' ? LabelMicrophone : LabelCamera };
     }
     const imaging = this.local.imaging?.getVideoTracks().find((t) => t.readyState !== 'ended');
     if (imaging) {
       // Ultrasound is motion and text: keep detail in the encoder, and the frame rate when
-      // the link is short (lower the resolution first).
+      // the link is short (lower the resolution first). High priority: Chromium's allocator
+      // weighs its share of the estimate over the camera's layers (web/src/live/uplink.ts).
       imaging.contentHint = 'detail';
-      const tr = pub.addTransceiver(imaging, { direction: 'sendonly', streams: [stream], sendEncodings: [{ maxBitrate: 2_500_000 }] });
+      const tr = pub.addTransceiver(imaging, {
+        direction: 'sendonly',
+        streams: [stream],
+        sendEncodings: [{ maxBitrate: IMAGING_MAX_BITRATE, priority: 'high', networkPriority: 'high' }],
+      });
+      imagingTr = tr;
       const p = tr.sender.getParameters();
       p.degradationPreference = 'maintain-framerate';
       await tr.sender.setParameters(p).catch(() => undefined);
       tracks[imaging.id] = { id: imaging.id, kind: 'video', label: LabelImaging };
     }
     this.pubTracks = tracks;
+    const cam = cameraTr as RTCRtpTransceiver | null;
+    const img = imagingTr as RTCRtpTransceiver | null;
+    this.uplinkPlan = cam || img ? { steps: cam ? cameraSteps(published) : [], imagingMax: img ? IMAGING_MAX_BITRATE : 0, mids: () => ({ camera: cam?.mid ?? null, imaging: img?.mid ?? null }) } : null;
+    this.setUplink('full');
     if (Object.keys(tracks).length > 0) await this.offerPub(false);
   }
 
@@ -654,6 +694,39 @@ export class LiveClient {
     }
   }
 
+  /**
+   * setCameraStep sends the camera's video as the uplink controller's step says (an index
+   * into uplinkPlan.steps): some simulcast layers or none, without renegotiating.
+   */
+  async setCameraStep(step: number, state: UplinkState): Promise<void> {
+    const sender = this.cameraSender;
+    const plan = this.uplinkPlan;
+    const want = plan?.steps[step];
+    if (sender && want) {
+      const p = sender.getParameters();
+      p.encodings.forEach((e, i) => {
+        const w = want.encodings[i];
+        if (!w) return;
+        e.active = w.active ?? true;
+        if (w.maxBitrate !== undefined) e.maxBitrate = w.maxBitrate;
+        if (w.scaleResolutionDownBy !== undefined) e.scaleResolutionDownBy = w.scaleResolutionDownBy;
+      });
+      try {
+        await sender.setParameters(p);
+      } catch (err) {
+        this.localError(`camera step ${step}: ${String(err)}`);
+      }
+    }
+    this.setUplink(state);
+  }
+
+  /** setUplink tells the room what this page's uplink lets it send (docs/protocol.md "media"). */
+  private setUplink(state: UplinkState): void {
+    if (this.uplink === state) return;
+    this.uplink = state;
+    this.sendMuted();
+  }
+
   /** mutedLabels: the sources this page has turned off, as the protocol names them. */
   private mutedLabels(): string[] {
     const out: string[] = [];
@@ -662,9 +735,10 @@ export class LiveClient {
     return out;
   }
 
-  /** sendMuted tells the room what is turned off, so the others show it (docs/protocol.md "media"). */
+  /** sendMuted tells the room what is turned off and the uplink's state, so the others show it (docs/protocol.md "media"). */
   private sendMuted(): void {
-    this.send(TypeMedia, { muted: this.mutedLabels() });
+    // Absent is full (as from older clients).
+    this.send(TypeMedia, this.uplink === 'full' ? { muted: this.mutedLabels() } : { muted: this.mutedLabels(), uplink: this.uplink });
   }
 
   /** restartIce asks for new ICE on both connections (after a network change). */

@@ -128,6 +128,11 @@ export interface Participant {
    * has turned off itself, as its last Media message said; its tracks stay published.
    */
   muted?: string[];
+  /**
+   * Uplink is UplinkReduced or UplinkAudioOnly while the participant's own uplink is too
+   * thin for all it publishes (its last Media message); absent when it sends everything.
+   */
+  uplink?: string;
   joinedAt: string;
 }
 
@@ -344,7 +349,21 @@ export interface ControlState {
 export interface Media {
   /** labels: microphone, camera, imaging; empty: nothing muted */
   muted: string[];
+  /**
+   * Uplink says what the participant's uplink lets it send (UplinkFull, UplinkReduced,
+   * UplinkAudioOnly); absent from older clients, which is UplinkFull.
+   */
+  uplink?: string;
 }
+
+// Uplink states: how a publisher with a thin uplink cut its camera to keep its imaging feed
+// (docs/protocol.md "Muted sources").
+/** everything sent as published */
+export const UplinkFull = 'full';
+/** the camera at its lower layers only */
+export const UplinkReduced = 'reduced';
+/** the camera's video paused: its microphone only */
+export const UplinkAudioOnly = 'audio-only';
 
 /** ChatSend is a chat message from a client. */
 export interface ChatSend {
@@ -568,6 +587,11 @@ export type QualityLevel =
   | typeof QualityGood
   | typeof QualityWeak
   | typeof QualityLost;
+
+export type UplinkState =
+  | typeof UplinkFull
+  | typeof UplinkReduced
+  | typeof UplinkAudioOnly;
 
 /** The data each message type carries (undefined: none). */
 export interface MessagePayloads {

@@ -1,6 +1,7 @@
 import { defineStore } from 'pinia';
 import { computed, markRaw, ref, shallowRef, triggerRef } from 'vue';
-import { LiveClient, type ClientOptions, type ClientStatus, type ControlAction, type LocalMedia, type RemoteTrack, type AppliedRecord } from '@/live/client';
+import { LiveClient, type ClientOptions, type ClientStatus, type ControlAction, type LocalMedia, type RemoteTrack, type AppliedRecord, type UplinkPlan } from '@/live/client';
+import { UplinkController, uplinkSample } from '@/live/uplink';
 import {
   counters,
   connectionType,
@@ -15,7 +16,7 @@ import {
 } from '@/live/quality';
 import { checkReachability, type Reachability } from '@/live/precall';
 import { applyOp, cloneViewState, defaultViewState } from '@/live/viewstate';
-import type { ChatMessage, ControlState, Op, OpApplied, Participant, ProtocolError, ViewState } from '@/live/protocol';
+import type { ChatMessage, ControlState, Op, OpApplied, Participant, ProtocolError, UplinkState, ViewState } from '@/live/protocol';
 
 /** Ops only the driver may send (docs/protocol.md); pointer and annotations are anyone's. */
 export const DRIVER_OPS: ReadonlySet<string> = new Set(['image', 'window', 'transform', 'cine', 'reset']);
@@ -80,6 +81,14 @@ export const useRoomStore = defineStore('room', () => {
   const local = shallowRef<LocalMedia>({});
   const micOn = ref(true);
   const cameraOn = ref(true);
+  /** What this page's uplink lets it send (web/src/live/uplink.ts); full without an imaging feed. */
+  const uplink = ref<UplinkState>('full');
+  /** The imaging feed's and the camera's send rates at the last sample, bits/s (the tests read them). */
+  const uplinkRates = ref({ imaging: 0, camera: 0, estimate: 0 });
+  /** The controller's changes, newest last (at most 50): when, to what, and the sample's rates. */
+  const uplinkChanges: { at: number; state: UplinkState; step: number; estimate: number; imaging: number; camera: number }[] = [];
+  let uplinkCtl: UplinkController | null = null;
+  let uplinkFor: UplinkPlan | null = null;
   let lastCounters: Counters | null = null;
   let lastOwn: OwnCounters | null = null;
   /** This page's figures go to the server every 5 s (docs/protocol.md: at most every few seconds). */
@@ -116,6 +125,9 @@ export const useRoomStore = defineStore('room', () => {
 
   /** Sources each participant turned off (its last "media" message), by participant. */
   const remoteMuted = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.muted ?? []])));
+
+  /** Each participant's uplink state as it said it (absent: full), by participant. */
+  const remoteUplink = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.uplink ?? 'full'])));
 
   /** Display names by participant ID (others' laser pointers in the viewer). */
   const names = computed(() => Object.fromEntries([...participants.value.values()].map((p) => [p.id, p.name])));
@@ -253,6 +265,7 @@ export const useRoomStore = defineStore('room', () => {
       quality.value = received(lastCounters, cur);
       lastCounters = cur;
       myConnection.value = connectionType(stats) ?? (pubStats ? connectionType(pubStats) : null);
+      if (pubStats) steerUplink(c, pubStats, now);
       const own = ownCounters(stats, pubStats, now);
       if (!lastOwn) lastOwn = own;
       else if (now - lastOwn.at >= QUALITY_SEND_EVERY) {
@@ -261,6 +274,29 @@ export const useRoomStore = defineStore('room', () => {
       }
     } catch {
       // a connection closed meanwhile
+    }
+  }
+
+  /**
+   * steerUplink gives the uplink controller a sample and applies its step: the camera gives
+   * way so the imaging feed keeps its rate. A new plan (media published again) starts over.
+   */
+  function steerUplink(c: LiveClient, pubStats: RTCStatsReport, now: number): void {
+    const plan = c.uplinkPlan;
+    if (plan !== uplinkFor) {
+      uplinkFor = plan;
+      uplinkCtl = plan ? new UplinkController({ steps: plan.steps, imagingMax: plan.imagingMax }) : null;
+      uplink.value = 'full';
+    }
+    if (!plan || !uplinkCtl) return;
+    const sample = uplinkSample(pubStats, plan.mids(), now);
+    const d = uplinkCtl.update(sample);
+    uplinkRates.value = { imaging: Math.round(uplinkCtl.imagingRate), camera: Math.round(uplinkCtl.cameraRate), estimate: sample.estimate ?? 0 };
+    if (d.changed) {
+      uplink.value = d.state;
+      uplinkChanges.push({ at: now, state: d.state, step: d.step, ...uplinkRates.value });
+      if (uplinkChanges.length > 50) uplinkChanges.shift();
+      void c.setCameraStep(d.step, d.state);
     }
   }
 
@@ -372,6 +408,10 @@ export const useRoomStore = defineStore('room', () => {
     localView,
     shownView,
     quality,
+    uplink,
+    uplinkRates,
+    uplinkChanges,
+    remoteUplink,
     myConnection,
     reach,
     mediaState,

@@ -1,6 +1,6 @@
 // window.sanping: what the browser tests (server/browser_test.go, web/e2e/room.test.mjs) read
 // of the room, the same names the plain-JS live page had. Reading it changes nothing; sendOp
-// sends as the viewer would.
+// sends as the viewer would, sendChat as the chat panel would.
 import type { useRoomStore, RemoteMedia } from '@/stores/room';
 import type { AppliedRecord } from '@/live/client';
 import type { ControlState, Op, Participant, ViewState } from '@/live/protocol';
@@ -27,9 +27,17 @@ export interface SanpingHooks {
   /** Remote participants' media: the face stream (camera and microphone) and camera sizes. */
   readonly remote: Map<string, RemoteMedia & { stream: MediaStream }>;
   readonly pub: RTCPeerConnection | null;
+  /** This page's uplink state (web/src/live/uplink.ts) and its last sample's rates, bits/s. */
+  readonly uplink: string;
+  readonly uplinkRates: { imaging: number; camera: number; estimate: number };
+  /** The uplink controller's changes, newest last: at (Date.now()), state, step and rates. */
+  readonly uplinkChanges: readonly object[];
   readonly sub: RTCPeerConnection | null;
+  /** Chat texts so far, oldest first. */
+  readonly chat: string[];
   framesDecoded(): Promise<Record<string, number>>;
   sendOp(op: Op): number;
+  sendChat(text: string): boolean;
 }
 
 declare global {
@@ -87,14 +95,29 @@ export function installTestHooks(room: RoomStore): void {
     get pub() {
       return room.client?.pub ?? null;
     },
+    get uplink() {
+      return room.uplink;
+    },
+    get uplinkRates() {
+      return room.uplinkRates;
+    },
+    get uplinkChanges() {
+      return room.uplinkChanges;
+    },
     get sub() {
       return room.client?.sub ?? null;
     },
     framesDecoded() {
       return room.client?.framesDecoded() ?? Promise.resolve({});
     },
+    get chat() {
+      return room.chat.map((c) => c.text);
+    },
     sendOp(op: Op) {
       return room.sendOp(op);
+    },
+    sendChat(text: string) {
+      return room.sendChat(text);
     },
   };
   window.sanping = hooks;
