@@ -229,7 +229,11 @@ export async function stow(base, token, files) {
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}`, Accept: 'application/dicom+json' },
     body: Buffer.concat(parts),
   });
-  if (res.status !== 200) throw new Error(`STOW: ${res.status} ${await res.text()}`);
+  // 202 without a Failed SOP Sequence (0008,1198): every instance stored, some with a warning
+  // (e.g. already stored in another transfer syntax, after the station sent its JPEG-LS).
+  const text = await res.text();
+  if (res.status === 200 || (res.status === 202 && !('00081198' in JSON.parse(text)))) return;
+  throw new Error(`STOW: ${res.status} ${text}`);
 }
 
 /** tokenSecret is the secret `sanping token create` printed (its last line). */
