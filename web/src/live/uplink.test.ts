@@ -48,7 +48,18 @@ describe('camera steps', () => {
 });
 
 describe('uplink controller', () => {
-  const make = () => new UplinkController({ steps: cameraSteps(cameraEncodings(1280, 720)), imagingMax: IMAGING });
+  const make = () => new UplinkController({ steps: cameraSteps(cameraEncodings(1280, 720)), imagingMax: IMAGING, warmUp: 0 });
+
+  it('leaves the camera alone while the estimate ramps up at the start of a call', () => {
+    const c = new UplinkController({ steps: cameraSteps(cameraEncodings(1280, 720)), imagingMax: IMAGING });
+    const { feed } = feeder(c);
+    // The first seconds: the estimate starts near 300 kbit/s and climbs.
+    feed(300_000, 250_000, true, 4);
+    expect(c.state).toBe('full');
+    // A thin link stays thin past the warm-up: then the camera steps down.
+    feed(1_200_000, 1_000_000, true, 6);
+    expect(c.state).not.toBe('full');
+  });
 
   it('steps the camera down one step per two short samples: layers, then video, while imaging keeps its rate', () => {
     const c = make();

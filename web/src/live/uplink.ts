@@ -105,6 +105,12 @@ export interface UplinkOptions {
   downAfter?: number;
   /** How long the estimate must carry the next step up before taking it, ms. */
   upAfter?: number;
+  /**
+   * No step down this long after the first sample, ms: the browser's estimate starts low
+   * (Chromium's GCC at about 300 kbit/s) and ramps up over the first seconds, which is not a
+   * thin link. Without it every call's start showed the clinic "poor uplink".
+   */
+  warmUp?: number;
 }
 
 /** What the controller decided after a sample. */
@@ -131,6 +137,8 @@ export class UplinkController {
   step = 0;
   private readonly downAfter: number;
   private readonly upAfter: number;
+  private readonly warmUp: number;
+  private firstAt: number | null = null;
   private last: UplinkSample | null = null;
   private short = 0;
   private roomSince: number | null = null;
@@ -151,6 +159,7 @@ export class UplinkController {
     this.imagingMax = opts.imagingMax;
     this.downAfter = opts.downAfter ?? 2;
     this.upAfter = opts.upAfter ?? 5000;
+    this.warmUp = opts.warmUp ?? 10_000;
   }
 
   get state(): UplinkState {
@@ -167,6 +176,7 @@ export class UplinkController {
   update(s: UplinkSample): UplinkDecision {
     const prev = this.last;
     this.last = s;
+    this.firstAt ??= s.at;
     const keep = (): UplinkDecision => ({ step: this.step, state: this.state, changed: false });
     if (!prev || s.at <= prev.at) return keep();
     const secs = (s.at - prev.at) / 1000;
@@ -182,6 +192,7 @@ export class UplinkController {
     const last = this.steps.length - 1;
     const need = (step: number) => this.steps[step]?.need ?? 0;
     const isShort = s.imagingLimited || budget < need(this.step);
+    if (isShort && s.at - this.firstAt < this.warmUp) return keep();
     if (isShort) {
       this.roomSince = null;
       this.short++;
