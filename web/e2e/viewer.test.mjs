@@ -309,8 +309,10 @@ test('cine plays the ultrasound clip', T, async (t) => {
   await shoot(page, 'viewer-us-cine-desktop', DESKTOP);
   await page.getByRole('button', { name: /^电影播放/ }).click();
   await waitAttr('data-cine', (v) => v === 'false');
-  const f = await attr('data-frame');
+  // A frame already being drawn when cine stopped may still land (seen on a loaded machine).
   await page.waitForTimeout(300);
+  const f = await attr('data-frame');
+  await page.waitForTimeout(500);
   assert.equal(await attr('data-frame'), f, 'stopped');
   await shoot(page, 'viewer-us-phone', PHONE);
   await page.setViewportSize(DESKTOP);
