@@ -270,6 +270,9 @@ async function startOrthancs() {
       IndexDirectory: st,
       StorageCompression: false,
       SyncStorageArea: true,
+      // Orthanc's HTTP client gives up on a request after HttpTimeout (default 60 s); a STOW
+      // of a CT over 2 Mbit/s takes minutes.
+      HttpTimeout: 3600,
       HttpServerEnabled: true,
       HttpPort: http,
       DicomServerEnabled: dicom > 0,
