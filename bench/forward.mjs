@@ -318,9 +318,19 @@ async function startOrthancs() {
       const found = await post(`${village}/tools/lookup`, set.study);
       const id = found.find((x) => x.Type === 'Study')?.ID;
       if (!id) throw new Error(`village Orthanc: no study ${set.study}`);
-      const stow = await post(`${village}/dicom-web/servers/county/stow`, { Resources: [id] });
-      if (stow && stow.FailedInstancesCount) throw new Error(`STOW to county: ${JSON.stringify(stow)}`);
-      await waitAll(county, set.study, set.n, basic, 3_600_000);
+      // Not awaited: node's fetch gives up waiting for headers after 300 s, and the synchronous
+      // answer comes only once the whole study is through. The county's QIDO decides.
+      let failed = null;
+      post(`${village}/dicom-web/servers/county/stow`, { Resources: [id] }).then(
+        (stow) => stow && stow.FailedInstancesCount && (failed = JSON.stringify(stow)),
+        (e) => !/Headers Timeout|fetch failed/.test(String(e) + String(e.cause)) && (failed = String(e)),
+      );
+      const deadline = Date.now() + 3_600_000;
+      while ((await count(county, set.study, basic)) < set.n) {
+        if (failed) throw new Error(`STOW to county: ${failed}`);
+        if (Date.now() > deadline) throw new Error('county Orthanc: not all instances after 1 h');
+        await sleep(250);
+      }
       return { seconds: (performance.now() - t0) / 1000, scu, up: proxy.bytes.up - up0 };
     },
   };
