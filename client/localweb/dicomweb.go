@@ -18,6 +18,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/sanping/sanping/server/dcm"
+	"github.com/sanping/sanping/server/dicomweb"
 )
 
 // parsed is what a file gives the reads: its DICOM JSON (bulk data URIs after
@@ -250,7 +251,8 @@ func (s *Server) frames(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "the station has no copy of this instance")
 		return
 	}
-	nums, err := parseFrameList(r.PathValue("frames"))
+	// The county's own reading of {frames}, limits included.
+	nums, err := dicomweb.ParseFrameList(r.PathValue("frames"))
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return
@@ -354,29 +356,4 @@ func negotiate(accept, ts string) (multi, ok bool) {
 		}
 	}
 	return false, false
-}
-
-// maxFrameList bounds a frame list, as the county does.
-const maxFrameList = 10000
-
-// parseFrameList reads {frames}: frame numbers from 1, comma-separated, none repeated.
-func parseFrameList(v string) ([]int, error) {
-	if strings.Count(v, ",") >= maxFrameList {
-		return nil, fmt.Errorf("at most %d frames in one request", maxFrameList)
-	}
-	parts := strings.Split(v, ",")
-	nums := make([]int, 0, len(parts))
-	seen := make(map[int]bool, len(parts))
-	for _, f := range parts {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("frame number %q: frames are numbered from 1", f)
-		}
-		if seen[n] {
-			return nil, fmt.Errorf("frame %d is asked for more than once", n)
-		}
-		seen[n] = true
-		nums = append(nums, n)
-	}
-	return nums, nil
 }

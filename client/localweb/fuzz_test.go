@@ -1,6 +1,10 @@
 package localweb
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/sanping/sanping/server/dicomweb"
+)
 
 // FuzzRequest: the hand-read parts of a browser's request (Accept, the frame list) never
 // panic, and a frame list read is numbers from 1, each once.
@@ -9,7 +13,7 @@ func FuzzRequest(f *testing.F) {
 	f.Add(`application/octet-stream;;=;transfer-syntax="`, "0,,1")
 	f.Fuzz(func(t *testing.T, accept, frames string) {
 		negotiate(accept, "1.2.840.10008.1.2.1")
-		nums, err := parseFrameList(frames)
+		nums, err := dicomweb.ParseFrameList(frames)
 		if err != nil {
 			return
 		}

@@ -96,17 +96,17 @@ func (l *lazyWriter) Flush() {
 	}
 }
 
-// maxFrameList bounds a frame list: more than the largest multi-frame instances a county sees
+// MaxFrameList bounds a frame list: more than the largest multi-frame instances a county sees
 // (a long cine loop), and each frame at most once, so the answer is never larger than the
 // instance itself.
-const maxFrameList = 10000
+const MaxFrameList = 10000
 
-// parseFrameList reads the {frames} of Retrieve Frames (PS3.18 8.3.3.1.2: a comma-separated
-// list of frame numbers, from 1). A number repeated, or a list longer than maxFrameList, is
+// ParseFrameList reads the {frames} of Retrieve Frames (PS3.18 8.3.3.1.2: a comma-separated
+// list of frame numbers, from 1). A number repeated, or a list longer than MaxFrameList, is
 // refused: "1,1,1,..." would otherwise return one copy of the frame per repetition.
-func parseFrameList(v string) ([]int, error) {
-	if strings.Count(v, ",") >= maxFrameList {
-		return nil, fmt.Errorf("at most %d frames in one request", maxFrameList)
+func ParseFrameList(v string) ([]int, error) {
+	if strings.Count(v, ",") >= MaxFrameList {
+		return nil, fmt.Errorf("at most %d frames in one request", MaxFrameList)
 	}
 	parts := strings.Split(v, ",")
 	nums := make([]int, 0, len(parts))
@@ -132,7 +132,7 @@ func (s *Service) frames(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	nums, err := parseFrameList(r.PathValue("frames"))
+	nums, err := ParseFrameList(r.PathValue("frames"))
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return
